@@ -1,0 +1,71 @@
+// The seam between the sandbox manager and a VMM driver. QEMU microvm is the first driver; Cloud Hypervisor or
+// Firecracker can be added behind the same interface without touching shim/.
+import type { Duplex } from 'node:stream';
+
+export type Acceleration = 'kvm' | 'tcg';
+
+export interface AccelerationChoice {
+  accel: Acceleration;
+  /** One line saying why this choice was made (shown as a warning when it is TCG). */
+  reason: string;
+}
+
+export interface VmConfig {
+  /** Sandbox id, used in names and log lines. */
+  id: string;
+  /** Per-sandbox directory on the host: sockets, console log, shared dir live here. */
+  dir: string;
+  vcpus: number;
+  memoryMiB: number;
+  kernelPath: string;
+  initrdPath: string;
+  /** Optional read-only root image on virtio-blk (erofs). */
+  rootImagePath?: string;
+  kernelCmdline: string;
+  /** Host directory exported over virtio-fs with tag `hullshared`. */
+  sharedDir: string;
+  accel: 'auto' | Acceleration;
+  guestCid: number;
+}
+
+export interface VmExit {
+  /** How QEMU ended: 'shutdown' (guest powered off), 'quit' (we asked), 'crashed' (died on its own), 'killed'. */
+  reason: 'shutdown' | 'quit' | 'crashed' | 'killed';
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+export interface HypervisorCapabilities {
+  pause: boolean;
+  hotplug: boolean;
+  sharedFs: 'virtio-fs';
+  vsock: 'hybrid' | 'vhost-vsock';
+}
+
+/** Host processes that belong to one VM, for leak checks, memory accounting and crash recovery. */
+export interface VmProcesses {
+  vmm?: number;
+  virtiofsd?: number;
+  vsockBackend?: number;
+}
+
+export interface Hypervisor {
+  readonly capabilities: HypervisorCapabilities;
+  readonly accel: AccelerationChoice;
+  /** Starts helpers (vsock backend, virtiofsd) and QEMU; resolves once QMP answers and the VM runs. */
+  start(): Promise<void>;
+  /** Graceful: asks the guest to power off, waits up to timeoutMs, then forces. Always leaves no process. */
+  stop(timeoutMs?: number): Promise<VmExit>;
+  /** Forced stop: quit over QMP, then SIGKILL every helper. */
+  kill(): Promise<VmExit>;
+  /** Resolves when QEMU has exited (for any reason) and every helper has been stopped. */
+  wait(): Promise<VmExit>;
+  pause(): Promise<void>;
+  resume(): Promise<void>;
+  /** Opens a stream to a guest vsock port (host-initiated). Rejects if the guest does not accept. */
+  connectVsock(port: number, timeoutMs: number): Promise<Duplex>;
+  processes(): VmProcesses;
+  /** The last lines of the guest console, for error messages. */
+  consoleTail(lines?: number): string;
+  readonly consolePath: string;
+}
