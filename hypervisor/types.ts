@@ -33,6 +33,8 @@ export interface VmExit {
   reason: 'shutdown' | 'quit' | 'crashed' | 'killed';
   code: number | null;
   signal: NodeJS.Signals | null;
+  /** QEMU's own word for it when known (QMP SHUTDOWN reason such as 'guest-shutdown', 'guest-panic'), for logs. */
+  detail?: string;
 }
 
 export interface HypervisorCapabilities {
@@ -47,6 +49,11 @@ export interface VmProcesses {
   vmm?: number;
   virtiofsd?: number;
   vsockBackend?: number;
+  /**
+   * Start time of each process (field 22 of /proc/<pid>/stat), so a later cleanup never signals an unrelated
+   * process that reused a recorded pid. Optional: without it the pid alone is trusted.
+   */
+  startTimes?: { vmm?: number; virtiofsd?: number; vsockBackend?: number };
 }
 
 export interface Hypervisor {
@@ -54,7 +61,10 @@ export interface Hypervisor {
   readonly accel: AccelerationChoice;
   /** Starts helpers (vsock backend, virtiofsd) and QEMU; resolves once QMP answers and the VM runs. */
   start(): Promise<void>;
-  /** Graceful: asks the guest to power off, waits up to timeoutMs, then forces. Always leaves no process. */
+  /**
+   * Graceful: the caller has already asked the guest (agent) to power off; this waits up to timeoutMs for QEMU to
+   * exit, then QMP quit, then SIGKILL. Always leaves no process.
+   */
   stop(timeoutMs?: number): Promise<VmExit>;
   /** Forced stop: quit over QMP, then SIGKILL every helper. */
   kill(): Promise<VmExit>;

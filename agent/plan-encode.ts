@@ -1,0 +1,41 @@
+// The plan's wire form on the helper's fd 3 (docs/design.md): NUL-terminated strings, each key followed by its
+// fixed number of values. The helper refuses unknown keys, so only keys it knows are written.
+import { SpecError } from './errors.js';
+import type { Plan } from './spec-plan.js';
+
+export function encodePlan(plan: Plan): Buffer {
+  const out: string[] = [];
+  const put = (key: string, ...values: Array<string | number>): void => {
+    out.push(key);
+    for (const v of values) {
+      const s = String(v);
+      // A NUL would shift every later key; the checks in spec-plan.ts should make this unreachable.
+      if (s.includes('\0')) throw new SpecError(`plan value for ${key} contains NUL`);
+      out.push(s);
+    }
+  };
+
+  put('mode', plan.mode);
+  if (plan.mode === 'exec') put('join_pid', plan.joinPid ?? 0);
+  if (plan.namespaces.length) put('namespaces', plan.namespaces.join(','));
+  if (plan.rootfs !== undefined) put('rootfs', plan.rootfs);
+  put('readonly_root', plan.readonlyRoot ? '1' : '0');
+  if (plan.hostname !== undefined) put('hostname', plan.hostname);
+  for (const m of plan.mounts) put('mount', m.type, m.source, m.destination, m.flags >>> 0, m.data);
+  if (plan.cgroup !== undefined) put('cgroup', plan.cgroup);
+  for (const r of plan.rlimits) put('rlimit', r.resource, r.soft, r.hard);
+  put('uid', plan.uid);
+  put('gid', plan.gid);
+  put('groups', plan.groups.join(','));
+  put('cwd', plan.cwd);
+  for (const e of plan.env) put('env', e);
+  for (const a of plan.args) put('arg', a);
+  return Buffer.from(out.map((s) => `${s}\0`).join(''), 'utf8');
+}
+
+/** Inverse of encodePlan's framing, for tests and debugging: [key, values[]] pairs. */
+export function decodePlanStrings(buf: Buffer): string[] {
+  const s = buf.toString('utf8');
+  if (s.length && !s.endsWith('\0')) throw new Error('plan does not end with NUL');
+  return s.length ? s.slice(0, -1).split('\0') : [];
+}

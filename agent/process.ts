@@ -1,0 +1,272 @@
+// One run of /hull/hull-container-init and the process it starts (docs/design.md "Container init helper"):
+// the plan goes in on fd 3, status lines come back on fd 4 (`pid <n>`, `ready`, `error <msg>`), one byte on fd 5
+// lets it exec. The helper stays as the workload's parent and exits with its status, so the helper's exit is the
+// process's exit. fd 4 reaching EOF after the start byte, without an error line, means exec succeeded.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { constants as osConstants } from 'node:os';
+import type { Duplex, Readable, Writable } from 'node:stream';
+import type { Logger } from 'pino';
+import { TtrpcError } from '../protocol/errors.js';
+import { Code } from '../protocol/ttrpc/codes.js';
+import { HelperError, InternalError, StateError } from './errors.js';
+import { OutputBuffer } from './output-buffer.js';
+
+export interface ExitStatus {
+  /** 0..255; 128+n when a signal ended it. */
+  exitStatus: number;
+  /** The signal that ended the helper itself (0 when it exited; the helper reports the workload's signal as 128+n). */
+  signal: number;
+}
+
+export interface HelperOptions {
+  helperPath: string;
+  plan: Buffer;
+  /** false: the process's stdin is /dev/null. */
+  stdin: boolean;
+  /** "container c1", "exec e1 in c1": for messages. */
+  label: string;
+  outputCap?: number;
+  /** How long setup may take before CreateContainer/ExecProcess gives up. */
+  setupTimeoutMs?: number;
+  log: Logger;
+}
+
+const MAX_STATUS_LINE = 4096;
+/** After the helper exits, how long to wait for its last status lines (the pipe may drain after the exit event). */
+const STATUS_GRACE_MS = 200;
+
+export class HelperProcess {
+  readonly stdout: OutputBuffer;
+  readonly stderr: OutputBuffer;
+  readonly exited: Promise<ExitStatus>;
+  /** The workload's guest pid (from `pid <n>`); 0 until the helper said it. */
+  pid = 0;
+
+  private readonly stdinPipe: Writable | null;
+  private stdinClosed: boolean;
+  private readonly startPipe: Writable;
+  private ready = false;
+  private started = false;
+  private errorMessage: string | undefined;
+  private statusEnded = false;
+  private exitResult: ExitStatus | undefined;
+  private spawnError: Error | undefined;
+  private listeners: Array<() => void> = [];
+
+  private constructor(
+    private readonly child: ChildProcess,
+    private readonly opts: HelperOptions,
+  ) {
+    // Node types child.stdio as a 5-tuple; with six 'pipe' entries there are six streams.
+    const stdio = child.stdio as unknown as Array<Duplex | null>;
+    this.stdinPipe = opts.stdin ? stdio[0]! : null;
+    this.stdinClosed = !opts.stdin;
+    this.stdout = new OutputBuffer(stdio[1]!, opts.outputCap);
+    this.stderr = new OutputBuffer(stdio[2]!, opts.outputCap);
+    this.startPipe = stdio[5]!;
+    const statusPipe: Readable = stdio[4]!;
+    // A peer that goes away makes these streams error (EPIPE, ECONNRESET); that is an ordinary end here.
+    for (const s of stdio) s?.on('error', () => {});
+
+    this.exited = new Promise<ExitStatus>((resolve) => {
+      child.on('exit', (code, sig) => {
+        const signo = sig ? (osConstants.signals[sig] ?? 0) : 0;
+        this.exitResult = code !== null ? { exitStatus: code & 0xff, signal: 0 } : { exitStatus: 128 + signo, signal: signo };
+        this.stdinClosed = true;
+        this.notify();
+        resolve(this.exitResult);
+      });
+      child.on('error', (err) => {
+        // spawn failed (ENOENT, EACCES): there is no process and there will be no 'exit'.
+        if (child.pid !== undefined) return;
+        this.spawnError = err;
+        this.exitResult = { exitStatus: 127, signal: 0 };
+        this.stdinClosed = true;
+        this.notify();
+        resolve(this.exitResult);
+      });
+    });
+
+    let partial = '';
+    statusPipe.setEncoding('utf8');
+    statusPipe.on('data', (text: string) => {
+      partial += text;
+      let nl: number;
+      while ((nl = partial.indexOf('\n')) >= 0) {
+        this.onStatusLine(partial.slice(0, nl));
+        partial = partial.slice(nl + 1);
+      }
+      if (partial.length > MAX_STATUS_LINE) partial = partial.slice(0, MAX_STATUS_LINE);
+    });
+    const endStatus = (): void => {
+      if (this.statusEnded) return;
+      if (partial) this.onStatusLine(partial);
+      partial = '';
+      this.statusEnded = true;
+      this.notify();
+    };
+    statusPipe.on('end', endStatus);
+    statusPipe.on('close', endStatus);
+
+    stdio[3]!.end(opts.plan);
+  }
+
+  /** Spawns the helper and waits until it is set up (`ready`). On failure nothing is left running. */
+  static async spawn(opts: HelperOptions): Promise<HelperProcess> {
+    const child = spawn(opts.helperPath, [], {
+      stdio: [opts.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe', 'pipe', 'pipe', 'pipe'],
+      env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' },
+    });
+    const proc = new HelperProcess(child, opts);
+    try {
+      await proc.waitReady();
+      return proc;
+    } catch (err) {
+      proc.kill('SIGKILL');
+      proc.destroyStdio();
+      throw err;
+    }
+  }
+
+  get helperPid(): number {
+    return this.child.pid ?? 0;
+  }
+
+  get running(): boolean {
+    return this.exitResult === undefined;
+  }
+
+  get exitStatus(): ExitStatus | undefined {
+    return this.exitResult;
+  }
+
+  get isStarted(): boolean {
+    return this.started;
+  }
+
+  /** Lets the process exec; resolves once exec happened, rejects with the helper's error if it did not. */
+  async start(timeoutMs = 10_000): Promise<void> {
+    if (this.started) throw new StateError(`${this.opts.label} was already started`);
+    if (!this.running) throw new StateError(`${this.opts.label} has already exited`);
+    this.started = true;
+    this.startPipe.end(Buffer.from([1]));
+    const settled = await this.waitUntil(() => this.statusEnded || this.errorMessage !== undefined || !this.running, timeoutMs);
+    if (!settled) {
+      this.opts.log.warn({ process: this.opts.label }, 'no exec confirmation from the helper yet; assuming it started');
+      return;
+    }
+    if (!this.running && !this.statusEnded) await this.waitUntil(() => this.statusEnded, STATUS_GRACE_MS);
+    if (this.errorMessage !== undefined) throw new HelperError(`${this.opts.label}: ${this.errorMessage}`);
+  }
+
+  /** Sends a signal to the workload. False when it has exited already. */
+  signal(sig: number | NodeJS.Signals): boolean {
+    if (!this.running || this.pid <= 0) return false;
+    return trySignal(this.pid, sig);
+  }
+
+  /** SIGKILLs the workload and the helper (for removal and failed setups). */
+  kill(sig: NodeJS.Signals = 'SIGKILL'): void {
+    if (!this.running) return;
+    if (this.pid > 0) trySignal(this.pid, sig);
+    if (this.child.pid !== undefined) trySignal(this.child.pid, sig);
+  }
+
+  async writeStdin(data: Buffer, signal?: AbortSignal): Promise<number> {
+    if (!this.stdinPipe) throw new StateError(`${this.opts.label} was started without stdin`);
+    if (this.stdinClosed) throw new StateError(`stdin of ${this.opts.label} is closed`);
+    const pipe = this.stdinPipe;
+    await new Promise<void>((resolve, reject) => {
+      const onAbort = (): void => reject(signal!.reason);
+      signal?.addEventListener('abort', onAbort, { once: true });
+      // The callback runs when the kernel took the bytes: waiting for it is the backpressure.
+      pipe.write(data, (err) => {
+        signal?.removeEventListener('abort', onAbort);
+        if (err) reject(new StateError(`stdin of ${this.opts.label}: ${err.message}`));
+        else resolve();
+      });
+    });
+    return data.length;
+  }
+
+  closeStdin(): void {
+    if (!this.stdinPipe || this.stdinClosed) return;
+    this.stdinClosed = true;
+    this.stdinPipe.end();
+  }
+
+  /** Drops the pipes (after removal): pending reads see EOF. */
+  destroyStdio(): void {
+    for (const s of this.child.stdio as unknown as Array<Duplex | null>) s?.destroy();
+  }
+
+  private async waitReady(): Promise<void> {
+    // Below the host's default 60 s call deadline, so the host sees this error rather than its own timeout.
+    const timeoutMs = this.opts.setupTimeoutMs ?? 45_000;
+    const settled = await this.waitUntil(() => this.ready || this.errorMessage !== undefined || !this.running, timeoutMs);
+    if (!settled) {
+      throw new TtrpcError(Code.DeadlineExceeded, `${this.opts.label}: the container-init helper was not ready within ${timeoutMs} ms`);
+    }
+    if (this.spawnError) {
+      throw new InternalError(`${this.opts.label}: cannot run ${this.opts.helperPath}: ${this.spawnError.message}`, { cause: this.spawnError });
+    }
+    if (!this.ready && !this.statusEnded) await this.waitUntil(() => this.statusEnded, STATUS_GRACE_MS);
+    if (this.errorMessage !== undefined) throw new HelperError(`${this.opts.label}: ${this.errorMessage}`);
+    if (!this.ready) {
+      const st = this.exitResult!;
+      throw new HelperError(`${this.opts.label}: the container-init helper exited (status ${st.exitStatus}) before it was ready`);
+    }
+    if (this.pid <= 0) throw new HelperError(`${this.opts.label}: the container-init helper said ready without a pid`);
+  }
+
+  private onStatusLine(line: string): void {
+    const [word, ...rest] = line.split(' ');
+    const arg = rest.join(' ');
+    if (word === 'pid') {
+      const n = Number(arg);
+      if (Number.isInteger(n) && n > 0) this.pid = n;
+      else this.opts.log.warn({ process: this.opts.label, line }, 'bad pid line from helper');
+    } else if (word === 'ready') {
+      this.ready = true;
+    } else if (word === 'error') {
+      this.errorMessage ??= arg || 'unknown error';
+      this.opts.log.warn({ process: this.opts.label, error: arg }, 'container-init helper failed');
+    } else if (line.trim() !== '') {
+      this.opts.log.debug({ process: this.opts.label, line }, 'unknown status line from helper');
+    }
+    this.notify();
+  }
+
+  private notify(): void {
+    for (const l of this.listeners.splice(0)) l();
+  }
+
+  /** Resolves true once pred() holds, false after timeoutMs. */
+  private waitUntil(pred: () => boolean, timeoutMs: number): Promise<boolean> {
+    return new Promise((resolve) => {
+      if (pred()) return resolve(true);
+      const timer = setTimeout(() => {
+        this.listeners = this.listeners.filter((l) => l !== check);
+        resolve(false);
+      }, timeoutMs);
+      const check = (): void => {
+        if (pred()) {
+          clearTimeout(timer);
+          resolve(true);
+        } else this.listeners.push(check);
+      };
+      this.listeners.push(check);
+    });
+  }
+}
+
+/** process.kill that treats "no such process" as false instead of throwing. */
+export function trySignal(pid: number, sig: number | NodeJS.Signals): boolean {
+  try {
+    process.kill(pid, sig);
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ESRCH') return false;
+    throw err;
+  }
+}

@@ -1,0 +1,389 @@
+// OCI spec → container-init plan (docs/design.md "Container init helper"). Pure: no I/O except through the
+// injected `resolvePath`, so every rule here is unit-tested. The spec comes from the host and is checked field by
+// field; anything the helper cannot do is refused (SpecError) or reported as a warning, never silently changed.
+import path from 'node:path';
+import { SpecError } from './errors.js';
+import { MS, parseMountOptions } from './mount-options.js';
+import type { OciProcess, OciSpec } from './oci.js';
+import { rlimitValue, RLIMITS } from './rlimits.js';
+
+export type NamespaceName = 'mount' | 'pid' | 'uts' | 'ipc' | 'cgroup' | 'net';
+
+export interface PlanMount {
+  type: string;
+  source: string;
+  destination: string;
+  flags: number;
+  data: string;
+}
+
+export interface PlanRlimit {
+  resource: number;
+  /** Decimal, or "-1" for infinity. */
+  soft: string;
+  hard: string;
+}
+
+/**
+ * Security settings the spec asks for that the helper does not apply yet (the seams in docs/design.md).
+ * TODO(capabilities, seccomp, masked/readonly paths, no_new_privs, sysctl): add plan keys once the helper has them.
+ */
+export interface UnenforcedSecurity {
+  capabilities?: OciProcess['capabilities'];
+  seccomp?: unknown;
+  maskedPaths?: string[];
+  readonlyPaths?: string[];
+  noNewPrivileges?: boolean;
+  sysctl?: Record<string, string>;
+}
+
+export interface Plan {
+  mode: 'create' | 'exec';
+  joinPid?: number;
+  namespaces: NamespaceName[];
+  rootfs?: string;
+  readonlyRoot: boolean;
+  hostname?: string;
+  mounts: PlanMount[];
+  cgroup?: string;
+  rlimits: PlanRlimit[];
+  uid: number;
+  gid: number;
+  groups: number[];
+  cwd: string;
+  env: string[];
+  args: string[];
+  unenforced: UnenforcedSecurity;
+}
+
+export interface PlanResult {
+  plan: Plan;
+  /** One line each, for the agent log: things requested but ignored. */
+  warnings: string[];
+}
+
+export interface CreatePlanInput {
+  /** Parsed config.json (unknown: validated here). */
+  spec: unknown;
+  /** Guest path of the container root. */
+  rootfsPath: string;
+  /** Guest cgroup v2 directory for the container, if cgroups are in use. */
+  cgroupPath?: string;
+  /**
+   * The container's directory in the virtio-fs share, which stands for the bundle directory: relative bind sources
+   * resolve against it, and bind sources must stay inside it. Default: the parent of rootfsPath.
+   */
+  shareDir?: string;
+  /** Resolves symlinks of a bind source (fs.realpathSync in the agent); identity by default. */
+  resolvePath?: (p: string) => string;
+}
+
+export interface ExecPlanInput {
+  /** Parsed OCI "process" object. */
+  process: unknown;
+  /** Guest pid of the container's init (the workload), whose namespaces the exec joins. */
+  joinPid: number;
+  cgroupPath?: string;
+}
+
+const SPEC_NAMESPACES: Record<string, NamespaceName | null> = {
+  mount: 'mount',
+  pid: 'pid',
+  uts: 'uts',
+  ipc: 'ipc',
+  cgroup: 'cgroup',
+  network: null, // not supported yet: the container shares the guest's network
+  user: null,
+  time: null,
+};
+
+/** Guest paths a bind mount may use as its source besides the container's share: harmless character devices. */
+const GUEST_SAFE_SOURCES = new Set(['/dev/null', '/dev/zero', '/dev/full', '/dev/random', '/dev/urandom']);
+
+/** Filesystems a container may mount itself: virtual ones only, never a guest block device. */
+const ALLOWED_FS_TYPES = new Set(['proc', 'sysfs', 'tmpfs', 'devpts', 'mqueue', 'cgroup2', 'ramfs']);
+
+/** Mounts every container gets unless the spec mounts the same destination (runc's spec defaults). */
+export const DEFAULT_MOUNTS: readonly PlanMount[] = [
+  { type: 'proc', source: 'proc', destination: '/proc', flags: MS.NOSUID | MS.NOEXEC | MS.NODEV, data: '' },
+  { type: 'tmpfs', source: 'tmpfs', destination: '/dev', flags: MS.NOSUID | MS.STRICTATIME, data: 'mode=755,size=65536k' },
+  { type: 'devpts', source: 'devpts', destination: '/dev/pts', flags: MS.NOSUID | MS.NOEXEC, data: 'newinstance,ptmxmode=0666,mode=0620,gid=5' },
+  { type: 'tmpfs', source: 'shm', destination: '/dev/shm', flags: MS.NOSUID | MS.NOEXEC | MS.NODEV, data: 'mode=1777,size=65536k' },
+  { type: 'mqueue', source: 'mqueue', destination: '/dev/mqueue', flags: MS.NOSUID | MS.NOEXEC | MS.NODEV, data: '' },
+  { type: 'sysfs', source: 'sysfs', destination: '/sys', flags: MS.NOSUID | MS.NOEXEC | MS.NODEV | MS.RDONLY, data: '' },
+];
+
+export function computeCreatePlan(input: CreatePlanInput): PlanResult {
+  const warnings: string[] = [];
+  const spec = asObject(input.spec, 'spec') as OciSpec;
+  if (!path.posix.isAbsolute(input.rootfsPath)) throw new SpecError(`rootfs path "${input.rootfsPath}" must be absolute`);
+  const rootfs = path.posix.normalize(input.rootfsPath);
+  const shareDir = path.posix.normalize(input.shareDir ?? path.posix.dirname(rootfs));
+
+  const proc = processFields(spec.process, 'process', warnings);
+  const namespaces = namespacesFrom(spec, warnings);
+
+  let hostname: string | undefined;
+  if (spec.hostname !== undefined && spec.hostname !== '') {
+    hostname = str(spec.hostname, 'hostname');
+    if (!namespaces.includes('uts')) throw new SpecError('hostname needs a private UTS namespace (add "uts" to linux.namespaces)');
+  }
+
+  const root = spec.root === undefined ? {} : asObject(spec.root, 'root');
+  const readonlyRoot = root.readonly === undefined ? false : bool(root.readonly, 'root.readonly');
+
+  const specMounts = spec.mounts === undefined ? [] : arr(spec.mounts, 'mounts');
+  const planned: PlanMount[] = [];
+  specMounts.forEach((m, i) => {
+    const pm = mountFrom(m, `mounts[${i}]`, { rootfs, shareDir, resolvePath: input.resolvePath ?? ((p) => p) }, warnings);
+    if (pm) planned.push(pm);
+  });
+
+  const linux = spec.linux === undefined ? {} : asObject(spec.linux, 'linux');
+  const unenforced: UnenforcedSecurity = { ...proc.unenforced };
+  if (linux.seccomp !== undefined && linux.seccomp !== null) unenforced.seccomp = linux.seccomp;
+  if (Array.isArray(linux.maskedPaths) && linux.maskedPaths.length) unenforced.maskedPaths = strArr(linux.maskedPaths, 'linux.maskedPaths');
+  if (Array.isArray(linux.readonlyPaths) && linux.readonlyPaths.length) unenforced.readonlyPaths = strArr(linux.readonlyPaths, 'linux.readonlyPaths');
+  if (isObject(linux.sysctl) && Object.keys(linux.sysctl).length) unenforced.sysctl = linux.sysctl as Record<string, string>;
+  for (const k of Object.keys(unenforced)) if (k !== 'capabilities' && k !== 'noNewPrivileges') warnings.push(`${k} is not enforced yet`);
+
+  return {
+    plan: {
+      mode: 'create',
+      namespaces,
+      rootfs,
+      readonlyRoot,
+      hostname,
+      mounts: withDefaultMounts(planned),
+      cgroup: input.cgroupPath,
+      ...proc.fields,
+      unenforced,
+    },
+    warnings,
+  };
+}
+
+export function computeExecPlan(input: ExecPlanInput): PlanResult {
+  const warnings: string[] = [];
+  if (!Number.isInteger(input.joinPid) || input.joinPid <= 0) throw new SpecError(`bad pid to join: ${input.joinPid}`);
+  const proc = processFields(input.process, 'process', warnings);
+  for (const k of Object.keys(proc.unenforced)) warnings.push(`${k} is not enforced yet`);
+  return {
+    plan: {
+      mode: 'exec',
+      joinPid: input.joinPid,
+      namespaces: [],
+      readonlyRoot: false,
+      mounts: [],
+      cgroup: input.cgroupPath,
+      ...proc.fields,
+      unenforced: proc.unenforced,
+    },
+    warnings,
+  };
+}
+
+type ProcessPlanFields = Pick<Plan, 'rlimits' | 'uid' | 'gid' | 'groups' | 'cwd' | 'env' | 'args'>;
+
+function processFields(value: unknown, where: string, warnings: string[]): { fields: ProcessPlanFields; unenforced: UnenforcedSecurity } {
+  if (value === undefined || value === null) throw new SpecError(`${where} is required`);
+  const p = asObject(value, where) as OciProcess;
+
+  const args = p.args === undefined ? [] : strArr(p.args, `${where}.args`);
+  if (args.length === 0 || args[0] === '') throw new SpecError(`${where}.args must name a program`);
+
+  const env = p.env === undefined || p.env === null ? [] : strArr(p.env, `${where}.env`);
+  env.forEach((e, i) => {
+    if (!e.includes('=') || e.startsWith('=')) throw new SpecError(`${where}.env[${i}] "${e}" is not KEY=VALUE`);
+  });
+
+  const cwd = p.cwd === undefined || p.cwd === '' ? '/' : str(p.cwd, `${where}.cwd`);
+  if (!path.posix.isAbsolute(cwd)) throw new SpecError(`${where}.cwd "${cwd}" must be an absolute path`);
+
+  const user = p.user === undefined ? {} : asObject(p.user, `${where}.user`);
+  const uid = user.uid === undefined ? 0 : id(user.uid, `${where}.user.uid`);
+  const gid = user.gid === undefined ? 0 : id(user.gid, `${where}.user.gid`);
+  const groups = user.additionalGids === undefined || user.additionalGids === null
+    ? []
+    : arr(user.additionalGids, `${where}.user.additionalGids`).map((g, i) => id(g, `${where}.user.additionalGids[${i}]`));
+
+  const rlimits: PlanRlimit[] = [];
+  const seen = new Set<string>();
+  const specRlimits = p.rlimits === undefined || p.rlimits === null ? [] : arr(p.rlimits, `${where}.rlimits`);
+  specRlimits.forEach((r, i) => {
+    const at = `${where}.rlimits[${i}]`;
+    const o = asObject(r, at);
+    const type = str(o.type, `${at}.type`);
+    const resource = RLIMITS[type];
+    if (resource === undefined) throw new SpecError(`${at}.type "${type}" is not a Linux rlimit`);
+    if (seen.has(type)) throw new SpecError(`${at}: ${type} is set twice`);
+    seen.add(type);
+    const soft = limit(o.soft, `${at}.soft`);
+    const hard = limit(o.hard, `${at}.hard`);
+    if (soft > hard) throw new SpecError(`${at}: soft limit ${soft} is above hard limit ${hard}`);
+    rlimits.push({ resource, soft: rlimitValue(soft), hard: rlimitValue(hard) });
+  });
+
+  if (p.terminal === true) warnings.push('process.terminal is not supported yet; the process gets pipes');
+  const unenforced: UnenforcedSecurity = {};
+  if (p.capabilities !== undefined && p.capabilities !== null) unenforced.capabilities = p.capabilities;
+  if (p.noNewPrivileges === true) unenforced.noNewPrivileges = true;
+
+  return { fields: { rlimits, uid, gid, groups, cwd, env, args }, unenforced };
+}
+
+function namespacesFrom(spec: OciSpec, warnings: string[]): NamespaceName[] {
+  const linux = spec.linux === undefined ? {} : asObject(spec.linux, 'linux');
+  const list = linux.namespaces === undefined || linux.namespaces === null ? [] : arr(linux.namespaces, 'linux.namespaces');
+  const out = new Set<NamespaceName>();
+  const seen = new Set<string>();
+  list.forEach((n, i) => {
+    const at = `linux.namespaces[${i}]`;
+    const o = asObject(n, at);
+    const type = str(o.type, `${at}.type`);
+    if (!(type in SPEC_NAMESPACES)) throw new SpecError(`${at}.type "${type}" is not a namespace type`);
+    if (seen.has(type)) throw new SpecError(`${at}: namespace ${type} is listed twice`);
+    seen.add(type);
+    const nsPath = o.path === undefined || o.path === '' ? undefined : str(o.path, `${at}.path`);
+    if (type === 'user') throw new SpecError('user namespaces are not supported yet (remove the "user" namespace from linux.namespaces)');
+    if (type === 'network') {
+      warnings.push('network namespace ignored: containers share the guest network for now');
+      return;
+    }
+    if (type === 'time') throw new SpecError('time namespaces are not supported');
+    if (nsPath !== undefined) throw new SpecError(`${at}: joining an existing ${type} namespace (${nsPath}) is not supported yet`);
+    out.add(SPEC_NAMESPACES[type]!);
+  });
+  if (!out.has('mount')) {
+    // The helper pivots into the rootfs, which needs its own mount namespace; it never touches the guest's.
+    warnings.push('mount namespace added: every container gets its own');
+    out.add('mount');
+  }
+  const order: NamespaceName[] = ['mount', 'pid', 'uts', 'ipc', 'cgroup', 'net'];
+  return order.filter((n) => out.has(n));
+}
+
+interface MountContext {
+  rootfs: string;
+  shareDir: string;
+  resolvePath: (p: string) => string;
+}
+
+function mountFrom(value: unknown, at: string, ctx: MountContext, warnings: string[]): PlanMount | null {
+  const m = asObject(value, at);
+  const destination = str(m.destination, `${at}.destination`);
+  if (!path.posix.isAbsolute(destination) || destination.split('/').includes('..')) {
+    throw new SpecError(`${at}.destination "${destination}" must be an absolute path without ".."`);
+  }
+  const options = m.options === undefined || m.options === null ? [] : strArr(m.options, `${at}.options`);
+  const parsed = parseMountOptions(options);
+  if (parsed.ignored.length) warnings.push(`${at} (${destination}): options ${parsed.ignored.join(',')} are not supported; ignored`);
+  let type = m.type === undefined || m.type === null ? '' : str(m.type, `${at}.type`);
+  const source = m.source === undefined || m.source === null ? '' : str(m.source, `${at}.source`);
+  const dest = path.posix.normalize(destination);
+  const isBind = (parsed.flags & MS.BIND) !== 0 || type === 'bind';
+
+  if (isBind) {
+    const guestSource = bindSource(source, at, ctx, warnings);
+    if (guestSource === null) return null;
+    return { type: 'bind', source: guestSource, destination: dest, flags: (parsed.flags | MS.BIND) >>> 0, data: '' };
+  }
+  if (type === 'cgroup') {
+    warnings.push(`${at} (${dest}): cgroup v1 mount turned into cgroup2 (the guest has cgroup v2 only)`);
+    type = 'cgroup2';
+  }
+  if (!ALLOWED_FS_TYPES.has(type)) {
+    throw new SpecError(`${at} (${dest}): filesystem type "${type}" is not supported (use bind or one of ${[...ALLOWED_FS_TYPES].join(', ')})`);
+  }
+  return { type, source: source || type, destination: dest, flags: parsed.flags, data: parsed.data };
+}
+
+/**
+ * Where a bind mount's source is in the guest, or null when it is a host path the guest cannot see (skipped with a
+ * warning). A source may be inside the container's share (the bundle) or a harmless device node; after symlinks
+ * are resolved it must still be there, so an image cannot point a bind at the agent's own files.
+ */
+function bindSource(source: string, at: string, ctx: MountContext, warnings: string[]): string | null {
+  if (source === '') throw new SpecError(`${at}: a bind mount needs a source`);
+  const inside = (p: string, dir: string): boolean => p === dir || p.startsWith(dir.endsWith('/') ? dir : `${dir}/`);
+  const allowed = (p: string): boolean => inside(p, ctx.shareDir) || GUEST_SAFE_SOURCES.has(p);
+  const candidate = path.posix.resolve(ctx.shareDir, source);
+  if (!allowed(candidate)) {
+    warnings.push(`${at}: bind source ${source} is a host path the guest does not share; mount skipped`);
+    return null;
+  }
+  let real: string;
+  try {
+    real = ctx.resolvePath(candidate);
+  } catch (err) {
+    throw new SpecError(`${at}: bind source ${source} does not exist in the guest (${(err as Error).message})`);
+  }
+  if (!allowed(real)) throw new SpecError(`${at}: bind source ${source} resolves to ${real}, outside the container`);
+  return real;
+}
+
+/**
+ * Adds the default mounts the spec does not provide itself. A default goes right after the last spec mount of one
+ * of its ancestors (so a spec's own /dev does not hide the default /dev/pts), otherwise before all spec mounts.
+ */
+function withDefaultMounts(specMounts: PlanMount[]): PlanMount[] {
+  const dests = new Set(specMounts.map((m) => m.destination));
+  const isAncestor = (a: string, d: string): boolean => a === '/' || d.startsWith(`${a}/`);
+  const front: PlanMount[] = [];
+  const after = new Map<number, PlanMount[]>();
+  for (const d of DEFAULT_MOUNTS) {
+    if (dests.has(d.destination)) continue;
+    let parent = -1;
+    specMounts.forEach((m, i) => {
+      if (isAncestor(m.destination, d.destination)) parent = i;
+    });
+    if (parent < 0) front.push({ ...d });
+    else after.set(parent, [...(after.get(parent) ?? []), { ...d }]);
+  }
+  const out = [...front];
+  specMounts.forEach((m, i) => out.push(m, ...(after.get(i) ?? [])));
+  return out;
+}
+
+// ---- field checks: each names the JSON path in its message ----
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function asObject(v: unknown, at: string): Record<string, unknown> {
+  if (!isObject(v)) throw new SpecError(`${at} must be an object`);
+  return v;
+}
+
+function arr(v: unknown, at: string): unknown[] {
+  if (!Array.isArray(v)) throw new SpecError(`${at} must be an array`);
+  return v;
+}
+
+function str(v: unknown, at: string): string {
+  if (typeof v !== 'string') throw new SpecError(`${at} must be a string`);
+  if (v.includes('\0')) throw new SpecError(`${at} must not contain NUL`);
+  return v;
+}
+
+function strArr(v: unknown, at: string): string[] {
+  return arr(v, at).map((s, i) => str(s, `${at}[${i}]`));
+}
+
+function bool(v: unknown, at: string): boolean {
+  if (typeof v !== 'boolean') throw new SpecError(`${at} must be true or false`);
+  return v;
+}
+
+function id(v: unknown, at: string): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 0xfffffffe) throw new SpecError(`${at} must be an integer id`);
+  return v;
+}
+
+function limit(v: unknown, at: string): number {
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < 0 || (v < 2 ** 53 && !Number.isInteger(v))) {
+    throw new SpecError(`${at} must be a non-negative integer`);
+  }
+  return v;
+}

@@ -1,0 +1,197 @@
+// Spawning and ending the VM's host processes. A process is either our child (we get its exit event) or one a
+// previous hull process started (detached sandbox): then only its pid and start time are known, and exit is found by
+// polling. The start time (from /proc/<pid>/stat) guards against killing an unrelated process that reused the pid.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { accessSync, closeSync, constants, openSync, readFileSync } from 'node:fs';
+import { BinaryNotFoundError } from './errors.js';
+
+export interface ProcessExit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+export interface RecordedProcess {
+  pid: number;
+  /** Field 22 of /proc/<pid>/stat (clock ticks since boot); absent if it could not be read. */
+  startTime?: number;
+}
+
+export function procStartTime(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // comm (field 2) may hold spaces and parentheses: fields after it start past the last ')'.
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const value = Number(rest[19]);
+    return Number.isFinite(value) ? value : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function procState(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0];
+  } catch {
+    return undefined;
+  }
+}
+
+/** True while the process exists, is not a zombie, and (if known) has the recorded start time. */
+export function isAlive(proc: RecordedProcess): boolean {
+  try {
+    process.kill(proc.pid, 0);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return false;
+  }
+  const state = procState(proc.pid);
+  if (state === undefined || state === 'Z' || state === 'X') return false;
+  return proc.startTime === undefined || procStartTime(proc.pid) === proc.startTime;
+}
+
+export function requireExecutable(binary: string, path: string, remedy: string): void {
+  try {
+    accessSync(path, constants.X_OK);
+  } catch {
+    throw new BinaryNotFoundError(binary, path, remedy);
+  }
+}
+
+export interface SpawnOptions {
+  name: string;
+  path: string;
+  args: string[];
+  /** stdout and stderr are appended here. */
+  logFile: string;
+  /** Own session and process group, not tied to our lifetime (the sandbox outlives the CLI call). */
+  detached: boolean;
+}
+
+/** One host process of the VM. */
+export class HostProcess {
+  readonly pid: number;
+  readonly startTime: number | undefined;
+  private exitInfo: ProcessExit | undefined;
+  private exitPromise: Promise<ProcessExit> | undefined;
+  private pollTimer: NodeJS.Timeout | undefined;
+  private readonly exitListeners: Array<(exit: ProcessExit) => void> = [];
+
+  private constructor(
+    readonly name: string,
+    pid: number,
+    startTime: number | undefined,
+    private readonly child: ChildProcess | undefined,
+  ) {
+    this.pid = pid;
+    this.startTime = startTime;
+    child?.once('exit', (code, signal) => this.settle({ code, signal }));
+  }
+
+  static async spawn(opts: SpawnOptions): Promise<HostProcess> {
+    const fd = openSync(opts.logFile, constants.O_WRONLY | constants.O_CREAT | constants.O_APPEND, 0o600);
+    try {
+      const child = spawn(opts.path, opts.args, {
+        stdio: ['ignore', fd, fd],
+        detached: opts.detached,
+      });
+      await new Promise<void>((resolve, reject) => {
+        child.once('spawn', () => resolve());
+        child.once('error', (err) => reject(new BinaryNotFoundError(opts.name, opts.path, err.message)));
+      });
+      if (opts.detached) child.unref();
+      const pid = child.pid as number;
+      return new HostProcess(opts.name, pid, procStartTime(pid), child);
+    } finally {
+      closeSync(fd); // the child holds its own copy
+    }
+  }
+
+  /** A process started by an earlier hull process; it is gone already if the start time does not match. */
+  static adopt(name: string, rec: RecordedProcess): HostProcess {
+    const proc = new HostProcess(name, rec.pid, rec.startTime, undefined);
+    if (!isAlive(rec)) proc.settle({ code: null, signal: null });
+    return proc;
+  }
+
+  get exited(): boolean {
+    return this.exitInfo !== undefined;
+  }
+
+  get exit(): ProcessExit | undefined {
+    return this.exitInfo;
+  }
+
+  record(): RecordedProcess {
+    return this.startTime === undefined ? { pid: this.pid } : { pid: this.pid, startTime: this.startTime };
+  }
+
+  onExit(listener: (exit: ProcessExit) => void): void {
+    if (this.exitInfo) listener(this.exitInfo);
+    else this.exitListeners.push(listener);
+  }
+
+  /**
+   * For an adopted process (not our child), polls the pid every 50 ms so exit listeners fire. `keepAlive` false
+   * lets this process exit meanwhile; a later keepAlive true upgrades the timer.
+   */
+  watch(keepAlive: boolean): void {
+    if (this.child || this.exitInfo) return;
+    if (!this.pollTimer) {
+      this.pollTimer = setInterval(() => {
+        if (!isAlive(this.record())) this.settle({ code: null, signal: null });
+      }, 50);
+      if (!keepAlive) this.pollTimer.unref();
+    } else if (keepAlive) {
+      this.pollTimer.ref();
+    }
+  }
+
+  /** Resolves when the process has exited. */
+  wait(): Promise<ProcessExit> {
+    this.exitPromise ??= new Promise<ProcessExit>((resolve) => this.onExit(resolve));
+    this.watch(true);
+    return this.exitPromise;
+  }
+
+  /** Resolves true if it exited within ms. */
+  async waitFor(ms: number): Promise<boolean> {
+    if (this.exitInfo) return true;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
+    const done = await Promise.race([this.wait().then(() => true as const), timeout]);
+    clearTimeout(timer);
+    return done;
+  }
+
+  signal(sig: NodeJS.Signals): void {
+    if (this.exitInfo) return;
+    // A pid we did not spawn is only signalled while it is still the same process.
+    if (!this.child && !isAlive(this.record())) return;
+    try {
+      process.kill(this.pid, sig);
+    } catch {
+      // already gone
+    }
+  }
+
+  /** SIGTERM, then SIGKILL after graceMs; resolves once it has exited. */
+  async terminate(graceMs: number): Promise<ProcessExit> {
+    if (!this.exitInfo) {
+      this.signal('SIGTERM');
+      if (!(await this.waitFor(graceMs))) this.signal('SIGKILL');
+    }
+    return this.wait();
+  }
+
+  async forceKill(): Promise<ProcessExit> {
+    this.signal('SIGKILL');
+    return this.wait();
+  }
+
+  private settle(exit: ProcessExit): void {
+    if (this.exitInfo) return;
+    this.exitInfo = exit;
+    if (this.pollTimer) clearInterval(this.pollTimer);
+    for (const l of this.exitListeners.splice(0)) l(exit);
+  }
+}

@@ -1,0 +1,111 @@
+// Builds the QEMU command line for one microvm. Pure: no file system, no environment, so it is unit-tested as is.
+// Each non-obvious flag carries the measured reason it is there (see shared/reference/platform.md).
+import type { Acceleration } from './types.js';
+import type { SandboxPaths } from './paths.js';
+
+export type VsockDevice =
+  /** Our user-space backend (hull-vsock-backend) on a vhost-user socket. */
+  | { kind: 'vhost-user'; socketPath: string }
+  /** The host kernel's vhost_vsock; the CID must be unique on the host. */
+  | { kind: 'vhost-vsock'; guestCid: number };
+
+export interface QemuCommandSpec {
+  qemuPath: string;
+  paths: SandboxPaths;
+  accel: Acceleration;
+  /** TCG translation buffer in MiB; QEMU's default is 1 GiB. Ignored under KVM. */
+  tbSizeMiB?: number;
+  vcpus: number;
+  memoryMiB: number;
+  kernelPath: string;
+  initrdPath: string;
+  /** Full kernel command line (see composeKernelCmdline). */
+  cmdline: string;
+  rootImagePath?: string;
+  /** Attach the virtio-fs device (virtiofsd must listen on paths.virtiofsdSock). */
+  sharedFs: boolean;
+  vsock?: VsockDevice;
+  /** Extra microvm machine properties, e.g. ['pit=off']. */
+  machineOptions?: string[];
+}
+
+export const SHARED_FS_TAG = 'hullshared';
+
+/**
+ * The image's command line plus what hull needs: the console on the serial port, panic → reset (which -no-reboot
+ * turns into a QEMU exit, so a panicked guest does not hang), and under TCG the options without which the kernel
+ * hangs in TSC calibration. Options the image already sets are not repeated.
+ */
+export function composeKernelCmdline(imageCmdline: string, accel: Acceleration, extra: string[] = []): string {
+  const words = imageCmdline.split(/\s+/).filter(Boolean);
+  const has = (key: string): boolean => words.some((w) => w === key || w.startsWith(`${key}=`));
+  const add = (opt: string): void => {
+    const key = opt.split('=')[0] ?? opt;
+    if (!has(key)) words.push(opt);
+  };
+  add('console=ttyS0');
+  add('panic=-1');
+  if (accel === 'tcg') {
+    add('tsc=reliable');
+    add('no_timer_check');
+  }
+  for (const opt of extra) add(opt);
+  return words.join(' ');
+}
+
+export function buildQemuArgs(spec: QemuCommandSpec): string[] {
+  const { paths } = spec;
+  const mem = `${spec.memoryMiB}M`;
+  const machine = ['microvm', 'memory-backend=mem', 'x-option-roms=off', ...(spec.machineOptions ?? [])];
+  const accel = spec.accel === 'tcg' && spec.tbSizeMiB !== undefined ? `tcg,tb-size=${spec.tbSizeMiB}` : spec.accel;
+  const args = [
+    '-name', `hull,debug-threads=on`,
+    '-M', machine.join(','),
+    '-accel', accel,
+    '-cpu', spec.accel === 'kvm' ? 'host' : 'max',
+    '-smp', String(spec.vcpus),
+    '-m', mem,
+    // vhost-user backends map guest RAM, so it must be a shareable memfd.
+    '-object', `memory-backend-memfd,id=mem,size=${mem},share=on`,
+    // microvm's virtio-mmio defaults to legacy virtio, which libvhost-user backends refuse.
+    '-global', 'virtio-mmio.force-legacy=false',
+    '-nodefaults',
+    '-no-user-config',
+    '-nographic',
+    '-no-reboot',
+    // chardev forms rather than `-serial file:` / `-qmp unix:` so that paths with commas can be escaped.
+    '-chardev', `file,id=console,path=${escapeOpt(paths.consoleLog)}`,
+    '-serial', 'chardev:console',
+    '-chardev', `socket,id=qmp,path=${escapeOpt(paths.qmpSock)},server=on,wait=off`,
+    '-mon', 'chardev=qmp,mode=control',
+    '-kernel', spec.kernelPath,
+    '-initrd', spec.initrdPath,
+    '-append', spec.cmdline,
+  ];
+  if (spec.rootImagePath !== undefined) {
+    args.push(
+      '-drive', `id=root,file=${escapeOpt(spec.rootImagePath)},format=raw,if=none,read-only=on`,
+      '-device', 'virtio-blk-device,drive=root',
+    );
+  }
+  if (spec.sharedFs) {
+    args.push(
+      '-chardev', `socket,id=fs,path=${escapeOpt(paths.virtiofsdSock)}`,
+      '-device', `vhost-user-fs-device,chardev=fs,tag=${SHARED_FS_TAG}`,
+    );
+  }
+  if (spec.vsock?.kind === 'vhost-user') {
+    args.push(
+      '-chardev', `socket,id=vsock,path=${escapeOpt(spec.vsock.socketPath)}`,
+      '-device', 'vhost-user-vsock-device,chardev=vsock',
+    );
+  } else if (spec.vsock?.kind === 'vhost-vsock') {
+    args.push('-device', `vhost-vsock-device,guest-cid=${spec.vsock.guestCid}`);
+  }
+  return args;
+}
+
+/** QEMU option values are comma-separated; a literal comma in a path is written twice. */
+function escapeOpt(value: string): string {
+  return value.replaceAll(',', ',,');
+}

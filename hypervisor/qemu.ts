@@ -1,0 +1,466 @@
+// The QEMU microvm driver: starts the vsock backend, virtiofsd and QEMU for one sandbox, controls QEMU over QMP, and
+// guarantees that when QEMU is gone (for any reason) its helpers and sockets are gone too. Every failure in start()
+// undoes what start() did, in reverse order, so a failed boot leaves no process behind.
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import type { Duplex } from 'node:stream';
+import type { Logger } from 'pino';
+import { chooseAcceleration, type AccelerationProbes } from './acceleration.js';
+import { HypervisorError, QmpProtocolError, VmStartError, VmStateError } from './errors.js';
+import { tailLines } from './log-tail.js';
+import {
+  checkSocketPath,
+  qemuPath as defaultQemuPath,
+  sandboxPaths,
+  sandboxSockets,
+  virtiofsdPath as defaultVirtiofsdPath,
+  vsockBackendPath as defaultVsockBackendPath,
+  type SandboxPaths,
+} from './paths.js';
+import { HostProcess, requireExecutable, type RecordedProcess } from './process.js';
+import { QmpClient, type QmpEvent } from './qmp.js';
+import { buildQemuArgs, composeKernelCmdline, type VsockDevice } from './qemu-command.js';
+import { readVmRecord, removeVmRecord, writeVmRecord, type VmRecord } from './record.js';
+import {
+  allocateGuestCid,
+  chooseTransport,
+  HybridTransport,
+  KernelVsockTransport,
+  type AgentTransport,
+  type CidLease,
+  type TransportKind,
+} from './transport.js';
+import type {
+  AccelerationChoice,
+  Hypervisor,
+  HypervisorCapabilities,
+  VmConfig,
+  VmExit,
+  VmProcesses,
+} from './types.js';
+import { startVirtiofsd } from './virtiofsd.js';
+import { startVsockBackend } from './vsock-backend.js';
+
+/** TCG translation buffer. QEMU's default is 1 GiB; see the measurements in the integrator notes. */
+export const DEFAULT_TB_SIZE_MIB = 128;
+
+export interface QemuMicrovmOptions {
+  logger: Logger;
+  /** The VM outlives this process: helpers get their own session, stdio goes to files, nothing holds our loop. */
+  detached?: boolean;
+  /** 'none' boots without a vsock device (tests, or before the backend exists). Default 'auto'. */
+  vsock?: 'auto' | TransportKind | 'none';
+  /** TCG only; undefined → DEFAULT_TB_SIZE_MIB, 0 → QEMU's own default. */
+  tbSizeMiB?: number;
+  qemuPath?: string;
+  virtiofsdPath?: string;
+  vsockBackendPath?: string;
+  virtiofsdSandbox?: 'namespace' | 'chroot';
+  /** Bound on each helper's readiness and on QEMU opening QMP. Default 10 s. */
+  startTimeoutMs?: number;
+  /** SIGTERM → SIGKILL grace for helpers once QEMU is gone. Default 2 s. */
+  helperStopMs?: number;
+  accelProbes?: AccelerationProbes;
+  /** Lock files for kernel vhost-vsock CIDs. Default /run/hull/cids. */
+  cidLockDir?: string;
+  /** Extra `-M microvm,…` properties. */
+  machineOptions?: string[];
+}
+
+type State = 'new' | 'starting' | 'running' | 'exited';
+
+const ARGV_PREFIX = '# argv: ';
+
+const PROCESS_ORDER = ['vsockBackend', 'virtiofsd', 'vmm'] as const;
+type ProcessRole = (typeof PROCESS_ORDER)[number];
+
+export class QemuMicrovm implements Hypervisor {
+  readonly accel: AccelerationChoice;
+  readonly capabilities: HypervisorCapabilities;
+  readonly consolePath: string;
+  private readonly paths: SandboxPaths;
+  private readonly log: Logger;
+  private readonly transportKind: TransportKind | 'none';
+  private transport: AgentTransport | undefined;
+  private guestCid: number;
+  private cidLease: CidLease | undefined;
+  private state: State = 'new';
+  private readonly procs: Partial<Record<ProcessRole, HostProcess>> = {};
+  private qmp: QmpClient | undefined;
+  private shutdownEvent: QmpEvent | undefined;
+  private quitRequested = false;
+  private killRequested = false;
+  private teardownPromise: Promise<VmExit> | undefined;
+  private resolveExit!: (exit: VmExit) => void;
+  private readonly exitPromise: Promise<VmExit>;
+
+  constructor(
+    readonly config: VmConfig,
+    private readonly options: QemuMicrovmOptions,
+    restored?: { accel: AccelerationChoice; transport: TransportKind | 'none'; guestCid: number },
+  ) {
+    this.paths = sandboxPaths(config.dir);
+    this.consolePath = this.paths.consoleLog;
+    this.log = options.logger.child({ component: 'hypervisor', sandbox: config.id });
+    this.accel = restored?.accel ?? chooseAcceleration(config.accel, options.accelProbes);
+    const vsock = options.vsock ?? 'auto';
+    this.transportKind = restored?.transport ?? (vsock === 'none' ? 'none' : chooseTransport(vsock));
+    this.guestCid = restored?.guestCid ?? config.guestCid;
+    this.capabilities = {
+      pause: true,
+      hotplug: false,
+      sharedFs: 'virtio-fs',
+      vsock: this.transportKind === 'vhost-vsock' ? 'vhost-vsock' : 'hybrid',
+    };
+    this.exitPromise = new Promise((resolve) => (this.resolveExit = resolve));
+  }
+
+  /** Reattaches to a VM that an earlier (detached) hull process started in `dir`, from its vmm.json. */
+  static async reattach(dir: string, options: QemuMicrovmOptions): Promise<QemuMicrovm> {
+    const record = readVmRecord(sandboxPaths(dir).vmmRecord);
+    const vm = new QemuMicrovm(record.config, options, {
+      accel: record.accel,
+      transport: record.transport,
+      guestCid: record.guestCid,
+    });
+    await vm.adopt(record);
+    return vm;
+  }
+
+  /**
+   * Ends the processes of a VM from their recorded pids alone (crashed monitor, `hull delete`): QEMU first, then its
+   * helpers, SIGTERM then SIGKILL. Pids whose start time no longer matches are left alone. With `dir`, the sockets
+   * and vmm.json are removed too.
+   */
+  static async killRecorded(pids: VmProcesses, dir?: string, graceMs = 2000): Promise<void> {
+    for (const role of [...PROCESS_ORDER].reverse()) {
+      const pid = pids[role];
+      if (pid === undefined) continue;
+      const startTime = pids.startTimes?.[role];
+      const proc = HostProcess.adopt(role, startTime === undefined ? { pid } : { pid, startTime });
+      await proc.terminate(graceMs);
+    }
+    if (dir !== undefined) {
+      const paths = sandboxPaths(dir);
+      for (const s of sandboxSockets(paths)) rmSync(s, { force: true });
+      removeVmRecord(paths.vmmRecord);
+    }
+  }
+
+  async start(): Promise<void> {
+    if (this.state !== 'new') throw new VmStateError(`VM ${this.config.id} was already started`);
+    this.state = 'starting';
+    const started = Date.now();
+    this.log.info({ accel: this.accel.accel, reason: this.accel.reason, transport: this.transportKind }, 'starting VM');
+    if (this.accel.accel === 'tcg') this.log.warn(this.accel.reason);
+    try {
+      await this.startProcesses();
+      this.state = 'running';
+      this.writeRecord();
+      this.log.info({ ms: Date.now() - started, pids: this.processes() }, 'VM running');
+    } catch (err) {
+      this.log.error({ err: (err as Error).message }, 'VM start failed; stopping what was started');
+      await this.abortStart();
+      throw err;
+    }
+  }
+
+  private async startProcesses(): Promise<void> {
+    const { paths, options, config } = this;
+    const timeoutMs = options.startTimeoutMs ?? 10_000;
+    const detached = options.detached ?? false;
+    for (const s of sandboxSockets(paths)) checkSocketPath(s);
+    checkSocketPath(paths.vsockSock, '_4294967295'.length);
+    const qemu = options.qemuPath ?? defaultQemuPath();
+    requireExecutable('QEMU', qemu, 'install Debian package qemu-system-x86');
+    mkdirSync(paths.dir, { recursive: true });
+
+    let vsock: VsockDevice | undefined;
+    if (this.transportKind === 'hybrid') {
+      this.procs.vsockBackend = await startVsockBackend({
+        binary: options.vsockBackendPath ?? defaultVsockBackendPath(),
+        socketPath: paths.vhostVsockSock,
+        udsPath: paths.vsockSock,
+        guestCid: this.guestCid,
+        logFile: paths.vsockBackendLog,
+        detached,
+        timeoutMs,
+      });
+      this.transport = new HybridTransport(paths.vsockSock);
+      vsock = { kind: 'vhost-user', socketPath: paths.vhostVsockSock };
+    } else if (this.transportKind === 'vhost-vsock') {
+      this.cidLease = allocateGuestCid(options.cidLockDir ?? '/run/hull/cids', Math.max(3, this.guestCid));
+      this.guestCid = this.cidLease.cid;
+      this.transport = new KernelVsockTransport(this.guestCid);
+      vsock = { kind: 'vhost-vsock', guestCid: this.guestCid };
+    }
+
+    this.procs.virtiofsd = await startVirtiofsd({
+      binary: options.virtiofsdPath ?? defaultVirtiofsdPath(),
+      socketPath: paths.virtiofsdSock,
+      sharedDir: config.sharedDir,
+      logFile: paths.virtiofsdLog,
+      detached,
+      timeoutMs,
+      ...(options.virtiofsdSandbox ? { sandbox: options.virtiofsdSandbox } : {}),
+    });
+
+    const tb = options.tbSizeMiB ?? DEFAULT_TB_SIZE_MIB;
+    const args = buildQemuArgs({
+      qemuPath: qemu,
+      paths,
+      accel: this.accel.accel,
+      ...(tb > 0 ? { tbSizeMiB: tb } : {}),
+      vcpus: config.vcpus,
+      memoryMiB: config.memoryMiB,
+      kernelPath: config.kernelPath,
+      initrdPath: config.initrdPath,
+      cmdline: composeKernelCmdline(config.kernelCmdline, this.accel.accel),
+      ...(config.rootImagePath !== undefined ? { rootImagePath: config.rootImagePath } : {}),
+      sharedFs: true,
+      ...(vsock ? { vsock } : {}),
+      ...(options.machineOptions ? { machineOptions: options.machineOptions } : {}),
+    });
+    rmSync(paths.qmpSock, { force: true });
+    writeFileSync(paths.consoleLog, ''); // this boot's console only
+    writeFileSync(paths.qemuLog, `${ARGV_PREFIX}${[qemu, ...args].map(shellQuote).join(' ')}\n`);
+    this.log.debug({ argv: [qemu, ...args] }, 'spawning QEMU');
+    const vmm = await HostProcess.spawn({ name: 'QEMU', path: qemu, args, logFile: paths.qemuLog, detached });
+    this.procs.vmm = vmm;
+    this.cidLease?.setOwner(vmm.pid);
+    vmm.onExit(() => void this.teardown());
+
+    this.qmp = await this.connectQmp(vmm, timeoutMs);
+    const status = await this.qmp.queryStatus();
+    if (!status.running) throw new VmStartError(`QEMU started but the VM is ${status.status}`, '', '');
+  }
+
+  /** Waits for QEMU's QMP socket to accept us, failing at once (with QEMU's last words) if QEMU exits. */
+  private async connectQmp(vmm: HostProcess, timeoutMs: number): Promise<QmpClient> {
+    const deadline = Date.now() + timeoutMs;
+    let lastError = '';
+    while (Date.now() < deadline) {
+      if (vmm.exited) break;
+      try {
+        const qmp = await QmpClient.connect(this.paths.qmpSock, { timeoutMs: Math.max(100, deadline - Date.now()) });
+        this.watchQmp(qmp);
+        return qmp;
+      } catch (err) {
+        lastError = (err as Error).message;
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    if (vmm.exited) await new Promise((r) => setTimeout(r, 50)); // let its last stderr lines land
+    const exit = vmm.exit;
+    const why = exit
+      ? `QEMU exited during start (${exit.signal ? `signal ${exit.signal}` : `code ${exit.code}`})`
+      : `QEMU did not answer on QMP within ${timeoutMs} ms (${lastError})`;
+    throw new VmStartError(why, this.stderrTail(), this.consoleTail(10));
+  }
+
+  private watchQmp(qmp: QmpClient): void {
+    if (this.options.detached) qmp.unref();
+    qmp.on('event', (ev: QmpEvent) => {
+      this.log.debug({ event: ev.event, data: ev.data }, 'QMP event');
+      if (ev.event === 'SHUTDOWN') this.shutdownEvent = ev;
+    });
+    qmp.on('close', (err: Error | undefined) => {
+      // A reset while QEMU exits is normal; a protocol violation is worth a warning.
+      if (err instanceof QmpProtocolError) this.log.warn({ err: err.message }, 'QMP connection failed');
+      else if (err) this.log.debug({ err: err.message }, 'QMP connection ended');
+    });
+  }
+
+  /** start() failed: kill QEMU if it runs, then the helpers in reverse order; no process may survive. */
+  private async abortStart(): Promise<void> {
+    this.killRequested = true;
+    this.qmp?.close();
+    if (this.procs.vmm) await this.procs.vmm.forceKill();
+    await this.teardown();
+  }
+
+  /**
+   * Runs once, when QEMU has exited (or never started): ends the helpers, removes sockets and the record, and
+   * settles wait().
+   */
+  private teardown(): Promise<VmExit> {
+    this.teardownPromise ??= (async () => {
+      const vmm = this.procs.vmm;
+      if (vmm) await vmm.wait();
+      // The SHUTDOWN event is sent before QEMU exits; give the socket a moment to deliver it before judging why.
+      if (this.qmp && !this.qmp.isClosed) {
+        await Promise.race([this.qmp.closedPromise, new Promise((r) => setTimeout(r, 500))]);
+        this.qmp.close();
+      }
+      const exit = this.exitReason();
+      const grace = this.options.helperStopMs ?? 2000;
+      // Reverse start order. Both normally exit on their own once QEMU disconnects.
+      for (const role of ['virtiofsd', 'vsockBackend'] as const) {
+        const proc = this.procs[role];
+        if (proc && !(await proc.waitFor(200))) await proc.terminate(grace);
+      }
+      for (const s of sandboxSockets(this.paths)) rmSync(s, { force: true });
+      this.cidLease?.release();
+      removeVmRecord(this.paths.vmmRecord);
+      this.state = 'exited';
+      this.log.info({ ...exit }, 'VM exited');
+      this.resolveExit(exit);
+      return exit;
+    })();
+    return this.teardownPromise;
+  }
+
+  private exitReason(): VmExit {
+    const e = this.procs.vmm?.exit;
+    const base = { code: e?.code ?? null, signal: e?.signal ?? null };
+    const detail = typeof this.shutdownEvent?.data?.['reason'] === 'string' ? (this.shutdownEvent.data['reason'] as string) : undefined;
+    const withDetail = (reason: VmExit['reason'], d = detail): VmExit => (d ? { reason, ...base, detail: d } : { reason, ...base });
+    if (this.killRequested) return withDetail('killed');
+    if (detail === 'guest-shutdown') return withDetail('shutdown');
+    if (detail === 'host-qmp-quit' || (detail === undefined && this.quitRequested)) return withDetail('quit');
+    if (detail === 'host-signal') return withDetail('killed');
+    if (detail !== undefined) return withDetail('crashed'); // guest-panic, guest-reset (-no-reboot), …
+    const how = base.signal ? `QEMU died of ${base.signal}` : base.code !== null ? `QEMU exited with code ${base.code}` : 'QEMU vanished';
+    return withDetail('crashed', how);
+  }
+
+  async stop(timeoutMs = 10_000): Promise<VmExit> {
+    const vmm = this.procs.vmm;
+    if (!vmm || this.state === 'new') throw new VmStateError(`VM ${this.config.id} was not started`);
+    if (vmm.exited) return this.teardown();
+    // Harmless without ACPI support in the guest; a guest that has it powers off on its own.
+    await this.qmp?.systemPowerdown().catch(() => undefined);
+    if (await vmm.waitFor(timeoutMs)) return this.teardown();
+    this.log.warn({ timeoutMs }, 'guest did not power off in time; quitting QEMU');
+    this.quitRequested = true;
+    await this.qmp?.quit(2000).catch(() => undefined);
+    if (await vmm.waitFor(2000)) return this.teardown();
+    this.log.warn('QEMU ignored quit; killing it');
+    this.killRequested = true;
+    await vmm.forceKill();
+    return this.teardown();
+  }
+
+  async kill(): Promise<VmExit> {
+    const vmm = this.procs.vmm;
+    if (!vmm) {
+      // Never started, or start failed before QEMU: make sure helpers are gone all the same.
+      await this.teardown();
+      return this.exitPromise;
+    }
+    if (!vmm.exited) {
+      this.killRequested = true;
+      await this.qmp?.quit(1000).catch(() => undefined);
+      if (!(await vmm.waitFor(1000))) await vmm.forceKill();
+    }
+    return this.teardown();
+  }
+
+  wait(): Promise<VmExit> {
+    return this.exitPromise;
+  }
+
+  async pause(): Promise<void> {
+    await this.runningQmp('pause').stop();
+  }
+
+  async resume(): Promise<void> {
+    await this.runningQmp('resume').cont();
+  }
+
+  private runningQmp(op: string): QmpClient {
+    if (this.state !== 'running' || !this.qmp || this.qmp.isClosed) {
+      throw new VmStateError(`cannot ${op} VM ${this.config.id}: it is ${this.state}${this.qmp?.isClosed ? ' (QMP closed)' : ''}`);
+    }
+    return this.qmp;
+  }
+
+  connectVsock(port: number, timeoutMs: number): Promise<Duplex> {
+    if (!this.transport) {
+      return Promise.reject(new VmStateError(`VM ${this.config.id} has no vsock device (transport ${this.transportKind})`));
+    }
+    return this.transport.connect(port, timeoutMs);
+  }
+
+  processes(): VmProcesses {
+    const out: VmProcesses = {};
+    const startTimes: NonNullable<VmProcesses['startTimes']> = {};
+    for (const role of PROCESS_ORDER) {
+      const proc = this.procs[role];
+      if (!proc) continue;
+      out[role] = proc.pid;
+      if (proc.startTime !== undefined) startTimes[role] = proc.startTime;
+    }
+    if (Object.keys(startTimes).length > 0) out.startTimes = startTimes;
+    return out;
+  }
+
+  consoleTail(lines = 20): string {
+    return tailLines(this.paths.consoleLog, lines);
+  }
+
+  private stderrTail(lines = 10): string {
+    // The first line of qemu.log is the command line we wrote; QEMU's stderr follows.
+    const text = tailLines(this.paths.qemuLog, lines + 1)
+      .split('\n')
+      .filter((l) => !l.startsWith(ARGV_PREFIX))
+      .join('\n');
+    return text ? `${text}\n(command line and full log: ${this.paths.qemuLog})` : '';
+  }
+
+  /** Stops watching without touching the VM, so a detached CLI call can exit. The VM keeps running. */
+  release(): void {
+    this.qmp?.close();
+  }
+
+  private writeRecord(): void {
+    const record: VmRecord = {
+      version: 1,
+      config: this.config,
+      accel: this.accel,
+      transport: this.transportKind,
+      guestCid: this.guestCid,
+      processes: this.processes(),
+    };
+    writeVmRecord(this.paths.vmmRecord, record);
+  }
+
+  private async adopt(record: VmRecord): Promise<void> {
+    const p = record.processes;
+    for (const role of PROCESS_ORDER) {
+      const pid = p[role];
+      if (pid === undefined) continue;
+      const startTime = p.startTimes?.[role];
+      const rec: RecordedProcess = startTime === undefined ? { pid } : { pid, startTime };
+      this.procs[role] = HostProcess.adopt(role, rec);
+    }
+    if (this.transportKind === 'hybrid') this.transport = new HybridTransport(this.paths.vsockSock);
+    else if (this.transportKind === 'vhost-vsock') this.transport = new KernelVsockTransport(this.guestCid);
+    const vmm = this.procs.vmm;
+    if (!vmm) throw new HypervisorError(`VM record in ${this.config.dir} has no QEMU pid`);
+    this.state = 'running';
+    vmm.onExit(() => void this.teardown());
+    vmm.watch(false); // polls the pid (an adopted QEMU is not our child) without keeping this process alive
+    if (vmm.exited) return;
+    try {
+      this.qmp = await QmpClient.connect(this.paths.qmpSock, { timeoutMs: this.options.startTimeoutMs ?? 5000 });
+      this.watchQmp(this.qmp);
+    } catch (err) {
+      // QEMU serves one QMP client at a time; without QMP we can still kill by pid and see exit by polling.
+      this.log.warn({ err: (err as Error).message }, 'reattached without QMP');
+    }
+  }
+}
+
+function shellQuote(arg: string): string {
+  return /^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replaceAll("'", "'\\''")}'`;
+}
+
+// Kept for callers that only need to know whether a sandbox directory still has a live VM record.
+export function hasVmRecord(dir: string): boolean {
+  try {
+    readVmRecord(sandboxPaths(dir).vmmRecord);
+    return true;
+  } catch {
+    return false;
+  }
+}

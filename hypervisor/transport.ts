@@ -1,0 +1,220 @@
+// How the host reaches a guest vsock port. With the host kernel's vhost_vsock: AF_VSOCK through the native addon
+// (and the guest CID must be unique on the host). Without it (these machines): the hybrid vsock Unix socket served by
+// hull-vsock-backend, which needs no native code on the host. connectHybridVsock works from the socket path alone,
+// so a later CLI process can reach a running sandbox.
+import { closeSync, constants, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import type { Duplex } from 'node:stream';
+import { AgentUnreachableError, CidAllocationError, HybridVsockProtocolError, VsockAddonError } from './errors.js';
+import { isAlive } from './process.js';
+
+export type TransportKind = 'hybrid' | 'vhost-vsock';
+
+export interface AgentTransport {
+  readonly kind: TransportKind;
+  connect(port: number, timeoutMs: number): Promise<Duplex>;
+}
+
+/** Kernel vhost-vsock only if the device can really be opened (root, module loaded). */
+export function vhostVsockUsable(device = '/dev/vhost-vsock'): boolean {
+  try {
+    closeSync(openSync(device, constants.O_RDWR));
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export function chooseTransport(requested: 'auto' | TransportKind = 'auto', device = '/dev/vhost-vsock'): TransportKind {
+  if (requested !== 'auto') return requested;
+  return vhostVsockUsable(device) ? 'vhost-vsock' : 'hybrid';
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Hybrid vsock (Firecracker's protocol): `CONNECT <port>\n` → `OK <n>\n`. The backend closes the connection when
+// the guest has no listener yet, so closing before the OK line means "retry".
+
+const MAX_REPLY = 32;
+const RETRY_MS = 20;
+
+class RetryableError extends Error {}
+
+export async function connectHybridVsock(udsPath: string, port: number, timeoutMs: number): Promise<net.Socket> {
+  if (!Number.isInteger(port) || port < 0 || port > 0xffffffff) {
+    throw new RangeError(`vsock port must be a u32, got ${port}`);
+  }
+  const deadline = Date.now() + timeoutMs;
+  let attempts = 0;
+  let lastError = 'no attempt made';
+  for (;;) {
+    attempts++;
+    try {
+      return await attemptHybrid(udsPath, port, Math.max(1, deadline - Date.now()));
+    } catch (err) {
+      if (!(err instanceof RetryableError)) throw err;
+      lastError = err.message;
+    }
+    if (Date.now() + RETRY_MS >= deadline) {
+      throw new AgentUnreachableError(udsPath, port, timeoutMs, attempts, lastError);
+    }
+    await new Promise((r) => setTimeout(r, RETRY_MS));
+  }
+}
+
+function attemptHybrid(udsPath: string, port: number, budgetMs: number): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = net.createConnection({ path: udsPath });
+    let reply = Buffer.alloc(0);
+    let settled = false;
+    const finish = (err: Error | undefined): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      socket.off('readable', onReadable);
+      socket.off('error', onError);
+      socket.off('end', onEnd);
+      socket.off('close', onEnd);
+      if (err) {
+        socket.destroy();
+        reject(err);
+      } else {
+        resolve(socket);
+      }
+    };
+    const timer = setTimeout(() => finish(new RetryableError(`no reply to CONNECT ${port} within the deadline`)), budgetMs);
+    const onError = (err: NodeJS.ErrnoException): void =>
+      // ENOENT/ECONNREFUSED: the backend is not listening (yet); ECONNRESET/EPIPE: it dropped us. All retryable.
+      finish(new RetryableError(`${err.code ?? 'error'}: ${err.message}`));
+    const onEnd = (): void => finish(new RetryableError('the backend closed the connection (guest not listening yet)'));
+    const onReadable = (): void => {
+      let chunk: Buffer | null;
+      while (!settled && (chunk = socket.read() as Buffer | null) !== null) {
+        reply = Buffer.concat([reply, chunk]);
+        const nl = reply.indexOf(0x0a);
+        if (nl < 0) {
+          if (reply.length > MAX_REPLY) {
+            finish(new HybridVsockProtocolError(`hybrid vsock reply from ${udsPath} exceeds ${MAX_REPLY} bytes without a newline`));
+          }
+          continue;
+        }
+        if (nl + 1 > MAX_REPLY) {
+          finish(new HybridVsockProtocolError(`hybrid vsock reply from ${udsPath} exceeds ${MAX_REPLY} bytes`));
+          return;
+        }
+        const line = reply.subarray(0, nl).toString('latin1');
+        if (!line.startsWith('OK ')) {
+          finish(new HybridVsockProtocolError(`hybrid vsock backend at ${udsPath} answered ${JSON.stringify(line)}, not "OK <port>"`));
+          return;
+        }
+        const rest = reply.subarray(nl + 1);
+        finish(undefined);
+        // Bytes the guest sent right after accepting belong to the caller's stream.
+        if (rest.length > 0) socket.unshift(rest);
+        return;
+      }
+    };
+    socket.once('connect', () => socket.write(`CONNECT ${port}\n`));
+    socket.on('readable', onReadable);
+    socket.on('error', onError);
+    socket.on('end', onEnd);
+    socket.on('close', onEnd);
+  });
+}
+
+export class HybridTransport implements AgentTransport {
+  readonly kind = 'hybrid' as const;
+  constructor(readonly udsPath: string) {}
+  connect(port: number, timeoutMs: number): Promise<Duplex> {
+    return connectHybridVsock(this.udsPath, port, timeoutMs);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Kernel AF_VSOCK through the addon (native/addon). Loaded lazily so hosts without the addon still work (hybrid).
+
+type VsockAddon = Pick<typeof import('../native/addon/index.js'), 'vsockConnect'>;
+
+// Dynamic so that hosts without vhost_vsock never touch the addon; the module itself loads the .node file lazily.
+async function loadAddon(): Promise<VsockAddon> {
+  try {
+    return await import('../native/addon/index.js');
+  } catch (err) {
+    throw new VsockAddonError(`AF_VSOCK needs the native addon (npm run build:addon): ${(err as Error).message}`, {
+      cause: err,
+    });
+  }
+}
+
+export class KernelVsockTransport implements AgentTransport {
+  readonly kind = 'vhost-vsock' as const;
+  constructor(readonly guestCid: number) {}
+
+  async connect(port: number, timeoutMs: number): Promise<Duplex> {
+    const addon = await loadAddon();
+    const deadline = Date.now() + timeoutMs;
+    let attempts = 0;
+    let lastError = 'no attempt made';
+    for (;;) {
+      attempts++;
+      try {
+        return await addon.vsockConnect(this.guestCid, port);
+      } catch (err) {
+        // An errno (ECONNRESET/ECONNREFUSED until the guest listens) is retried; anything else is the addon itself.
+        if ((err as NodeJS.ErrnoException).code === undefined) {
+          throw new VsockAddonError(`AF_VSOCK connect failed: ${(err as Error).message}`, { cause: err });
+        }
+        lastError = (err as Error).message;
+      }
+      if (Date.now() + RETRY_MS >= deadline) {
+        throw new AgentUnreachableError(`AF_VSOCK cid ${this.guestCid}`, port, timeoutMs, attempts, lastError);
+      }
+      await new Promise((r) => setTimeout(r, RETRY_MS));
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Guest CIDs for kernel vhost-vsock are host-global: reserve one with an O_EXCL lock file holding our pid; a lock
+// whose owner is dead is taken over.
+
+export interface CidLease {
+  cid: number;
+  /** Hands the lease to the process that outlives us (QEMU of a detached sandbox). */
+  setOwner(pid: number): void;
+  release(): void;
+}
+
+function lockOwner(file: string): number | undefined {
+  try {
+    const owner = Number(readFileSync(file, 'utf8').trim());
+    return Number.isInteger(owner) && owner > 0 ? owner : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export function allocateGuestCid(lockDir: string, first = 3, last = 0xffff, ownerPid = process.pid): CidLease {
+  mkdirSync(lockDir, { recursive: true, mode: 0o700 });
+  for (let cid = first; cid <= last; cid++) {
+    const file = path.join(lockDir, `cid-${cid}`);
+    for (let tries = 0; tries < 2; tries++) {
+      try {
+        const fd = openSync(file, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
+        writeFileSync(fd, `${ownerPid}\n`);
+        closeSync(fd);
+        return {
+          cid,
+          setOwner: (pid) => writeFileSync(file, `${pid}\n`),
+          release: () => rmSync(file, { force: true }),
+        };
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+        const owner = lockOwner(file);
+        if (owner !== undefined && isAlive({ pid: owner })) break;
+        rmSync(file, { force: true }); // stale: its owner is gone
+      }
+    }
+  }
+  throw new CidAllocationError(`no free guest CID in ${first}..${last} under ${lockDir}`);
+}

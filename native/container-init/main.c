@@ -1,0 +1,438 @@
+/* hull-container-init: sets up one container process inside the guest and execs it.
+ *
+ * The agent spawns it with the plan on fd 3, a status pipe on fd 4 and a start pipe on fd 5
+ * (docs/design.md, "Container init helper"). The process layout:
+ *
+ *   helper (parent, stays in the agent's pid namespace)
+ *     │  create: joins the cgroup, unshares the namespaces; exec: joins the cgroup and setns()es into join_pid's
+ *     │  writes "pid <n>", relays the child's status lines to fd 4, forwards signals, reaps, exits with the status
+ *     └─ child (create: PID 1 of the new pid namespace)
+ *          sets up the rootfs (create), reports "ready" over a CLOEXEC sync pipe, waits for the start byte on fd 5,
+ *          drops privileges and execs. The sync pipe reaching EOF without an error line means exec succeeded.
+ */
+#include "plan.h"
+#include "rootfs.h"
+#include "security.h"
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define FD_PLAN 3
+#define FD_STATUS 4
+#define FD_START 5
+
+#define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+static const int forwarded_signals[] = { SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH, SIGCONT };
+#define N_FORWARDED (sizeof(forwarded_signals) / sizeof(forwarded_signals[0]))
+
+/* ---------------------------------------------------------------- child */
+
+/* Until exec, a terminating signal ends the child (as PID 1 of a pid namespace it would otherwise ignore it). */
+static void abort_handler(int sig)
+{
+	_exit(128 + sig);
+}
+
+static void child_signals(void)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sigemptyset(&sa.sa_mask);
+	for (size_t i = 0; i < N_FORWARDED; i++) {
+		int sig = forwarded_signals[i];
+		sa.sa_handler = (sig == SIGWINCH || sig == SIGCONT) ? SIG_DFL : abort_handler;
+		sigaction(sig, &sa, NULL);
+	}
+	sa.sa_handler = SIG_DFL;
+	sigaction(SIGPIPE, &sa, NULL);
+	sigaction(SIGCHLD, &sa, NULL);
+	sigset_t none;
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
+static void set_rlimits(const struct plan *p)
+{
+	for (size_t i = 0; i < p->n_rlimits; i++) {
+		if (setrlimit((__rlimit_resource_t)p->rlimits[i].resource, &p->rlimits[i].limit) < 0) {
+			char what[32];
+			snprintf(what, sizeof(what), "%d", p->rlimits[i].resource);
+			fail_arg("setrlimit", what);
+		}
+	}
+}
+
+static void wait_for_start(void)
+{
+	status_line("ready");
+	char b;
+	for (;;) {
+		ssize_t n = read(FD_START, &b, 1);
+		if (n == 1)
+			break;
+		if (n == 0)
+			_exit(127); /* the agent aborted: no message */
+		if (errno != EINTR)
+			fail("read start fd");
+	}
+	close(FD_START);
+}
+
+static void set_user(const struct plan *p)
+{
+	apply_capabilities_before_setuid(p);
+	if (setgroups(p->n_groups, p->groups) < 0)
+		fail("setgroups");
+	if (setgid(p->gid) < 0)
+		fail("setgid");
+	if (setuid(p->uid) < 0)
+		fail("setuid");
+	/* A credential change clears the parent-death signal: set it again. */
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+		fail("prctl pdeathsig");
+	apply_capabilities_after_setuid(p);
+}
+
+/* Only fds 0-2 reach the workload (the sync pipe is O_CLOEXEC already). */
+static void cloexec_from_3(void)
+{
+#ifdef SYS_close_range
+	if (syscall(SYS_close_range, 3u, ~0u, 4u /* CLOSE_RANGE_CLOEXEC */) == 0)
+		return;
+#endif
+	long max = sysconf(_SC_OPEN_MAX);
+	if (max < 0 || max > 65536)
+		max = 65536;
+	for (int fd = 3; fd < max; fd++) {
+		int fl = fcntl(fd, F_GETFD);
+		if (fl >= 0 && !(fl & FD_CLOEXEC))
+			fcntl(fd, F_SETFD, fl | FD_CLOEXEC);
+	}
+}
+
+static const char *plan_env(const struct plan *p, const char *name)
+{
+	size_t len = strlen(name);
+	for (size_t i = 0; i < p->n_env; i++)
+		if (strncmp(p->env[i], name, len) == 0 && p->env[i][len] == '=')
+			return p->env[i] + len + 1;
+	return NULL;
+}
+
+/* execvpe with the container's PATH (not the helper's). */
+static _Noreturn void do_exec(const struct plan *p)
+{
+	const char *file = p->argv[0];
+	if (strchr(file, '/')) {
+		execve(file, p->argv, p->env);
+		status_line("error exec %s: %s", file, strerror(errno));
+		_exit(127);
+	}
+	const char *path = plan_env(p, "PATH");
+	if (!path)
+		path = DEFAULT_PATH;
+	size_t flen = strlen(file);
+	char *buf = malloc(strlen(path) + flen + 3);
+	if (!buf)
+		fail("exec");
+	int err = ENOENT;
+	bool saw_eacces = false;
+	const char *dir = path;
+	for (;;) {
+		const char *colon = strchr(dir, ':');
+		size_t dlen = colon ? (size_t)(colon - dir) : strlen(dir);
+		if (dlen == 0) {
+			memcpy(buf, file, flen + 1);
+		} else {
+			memcpy(buf, dir, dlen);
+			buf[dlen] = '/';
+			memcpy(buf + dlen + 1, file, flen + 1);
+		}
+		execve(buf, p->argv, p->env);
+		switch (errno) {
+		case EACCES:
+			saw_eacces = true;
+			/* fallthrough */
+		case ENOENT:
+		case ENOTDIR:
+		case ESTALE:
+		case ENODEV:
+		case ETIMEDOUT:
+			break;
+		default:
+			err = errno;
+			goto out;
+		}
+		if (!colon)
+			break;
+		dir = colon + 1;
+	}
+	if (saw_eacces)
+		err = EACCES;
+out:
+	status_line("error exec %s: %s", file, strerror(err));
+	_exit(127);
+}
+
+static _Noreturn void child_main(const struct plan *p, int syncfd)
+{
+	g_status_fd = syncfd;
+	child_signals();
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+		fail("prctl pdeathsig");
+	close(FD_STATUS);
+	umask(022);
+
+	if (p->mode == MODE_CREATE) {
+		rootfs_prepare(p);
+		set_rlimits(p);
+		if (p->hostname && sethostname(p->hostname, strlen(p->hostname)) < 0)
+			fail("sethostname");
+		rootfs_mount_all(p);
+		rootfs_pivot(p);
+		apply_sysctls(p);
+		rootfs_finish(p);
+		apply_masked_and_readonly_paths(p);
+	} else {
+		set_rlimits(p);
+	}
+
+	wait_for_start();
+	set_user(p);
+	if (chdir(p->cwd ? p->cwd : "/") < 0)
+		fail_arg("chdir", p->cwd ? p->cwd : "/");
+	apply_no_new_privs(p);
+	cloexec_from_3();
+	apply_seccomp(p);
+	do_exec(p);
+}
+
+/* ---------------------------------------------------------------- parent */
+
+static void join_cgroup(const char *dir)
+{
+	char path[4096];
+	if ((size_t)snprintf(path, sizeof(path), "%s/cgroup.procs", dir) >= sizeof(path)) {
+		errno = ENAMETOOLONG;
+		fail("join cgroup");
+	}
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		fail_arg("join cgroup", dir);
+	if (write_all(fd, "0", 1) < 0)
+		fail_arg("join cgroup", dir);
+	close(fd);
+}
+
+/* setns() into join_pid's namespaces that differ from ours; the mount namespace last (it changes our root). */
+static void join_namespaces(pid_t pid)
+{
+	static const struct {
+		const char *name;
+		int type;
+	} ns[] = {
+		{ "cgroup", CLONE_NEWCGROUP }, { "ipc", CLONE_NEWIPC }, { "uts", CLONE_NEWUTS },
+		{ "net", CLONE_NEWNET },       { "pid", CLONE_NEWPID }, { "mnt", CLONE_NEWNS },
+	};
+	int fds[sizeof(ns) / sizeof(ns[0])];
+	char path[64];
+	for (size_t i = 0; i < sizeof(ns) / sizeof(ns[0]); i++) {
+		fds[i] = -1;
+		snprintf(path, sizeof(path), "/proc/%d/ns/%s", (int)pid, ns[i].name);
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0) {
+			if (errno == ENOENT && (ns[i].type == CLONE_NEWCGROUP || ns[i].type == CLONE_NEWNET))
+				continue; /* kernel without that namespace */
+			fail_arg("open", path);
+		}
+		struct stat theirs, ours;
+		snprintf(path, sizeof(path), "/proc/self/ns/%s", ns[i].name);
+		if (fstat(fd, &theirs) == 0 && stat(path, &ours) == 0 && theirs.st_ino == ours.st_ino &&
+		    theirs.st_dev == ours.st_dev) {
+			close(fd);
+			continue;
+		}
+		fds[i] = fd;
+	}
+	for (size_t i = 0; i < sizeof(ns) / sizeof(ns[0]); i++) {
+		if (fds[i] < 0)
+			continue;
+		if (setns(fds[i], ns[i].type) < 0) {
+			char what[32];
+			snprintf(what, sizeof(what), "%s namespace", ns[i].name);
+			fail_arg("setns", what);
+		}
+		close(fds[i]);
+	}
+}
+
+static int exit_status(int st)
+{
+	if (WIFEXITED(st))
+		return WEXITSTATUS(st);
+	if (WIFSIGNALED(st))
+		return 128 + WTERMSIG(st);
+	return 127;
+}
+
+struct relay {
+	int fd; /* the sync pipe's read end, -1 once at EOF */
+	char buf[4096];
+	size_t len;
+};
+
+/* Moves what the child wrote into the sync pipe to fd 4, whole lines only. At EOF fd 4 is closed: after "ready",
+ * EOF without an error line tells the agent that exec succeeded. */
+static void relay_read(struct relay *r)
+{
+	ssize_t n = read(r->fd, r->buf + r->len, sizeof(r->buf) - r->len);
+	if (n < 0 && (errno == EINTR || errno == EAGAIN))
+		return;
+	if (n > 0) {
+		r->len += (size_t)n;
+		char *nl;
+		while ((nl = memchr(r->buf, '\n', r->len)) != NULL) {
+			size_t line = (size_t)(nl - r->buf) + 1;
+			(void)write_all(FD_STATUS, r->buf, line);
+			memmove(r->buf, r->buf + line, r->len - line);
+			r->len -= line;
+		}
+		if (r->len == sizeof(r->buf)) { /* an overlong line: pass it on as is */
+			(void)write_all(FD_STATUS, r->buf, r->len);
+			r->len = 0;
+		}
+		return;
+	}
+	if (r->len)
+		(void)write_all(FD_STATUS, r->buf, r->len);
+	r->len = 0;
+	close(r->fd);
+	r->fd = -1;
+	close(FD_STATUS);
+}
+
+static _Noreturn void supervise(pid_t child, int syncfd, const sigset_t *sigs)
+{
+	int sfd = signalfd(-1, sigs, SFD_CLOEXEC);
+	if (sfd < 0) {
+		kill(child, SIGKILL);
+		fail("signalfd");
+	}
+	struct relay r = { .fd = syncfd, .len = 0 };
+	for (;;) {
+		struct pollfd pfd[2] = { { sfd, POLLIN, 0 }, { r.fd, POLLIN, 0 } };
+		int n = poll(pfd, r.fd >= 0 ? 2 : 1, -1);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			kill(child, SIGKILL);
+			fail("poll");
+		}
+		if (r.fd >= 0 && (pfd[1].revents & (POLLIN | POLLHUP | POLLERR)))
+			relay_read(&r);
+		if (!(pfd[0].revents & POLLIN))
+			continue;
+		struct signalfd_siginfo si;
+		ssize_t got = read(sfd, &si, sizeof(si));
+		if (got != (ssize_t)sizeof(si))
+			continue;
+		if (si.ssi_signo != SIGCHLD) {
+			kill(child, (int)si.ssi_signo);
+			continue;
+		}
+		int st;
+		pid_t w;
+		while ((w = waitpid(-1, &st, WNOHANG)) > 0) {
+			if (w != child)
+				continue;
+			/* The child is gone, so its end of the sync pipe is closed: drain it to EOF. */
+			while (r.fd >= 0)
+				relay_read(&r);
+			_exit(exit_status(st));
+		}
+	}
+}
+
+static void check_fd(int fd, const char *what)
+{
+	if (fcntl(fd, F_GETFD) < 0) {
+		dprintf(2, "hull-container-init: fd %d (%s) is not open; see docs/design.md\n", fd, what);
+		_exit(127);
+	}
+}
+
+int main(void)
+{
+	check_fd(FD_STATUS, "status");
+	check_fd(FD_PLAN, "plan");
+	check_fd(FD_START, "start");
+	signal(SIGPIPE, SIG_IGN);
+
+	struct plan p;
+	char err[512];
+	if (plan_read(FD_PLAN, &p, err, sizeof(err)) < 0)
+		failx("%s", err);
+	close(FD_PLAN);
+
+	/* Opened before any setns(mnt): the parent's stdio goes there once the child has its own copies. */
+	int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+
+	/* Block what we forward (and SIGCHLD) before fork, so nothing is lost before signalfd is set up. */
+	sigset_t sigs;
+	sigemptyset(&sigs);
+	for (size_t i = 0; i < N_FORWARDED; i++)
+		sigaddset(&sigs, forwarded_signals[i]);
+	sigaddset(&sigs, SIGCHLD);
+	if (sigprocmask(SIG_BLOCK, &sigs, NULL) < 0)
+		fail("sigprocmask");
+
+	int sync[2];
+	if (pipe2(sync, O_CLOEXEC) < 0)
+		fail("pipe");
+
+	if (p.cgroup)
+		join_cgroup(p.cgroup);
+	if (p.mode == MODE_CREATE) {
+		if (unshare(p.ns_flags) < 0)
+			fail("unshare");
+	} else {
+		join_namespaces(p.join_pid);
+	}
+
+	pid_t child = fork();
+	if (child < 0)
+		fail("fork");
+	if (child == 0) {
+		close(sync[0]);
+		if (devnull >= 0)
+			close(devnull);
+		child_main(&p, sync[1]);
+	}
+	close(sync[1]);
+	close(FD_START);
+	status_line("pid %d", (int)child);
+	if (devnull >= 0) {
+		dup2(devnull, 0);
+		dup2(devnull, 1);
+		dup2(devnull, 2);
+		close(devnull);
+	}
+	supervise(child, sync[0], &sigs);
+}

@@ -1,0 +1,17 @@
+/* Root filesystem setup in the new mount namespace: mounts, /dev, pivot_root, readonly root. */
+#ifndef HULL_CI_ROOTFS_H
+#define HULL_CI_ROOTFS_H
+
+#include "plan.h"
+
+/* Run in the forked child (PID 1 of the new pid namespace) before pivot; they fail through fail()/failx().
+ * rootfs_prepare: private propagation, rootfs bound onto itself.
+ * rootfs_mount_all: the plan's mounts in order, then device nodes and links when /dev is a tmpfs. */
+void rootfs_prepare(const struct plan *p);
+void rootfs_mount_all(const struct plan *p);
+/* pivot_root(rootfs, rootfs) + detach the old root, chdir("/"). */
+void rootfs_pivot(const struct plan *p);
+/* Remounts / read-only if the plan asks for it (after pivot). */
+void rootfs_finish(const struct plan *p);
+
+#endif

@@ -1,0 +1,99 @@
+// Plain TypeScript shapes of the hull.agent.v1 messages (protocol/proto/agent.proto), as protobufjs produces and
+// accepts them: camelCase names, 64-bit integers as numbers, bytes as Buffer, absent fields at their defaults.
+// Shared by the host's AgentClient and the guest's service so both sides agree at compile time.
+
+export type Empty = Record<string, never>;
+
+export interface HealthResponse {
+  status: string;
+  agentVersion: string;
+}
+
+export interface GuestDetailsResponse {
+  kernelRelease: string;
+  vcpus: number;
+  memoryBytes: number;
+  agentVersion: string;
+  uptimeSeconds: number;
+}
+
+export interface ContainerRef {
+  containerId: string;
+}
+
+export interface ProcessRef {
+  containerId: string;
+  /** Empty for the container's init process. */
+  execId: string;
+}
+
+export interface CreateContainerRequest {
+  containerId: string;
+  /** The OCI runtime spec (config.json) as JSON text. */
+  specJson: string;
+  /** Guest directory holding the container root. */
+  rootfsPath: string;
+  /** false: the process's stdin is /dev/null. */
+  stdin: boolean;
+}
+
+export interface PidResponse {
+  pid: number;
+}
+export type CreateContainerResponse = PidResponse;
+export type StartResponse = PidResponse;
+
+export interface ExecProcessRequest {
+  containerId: string;
+  execId: string;
+  /** An OCI "process" object as JSON text. */
+  processJson: string;
+  stdin: boolean;
+}
+
+export interface SignalProcessRequest {
+  containerId: string;
+  execId: string;
+  signal: number;
+  all: boolean;
+}
+
+export interface WaitProcessResponse {
+  /** 0..255; a signal n is reported as 128+n. */
+  exitStatus: number;
+  /** The signal that ended the helper itself, 0 otherwise (see agent/process.ts). */
+  signal: number;
+}
+
+export interface WriteStdinRequest {
+  containerId: string;
+  execId: string;
+  data: Buffer;
+}
+export interface WriteStdinResponse {
+  len: number;
+}
+
+export interface ReadStreamRequest {
+  containerId: string;
+  execId: string;
+  maxLen: number;
+}
+export interface ReadStreamResponse {
+  /** Empty means EOF. */
+  data: Buffer;
+}
+
+export interface ProcessInfo {
+  pid: number;
+  execId: string;
+  command: string;
+}
+export interface ListProcessesResponse {
+  processes: ProcessInfo[];
+}
+
+export interface RemoveContainerRequest {
+  containerId: string;
+  timeoutMs: number;
+}

@@ -1,0 +1,73 @@
+// Bundles the host CLI (shim/cli.ts → dist/hull.mjs) and the guest agent (agent/main.ts → dist/agent.mjs) with
+// esbuild: one ESM file each for Node 20. `.proto?raw` imports (protocol/proto-text.d.ts) are inlined as text, so
+// the bundles carry their .proto files; native addons (*.node) stay external and are loaded at run time.
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as esbuild from 'esbuild';
+
+const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+// CJS dependencies (pino, protobufjs) call require(); ESM output has none, so define it, plus __filename/__dirname.
+const banner = [
+  "import { createRequire as __hullCreateRequire } from 'node:module';",
+  "import { fileURLToPath as __hullFileURLToPath } from 'node:url';",
+  "import { dirname as __hullDirname } from 'node:path';",
+  'const require = __hullCreateRequire(import.meta.url);',
+  'const __filename = __hullFileURLToPath(import.meta.url);',
+  'const __dirname = __hullDirname(__filename);',
+].join('\n');
+
+/** Same behaviour as vite's `?raw`: the import's default export is the file's text. */
+const rawTextPlugin = {
+  name: 'raw-text',
+  setup(build) {
+    build.onResolve({ filter: /\?raw$/ }, (args) => ({
+      path: path.resolve(args.resolveDir, args.path.slice(0, -'?raw'.length)),
+      namespace: 'raw-text',
+    }));
+    build.onLoad({ filter: /.*/, namespace: 'raw-text' }, async (args) => ({
+      contents: await readFile(args.path, 'utf8'),
+      loader: 'text',
+      watchFiles: [args.path],
+    }));
+  },
+};
+
+const entries = [
+  { in: 'shim/cli.ts', out: 'dist/hull.mjs' },
+  { in: 'agent/main.ts', out: 'dist/agent.mjs' },
+];
+
+// Each entry builds on its own, so a broken host CLI does not stop the agent bundle (and vice versa).
+let failed = 0;
+for (const entry of entries) {
+  const input = path.join(repo, entry.in);
+  if (!existsSync(input)) {
+    console.warn(`bundle: ${entry.in} does not exist yet; skipping ${entry.out}`);
+    continue;
+  }
+  try {
+    await esbuild.build({
+      entryPoints: [input],
+      outfile: path.join(repo, entry.out),
+      bundle: true,
+      platform: 'node',
+      format: 'esm',
+      target: 'node20',
+      sourcemap: 'linked',
+      legalComments: 'none',
+      banner: { js: banner },
+      external: ['*.node'],
+      plugins: [rawTextPlugin],
+      logLevel: 'error',
+    });
+    console.log(`bundle: ${entry.in} → ${entry.out}`);
+  } catch {
+    // esbuild has printed the errors already.
+    console.error(`bundle: ${entry.out} failed`);
+    failed++;
+  }
+}
+if (failed > 0) process.exit(1);

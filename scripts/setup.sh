@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Sets up everything hull needs on a fresh Debian 12 machine (as root): Debian packages, npm packages, the native
+# parts, the TypeScript bundles and the guest image; puts `hull` on PATH and makes an example bundle.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(
+  qemu-system-x86 qemu-system-common   # the VMM and virtiofsd (/usr/lib/qemu/virtiofsd)
+  busybox-static cpio erofs-utils lz4 xz-utils binutils   # guest image build
+  clang libclang-rt-14-dev             # libFuzzer and sanitizers for the native tests
+  util-linux procps                    # mount/umount, ps
+  runc runsc                           # baselines for the benchmark
+)
+missing=()
+for p in "${packages[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}" >&2
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+
+bash scripts/build.sh
+
+ln -sf "$PWD/bin/hull" /usr/local/bin/hull
+ln -sf "$PWD/bin/containerd-shim-hull-v2" /usr/local/bin/containerd-shim-hull-v2 2>/dev/null || true
+[ -f build/bundles/hello/config.json ] || node scripts/make-bundle.mjs build/bundles/hello
+echo "setup: done; try: hull run --bundle build/bundles/hello hello" >&2

@@ -1,0 +1,167 @@
+// `hull`: the runc-compatible command line. Global flags come before the command, as with runc.
+import { Command, Option } from 'commander';
+import path from 'node:path';
+import * as commands from './commands.js';
+import { HullError, oneLine } from './errors.js';
+import { createLogger, type LogFormat } from './log.js';
+
+const VERSION = '0.1.0';
+const DEFAULT_ROOT = '/run/hull';
+
+interface GlobalFlags {
+  root: string;
+  log?: string;
+  logFormat: LogFormat;
+  debug: boolean;
+}
+
+function globals(program: Command): commands.Globals {
+  const flags = program.opts<GlobalFlags>();
+  const root = path.resolve(flags.root);
+  const passThrough = ['--root', root, '--log-format', flags.logFormat];
+  if (flags.log) passThrough.push('--log', path.resolve(flags.log));
+  if (flags.debug) passThrough.push('--debug');
+  const logger = createLogger({ file: flags.log, format: flags.logFormat, debug: flags.debug });
+  return { root, logger, passThrough };
+}
+
+let exitCodeOnError = 1;
+
+function action<A extends unknown[]>(program: Command, body: (g: commands.Globals, ...args: A) => Promise<number> | number) {
+  return async (...args: A): Promise<void> => {
+    const g = globals(program);
+    try {
+      const code = await body(g, ...args);
+      g.logger.flush();
+      process.exit(code);
+    } catch (err) {
+      const message = oneLine(err);
+      g.logger.error({ kind: err instanceof HullError ? err.kind : 'internal' }, message);
+      g.logger.flush();
+      process.stderr.write(`hull: ${message}\n`);
+      process.exit(exitCodeOnError);
+    }
+  };
+}
+
+export function buildProgram(): Command {
+  const program = new Command('hull')
+    .description('run OCI containers, each in its own microVM')
+    .version(VERSION, '-v, --version')
+    .enablePositionalOptions()
+    .option('--root <dir>', 'directory for container state', DEFAULT_ROOT)
+    .option('--log <file>', 'log file (default: none)')
+    .addOption(new Option('--log-format <format>', 'log format').choices(['text', 'json']).default('text'))
+    .option('--debug', 'debug logging', false)
+    .option('--systemd-cgroup', 'accepted for compatibility; cgroups live in the guest', false);
+  program.showSuggestionAfterError(false);
+  program.exitOverride((err) => {
+    process.stderr.write(err.exitCode === 0 ? '' : `hull: ${err.message.replace(/^error: /, '')}\n`);
+    process.exit(err.exitCode === 0 ? 0 : 2);
+  });
+  program.configureOutput({ writeErr: () => undefined });
+
+  const bundleOption = () => new Option('-b, --bundle <dir>', 'path to the bundle').default(process.cwd(), 'current directory');
+  const compatible = (cmd: Command): Command =>
+    cmd
+      .option('--console-socket <path>', 'terminal console socket (not supported yet)')
+      .option('--no-pivot', 'accepted for compatibility')
+      .option('--no-new-keyring', 'accepted for compatibility');
+
+  compatible(
+    program
+      .command('run')
+      .description('create and start a container, wait for it, and delete it')
+      .addOption(bundleOption())
+      .option('--pid-file <file>', 'write the host pid standing for the container')
+      .option('-d, --detach', 'detach from the container', false)
+      .argument('<id>'),
+  ).action(
+    action(program, (g, id: string, o: { bundle: string; pidFile?: string; detach: boolean }) => commands.run(g, id, o)),
+  );
+
+  compatible(
+    program
+      .command('create')
+      .description('create a container')
+      .addOption(bundleOption())
+      .option('--pid-file <file>', 'write the host pid standing for the container')
+      .argument('<id>'),
+  ).action(action(program, (g, id: string, o: { bundle: string; pidFile?: string }) => commands.create(g, id, o)));
+
+  program
+    .command('_monitor', { hidden: true })
+    .requiredOption('--bundle <dir>')
+    .argument('<id>')
+    .action(action(program, (g, id: string, o: { bundle: string }) => commands.monitor(g, id, o)));
+
+  program
+    .command('start')
+    .description('start a created container')
+    .argument('<id>')
+    .action(action(program, (g, id: string) => commands.start(g, id)));
+
+  program
+    .command('state')
+    .description('print the OCI state of a container')
+    .argument('<id>')
+    .action(action(program, (g, id: string) => commands.state(g, id)));
+
+  program
+    .command('kill')
+    .description('send a signal (default SIGTERM) to the container')
+    .option('-a, --all', 'signal every process of the container', false)
+    .argument('<id>')
+    .argument('[signal]')
+    .action(action(program, (g, id: string, signal: string | undefined, o: { all: boolean }) => commands.kill(g, id, signal, o.all)));
+
+  program
+    .command('delete')
+    .description('delete a container and everything it holds on the host')
+    .option('-f, --force', 'kill the container first if it runs', false)
+    .argument('<id>')
+    .action(action(program, (g, id: string, o: { force: boolean }) => commands.remove(g, id, o.force)));
+
+  program
+    .command('exec')
+    .description('run another process in a running container')
+    .option('-p, --process <file>', 'process.json of the new process')
+    .option('-t, --tty', 'allocate a terminal', false)
+    .option('--cwd <dir>', 'working directory')
+    .option('-e, --env <KEY=VALUE>', 'add an environment variable', (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .option('-u, --user <uid[:gid]>', 'user to run as')
+    .option('-d, --detach', 'detach from the process', false)
+    .option('--pid-file <file>', 'write the host pid standing for the process')
+    .option('--console-socket <path>', 'terminal console socket (not supported yet)')
+    .argument('<id>')
+    .argument('[command...]')
+    .passThroughOptions()
+    .action(async (id: string, args: string[], o: commands.ExecOptions) => {
+      exitCodeOnError = 255; // runc: exec exits 255 on a runtime error, the process's status otherwise
+      await action(program, (g) => commands.exec(g, id, args, o))();
+    });
+
+  program
+    .command('_exec', { hidden: true })
+    .requiredOption('--process-json <json>')
+    .argument('<id>')
+    .action(action(program, (g, id: string, o: { processJson: string }) => commands.execMonitor(g, id, o.processJson)));
+
+  program
+    .command('ps')
+    .description('list the processes of a container')
+    .addOption(new Option('-f, --format <format>', 'table or json').default('table'))
+    .argument('<id>')
+    .action(action(program, (g, id: string, o: { format: string }) => commands.ps(g, id, o.format)));
+
+  program
+    .command('list')
+    .description('list containers')
+    .addOption(new Option('-f, --format <format>', 'table or json').default('table'))
+    .option('-q, --quiet', 'print only ids', false)
+    .action(action(program, (g, o: { format: string; quiet: boolean }) => commands.list(g, o.format, o.quiet)));
+
+  return program;
+}
+
+await buildProgram().parseAsync(process.argv);

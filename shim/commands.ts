@@ -1,0 +1,289 @@
+// The runc-compatible commands. Each takes parsed options and returns the exit code; errors are thrown as
+// HullError and turned into one line on stderr by cli.ts.
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { constants } from 'node:os';
+import type { Logger } from 'pino';
+import { runContainer } from './container-runner.js';
+import { spawnDetached, statusReporter } from './detach.js';
+import { failedPrecondition, invalidArgument, oneLine } from './errors.js';
+import { validateId } from './ids.js';
+import type { OciProcess, OciSpec } from './oci-spec.js';
+import { writePidFile } from './pid-file.js';
+import { connectToSandbox } from './sandbox.js';
+import { parseSignal } from './signals.js';
+import { listIds, readState, sandboxDir, updateState } from './state.js';
+import { currentStatus, ociState } from './status.js';
+import { flush, pumpInput, pumpOutput, STDIO_CHUNK } from './stdio-relay.js';
+import { destroySandbox, waitForExit } from './teardown.js';
+
+export interface Globals {
+  root: string;
+  logger: Logger;
+  /** Flags to pass on when this CLI re-executes itself (monitor, detached exec). */
+  passThrough: string[];
+}
+
+const MONITOR_WAIT_MS = 15_000;
+
+export async function run(g: Globals, id: string, opts: { bundle: string; pidFile?: string; detach?: boolean }): Promise<number> {
+  validateId(id);
+  if (opts.detach) {
+    await create(g, id, opts);
+    await start(g, id);
+    return 0;
+  }
+  try {
+    return await runContainer({
+      root: g.root,
+      id,
+      bundleDir: opts.bundle,
+      logger: g.logger,
+      startImmediately: true,
+      detached: false,
+      onCreated: (result) => {
+        if (result.ok && opts.pidFile) writePidFile(opts.pidFile, result.pid);
+      },
+    });
+  } finally {
+    await destroySandbox(g.root, id, 0).catch((err: unknown) => g.logger.warn({ err: oneLine(err) }, 'cleanup after run'));
+  }
+}
+
+export async function create(g: Globals, id: string, opts: { bundle: string; pidFile?: string }): Promise<number> {
+  validateId(id);
+  const pid = await spawnDetached([...g.passThrough, '_monitor', '--bundle', opts.bundle, id]);
+  if (opts.pidFile) writePidFile(opts.pidFile, pid);
+  return 0;
+}
+
+/** The detached process behind `create`: boots, creates, reports on fd 3, then supervises until exit. */
+export async function monitor(g: Globals, id: string, opts: { bundle: string }): Promise<number> {
+  const report = statusReporter(true);
+  return runContainer({
+    root: g.root,
+    id,
+    bundleDir: opts.bundle,
+    logger: g.logger,
+    startImmediately: false,
+    detached: true,
+    onCreated: (result) => report(result.ok ? `ok ${result.pid}` : `error ${oneLine(result.error)}`),
+  }).catch((err: unknown) => {
+    report(`error ${oneLine(err)}`);
+    throw err;
+  });
+}
+
+export async function start(g: Globals, id: string): Promise<number> {
+  validateId(id);
+  const state = readState(g.root, id);
+  const status = currentStatus(state);
+  if (status !== 'created') throw failedPrecondition(`cannot start container ${id}: it is ${status}, not created`);
+  const agent = await connectToSandbox(sandboxDir(g.root, id));
+  try {
+    updateState(g.root, id, (s) => void (s.status = 'running'));
+    await agent.startContainer(id);
+  } finally {
+    agent.close();
+  }
+  return 0;
+}
+
+export function state(g: Globals, id: string): number {
+  validateId(id);
+  process.stdout.write(`${JSON.stringify(ociState(readState(g.root, id)), null, 2)}\n`);
+  return 0;
+}
+
+export async function kill(g: Globals, id: string, signal: string | undefined, all: boolean): Promise<number> {
+  validateId(id);
+  const number = parseSignal(signal);
+  const current = readState(g.root, id);
+  const status = currentStatus(current);
+  if (status !== 'created' && status !== 'running') {
+    throw failedPrecondition(`cannot kill container ${id}: it is ${status}`);
+  }
+  const agent = await connectToSandbox(sandboxDir(g.root, id));
+  try {
+    await agent.signalProcess(id, '', number, all);
+  } finally {
+    agent.close();
+  }
+  return 0;
+}
+
+export async function remove(g: Globals, id: string, force: boolean): Promise<number> {
+  validateId(id);
+  let current;
+  try {
+    current = readState(g.root, id);
+  } catch (err) {
+    if (force) return 0;
+    throw err;
+  }
+  const status = currentStatus(current);
+  if (status === 'running' && !force) {
+    throw failedPrecondition(`cannot delete container ${id} that is not stopped: running`);
+  }
+  if (status !== 'stopped') {
+    // runc kills a created container on delete; --force kills a running one.
+    try {
+      const agent = await connectToSandbox(sandboxDir(g.root, id));
+      await agent.signalProcess(id, '', constants.signals.SIGKILL, true).finally(() => agent.close());
+    } catch (err) {
+      g.logger.warn({ err: oneLine(err) }, 'could not signal the container; destroying its VM');
+    }
+    await waitForExit(current.pid, MONITOR_WAIT_MS);
+  }
+  await destroySandbox(g.root, id, MONITOR_WAIT_MS);
+  return 0;
+}
+
+export interface ExecOptions {
+  process?: string;
+  cwd?: string;
+  env: string[];
+  user?: string;
+  tty?: boolean;
+  detach?: boolean;
+  pidFile?: string;
+}
+
+function parseUser(raw: string): { uid: number; gid: number } {
+  const match = /^(\d+)(?::(\d+))?$/.exec(raw);
+  if (!match) throw invalidArgument(`invalid --user "${raw}": expected UID[:GID]`);
+  return { uid: Number(match[1]), gid: Number(match[2] ?? 0) };
+}
+
+function execProcessSpec(bundle: string, opts: ExecOptions, args: string[]): OciProcess {
+  if (opts.process) {
+    let parsed: OciProcess;
+    try {
+      parsed = JSON.parse(readFileSync(opts.process, 'utf8')) as OciProcess;
+    } catch (err) {
+      throw invalidArgument(`--process ${opts.process}: ${(err as Error).message}`);
+    }
+    if (!Array.isArray(parsed.args) || parsed.args.length === 0) {
+      throw invalidArgument(`--process ${opts.process}: field args must be a non-empty array`);
+    }
+    return { ...parsed, cwd: parsed.cwd ?? '/', user: parsed.user ?? { uid: 0, gid: 0 } };
+  }
+  if (args.length === 0) throw invalidArgument('exec needs a command (or --process FILE)');
+  const spec = JSON.parse(readFileSync(`${bundle}/config.json`, 'utf8')) as OciSpec;
+  const base: OciProcess = spec.process ?? { args, cwd: '/', user: { uid: 0, gid: 0 } };
+  return {
+    ...base,
+    terminal: opts.tty ?? false,
+    args,
+    cwd: opts.cwd ?? base.cwd,
+    env: [...(base.env ?? []), ...opts.env],
+    user: opts.user ? { ...parseUser(opts.user) } : base.user,
+  };
+}
+
+export async function exec(g: Globals, id: string, args: string[], opts: ExecOptions): Promise<number> {
+  validateId(id);
+  const current = readState(g.root, id);
+  const status = currentStatus(current);
+  if (status !== 'running') throw failedPrecondition(`cannot exec in container ${id}: it is ${status}, not running`);
+  const processSpec = execProcessSpec(current.bundle, opts, args);
+  if (processSpec.terminal) throw invalidArgument('exec --tty is not supported yet');
+  if (opts.detach) {
+    const forwarded = ['_exec', '--process-json', JSON.stringify(processSpec), id];
+    const pid = await spawnDetached([...g.passThrough, ...forwarded]);
+    if (opts.pidFile) writePidFile(opts.pidFile, pid);
+    return 0;
+  }
+  return execAttached(g, id, processSpec, () => undefined);
+}
+
+/** Runs one process in the container with this process's stdio, and returns its exit status. */
+export async function execAttached(
+  g: Globals,
+  id: string,
+  processSpec: OciProcess,
+  onStarted: (pid: number) => void,
+): Promise<number> {
+  const agent = await connectToSandbox(sandboxDir(g.root, id));
+  const execId = `exec-${randomBytes(6).toString('hex')}`;
+  try {
+    await agent.execProcess({ containerId: id, execId, processJson: JSON.stringify(processSpec), stdin: true });
+    onStarted(process.pid);
+    const outputs = Promise.all([
+      pumpOutput(() => agent.readStdout(id, execId, STDIO_CHUNK), process.stdout),
+      pumpOutput(() => agent.readStderr(id, execId, STDIO_CHUNK), process.stderr),
+    ]);
+    const input = pumpInput(
+      process.stdin,
+      (data) => agent.writeStdin(id, execId, data),
+      () => agent.closeStdin(id, execId),
+    );
+    input.done.catch((err: unknown) => g.logger.debug({ err: oneLine(err) }, 'exec stdin relay ended'));
+    const { exitStatus } = await agent.waitProcess(id, execId);
+    await outputs;
+    input.stop();
+    await Promise.all([flush(process.stdout), flush(process.stderr)]);
+    return exitStatus;
+  } finally {
+    agent.close();
+  }
+}
+
+/** The detached process behind `exec --detach`. */
+export async function execMonitor(g: Globals, id: string, processJson: string): Promise<number> {
+  const report = statusReporter(true);
+  try {
+    return await execAttached(g, id, JSON.parse(processJson) as OciProcess, (pid) => report(`ok ${pid}`));
+  } catch (err) {
+    report(`error ${oneLine(err)}`);
+    throw err;
+  }
+}
+
+export async function ps(g: Globals, id: string, format: string): Promise<number> {
+  validateId(id);
+  const current = readState(g.root, id);
+  if (currentStatus(current) === 'stopped') {
+    if (format === 'json') process.stdout.write('[]\n');
+    return 0;
+  }
+  const agent = await connectToSandbox(sandboxDir(g.root, id));
+  try {
+    const processes = await agent.listProcesses(id);
+    if (format === 'json') {
+      process.stdout.write(`${JSON.stringify(processes.map((p) => p.pid))}\n`);
+    } else if (format === 'table') {
+      const rows = processes.map((p) => `${String(p.pid).padEnd(8)}${(p.execId || '-').padEnd(20)}${p.command}`);
+      process.stdout.write(`${['PID     EXEC                CMD', ...rows].join('\n')}\n`);
+    } else {
+      throw invalidArgument(`invalid format "${format}": use table or json`);
+    }
+  } finally {
+    agent.close();
+  }
+  return 0;
+}
+
+export function list(g: Globals, format: string, quiet: boolean): number {
+  const states = listIds(g.root).flatMap((id) => {
+    try {
+      return [ociState(readState(g.root, id))];
+    } catch {
+      return [];
+    }
+  });
+  if (quiet) {
+    process.stdout.write(states.map((s) => `${s.id}\n`).join(''));
+  } else if (format === 'json') {
+    process.stdout.write(`${JSON.stringify(states)}\n`);
+  } else if (format === 'table') {
+    const rows = states.map((s) =>
+      [s.id.padEnd(20), String(s.pid).padEnd(10), s.status.padEnd(10), s.bundle.padEnd(40), s.created.padEnd(32), s.owner].join(''),
+    );
+    process.stdout.write(`${['ID'.padEnd(20) + 'PID'.padEnd(10) + 'STATUS'.padEnd(10) + 'BUNDLE'.padEnd(40) + 'CREATED'.padEnd(32) + 'OWNER', ...rows].join('\n')}\n`);
+  } else {
+    throw invalidArgument(`invalid format "${format}": use table or json`);
+  }
+  return 0;
+}
+

@@ -1,0 +1,172 @@
+// Runs one container from bundle to exit: the body of `hull run` and of the detached monitor that `hull create`
+// leaves behind. The process running this stands for the container on the host: it holds the container's stdio
+// and exits with its status, which is what conmon and runc users expect of the pid in --pid-file.
+import os from 'node:os';
+import type { Logger } from 'pino';
+import { loadBundle } from './bundle.js';
+import { oneLine } from './errors.js';
+import { releaseMounts, Sandbox, guestRootfs } from './sandbox.js';
+import {
+  createSandboxDir,
+  readState,
+  removeSandboxDir,
+  sandboxDir,
+  updateState,
+  writeState,
+  type ContainerState,
+} from './state.js';
+import { flush, pumpInput, pumpOutput, STDIO_CHUNK } from './stdio-relay.js';
+import { vmSizeFor } from './vm-sizing.js';
+import { killRecordedVm } from './vmm.js';
+
+export interface RunOptions {
+  root: string;
+  id: string;
+  bundleDir: string;
+  logger: Logger;
+  /** run: start right away. create: wait for `hull start`. */
+  startImmediately: boolean;
+  detached: boolean;
+  /** Told once the container is created (or failed to be), before it starts. */
+  onCreated: (result: { ok: true; pid: number } | { ok: false; error: Error }) => void;
+}
+
+/** Exit status reported when the VM died under the container. */
+export const VM_DIED_STATUS = 255;
+
+export async function runContainer(options: RunOptions): Promise<number> {
+  const { root, id, logger } = options;
+  const bundle = loadBundle(options.bundleDir, { requireProcess: true });
+  const dir = createSandboxDir(root, id);
+  const state: ContainerState = {
+    ociVersion: bundle.spec.ociVersion,
+    id,
+    bundle: bundle.dir,
+    rootfs: bundle.rootfs,
+    status: 'creating',
+    pid: process.pid,
+    annotations: bundle.spec.annotations ?? {},
+    created: new Date().toISOString(),
+    owner: os.userInfo().username,
+    vm: {},
+    mounts: [],
+  };
+  writeState(root, state);
+
+  let sandbox: Sandbox | undefined;
+  try {
+    const mount = Sandbox.shareRootfs(dir, id, bundle.rootfs);
+    updateState(root, id, (s) => void s.mounts.push(mount));
+    sandbox = await Sandbox.boot(
+      {
+        id,
+        dir,
+        size: vmSizeFor(bundle.spec),
+        logger,
+        detached: options.detached,
+        onResources: ({ vm }) => updateState(root, id, (s) => void (s.vm = vm)),
+      },
+      [mount],
+    );
+    const { pid } = await sandbox.agent.createContainer({
+      containerId: id,
+      specJson: bundle.specJson,
+      rootfsPath: guestRootfs(id),
+      stdin: true,
+    });
+    updateState(root, id, (s) => {
+      s.status = 'created';
+      s.guestPid = pid;
+    });
+    logger.info({ guestPid: pid }, 'container created');
+  } catch (err) {
+    await teardownFailedCreate(root, id, sandbox, logger);
+    options.onCreated({ ok: false, error: err as Error });
+    throw err;
+  }
+
+  options.onCreated({ ok: true, pid: process.pid });
+  const exitStatus = await superviseContainer(options, sandbox);
+  return exitStatus;
+}
+
+async function teardownFailedCreate(root: string, id: string, sandbox: Sandbox | undefined, logger: Logger): Promise<void> {
+  try {
+    if (sandbox) await sandbox.shutdown();
+  } catch (err) {
+    logger.warn({ err: oneLine(err) }, 'shutdown after failed create');
+  }
+  const state = readStateQuietly(root, id);
+  if (state) {
+    await killRecordedVm(state.vm);
+    releaseMounts(sandboxDir(root, id), state.mounts);
+  }
+  removeSandboxDir(root, id);
+}
+
+function readStateQuietly(root: string, id: string): ContainerState | undefined {
+  try {
+    return readState(root, id);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Relays stdio, starts the container when asked, waits for its exit or the VM's death, then powers off. */
+async function superviseContainer(options: RunOptions, sandbox: Sandbox): Promise<number> {
+  const { root, id, logger } = options;
+  const agent = sandbox.agent;
+  const outputs = Promise.all([
+    pumpOutput(() => agent.readStdout(id, '', STDIO_CHUNK), process.stdout),
+    pumpOutput(() => agent.readStderr(id, '', STDIO_CHUNK), process.stderr),
+  ]);
+  const input = pumpInput(
+    process.stdin,
+    (data) => agent.writeStdin(id, '', data),
+    () => agent.closeStdin(id, ''),
+  );
+  input.done.catch((err: unknown) => logger.debug({ err: oneLine(err) }, 'stdin relay ended'));
+
+  if (options.startImmediately) {
+    updateState(root, id, (s) => void (s.status = 'running'));
+    await agent.startContainer(id);
+    logger.info('container started');
+  }
+
+  let exitStatus: number;
+  let stopReason: string | undefined;
+  const vmDied = sandbox.hypervisor.wait().then((exit) => exit);
+  const outcome = await Promise.race([
+    agent.waitProcess(id, '').then((r) => ({ kind: 'exit' as const, status: r.exitStatus })),
+    vmDied.then((exit) => ({ kind: 'vm' as const, exit })),
+  ]).catch((err: unknown) => ({ kind: 'error' as const, err }));
+
+  if (outcome.kind === 'exit') {
+    exitStatus = outcome.status;
+    await outputs.catch((err: unknown) => logger.warn({ err: oneLine(err) }, 'output relay failed'));
+  } else {
+    exitStatus = VM_DIED_STATUS;
+    stopReason =
+      outcome.kind === 'vm'
+        ? `the VM died (${outcome.exit.reason}); guest console: ${sandbox.hypervisor.consolePath}`
+        : `lost the agent: ${oneLine(outcome.err)}`;
+    logger.error({ reason: stopReason }, 'container stopped because its VM died');
+    process.stderr.write(`hull: container ${id}: ${stopReason}\n`);
+  }
+  input.stop();
+  await Promise.all([flush(process.stdout), flush(process.stderr)]);
+
+  updateState(root, id, (s) => {
+    s.status = 'stopped';
+    s.exitStatus = exitStatus;
+    s.exitedAt = new Date().toISOString();
+    if (stopReason) s.stopReason = stopReason;
+  });
+  await sandbox.shutdown().catch((err: unknown) => logger.warn({ err: oneLine(err) }, 'shutdown'));
+  const state = updateState(root, id, (s) => void (s.vm = {}));
+  releaseMounts(sandbox.dir, state.mounts);
+  updateState(root, id, (s) => void (s.mounts = []));
+  logger.info({ exitStatus }, 'container exited');
+  return exitStatus;
+}
+

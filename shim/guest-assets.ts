@@ -1,0 +1,44 @@
+// Finds the guest image built by guest-image/build.sh: <repo>/build/guest/current unless HULL_GUEST_DIR says
+// otherwise. The manifest says which format won the boot-time measurement and what the kernel needs on its
+// command line.
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { HullError } from './errors.js';
+import { repoRoot } from '../hypervisor/paths.js';
+
+export interface GuestAssets {
+  dir: string;
+  kernelPath: string;
+  initrdPath: string;
+  rootImagePath?: string;
+  kernelCmdline: string;
+  kernelRelease: string;
+}
+
+interface Manifest {
+  hash: string;
+  kernelRelease: string;
+  format: 'initramfs' | 'erofs';
+  kernelCmdline: string;
+}
+
+export function findGuestAssets(): GuestAssets {
+  const dir = process.env.HULL_GUEST_DIR ?? path.join(repoRoot(), 'build', 'guest', 'current');
+  const manifestPath = path.join(dir, 'manifest.json');
+  if (!existsSync(manifestPath)) {
+    throw new HullError(
+      'failed-precondition',
+      `guest image not found at ${dir}: build it with "npm run build" (or set HULL_GUEST_DIR)`,
+    );
+  }
+  const manifest = JSON.parse(readFileSync(manifestPath, 'utf8')) as Manifest;
+  const rootImage = path.join(dir, 'rootfs.erofs');
+  return {
+    dir,
+    kernelPath: path.join(dir, 'vmlinux'),
+    initrdPath: path.join(dir, 'initrd.img'),
+    rootImagePath: manifest.format === 'erofs' ? rootImage : undefined,
+    kernelCmdline: manifest.kernelCmdline,
+    kernelRelease: manifest.kernelRelease,
+  };
+}

@@ -1,0 +1,49 @@
+// Host-side logging. pino writes JSON; `--log-format text` turns each record into one `time level msg` line, the
+// shape runc users read. go-runc reads the last `"level":"error"` line's msg from a JSON log, so errors are always
+// logged before the CLI exits.
+import { createWriteStream, type WriteStream } from 'node:fs';
+import { Writable } from 'node:stream';
+import pino, { type Logger } from 'pino';
+
+export type LogFormat = 'text' | 'json';
+
+export interface LogOptions {
+  file?: string;
+  format: LogFormat;
+  debug: boolean;
+}
+
+class TextFormatter extends Writable {
+  constructor(private readonly out: WriteStream | NodeJS.WriteStream) {
+    super();
+  }
+  override _write(chunk: Buffer, _encoding: BufferEncoding, done: (error?: Error | null) => void): void {
+    for (const line of chunk.toString('utf8').split('\n')) {
+      if (!line) continue;
+      try {
+        const record = JSON.parse(line) as { time?: string; level?: string; msg?: string; [k: string]: unknown };
+        const { time, level, msg, pid: _pid, hostname: _host, ...rest } = record;
+        const extra = Object.keys(rest).length ? ` ${JSON.stringify(rest)}` : '';
+        this.out.write(`time="${time}" level=${level} msg="${msg ?? ''}"${extra}\n`);
+      } catch {
+        this.out.write(`${line}\n`);
+      }
+    }
+    done();
+  }
+}
+
+export function createLogger(options: LogOptions): Logger {
+  const level = options.debug ? 'debug' : 'info';
+  const base = {
+    level,
+    base: undefined,
+    timestamp: pino.stdTimeFunctions.isoTime,
+    formatters: { level: (label: string) => ({ level: label }) },
+  };
+  if (!options.file) {
+    return options.debug ? pino(base, options.format === 'json' ? process.stderr : new TextFormatter(process.stderr)) : pino({ ...base, enabled: false });
+  }
+  const sink = createWriteStream(options.file, { flags: 'a' });
+  return pino(base, options.format === 'json' ? sink : new TextFormatter(sink));
+}

@@ -1,0 +1,123 @@
+// One sandbox = one microVM with its helpers, the container rootfs shared in over virtio-fs, and a ttrpc
+// connection to the guest agent. Booting is all-or-nothing: when any step fails, what was started is stopped and
+// the error says why, quoting the guest console.
+import { mkdirSync, rmSync } from 'node:fs';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import type { Hypervisor, VmConfig } from '../hypervisor/types.js';
+import { AgentClient } from '../protocol/agent-client.js';
+import { HullError, oneLine } from './errors.js';
+import { findGuestAssets } from './guest-assets.js';
+import { bindMount, unmount } from './host-mounts.js';
+import { createHypervisor, connectAgentStream } from './vmm.js';
+import type { VmSize } from './vm-sizing.js';
+
+export const AGENT_PORT = 1024;
+/** Guest path of the virtio-fs share, and of one container's root inside it. */
+export const GUEST_SHARED_DIR = '/run/hull/shared';
+export const guestRootfs = (containerId: string): string => `${GUEST_SHARED_DIR}/${containerId}/rootfs`;
+
+const AGENT_WAIT_MS = Number(process.env.HULL_AGENT_TIMEOUT_MS ?? 90_000);
+const POWEROFF_WAIT_MS = 3_000;
+
+export interface SandboxOptions {
+  id: string;
+  dir: string;
+  size: VmSize;
+  logger: Logger;
+  /** The VM must outlive this process (create/start in separate CLI calls). */
+  detached: boolean;
+  /** Called as soon as host resources exist, so they are on record before anything can fail. */
+  onResources: (resources: { mounts: string[]; vm: ReturnType<Hypervisor['processes']> }) => void;
+}
+
+export class Sandbox {
+  private constructor(
+    readonly id: string,
+    readonly dir: string,
+    readonly hypervisor: Hypervisor,
+    readonly agent: AgentClient,
+    private readonly logger: Logger,
+  ) {}
+
+  static sharedDir(dir: string): string {
+    return path.join(dir, 'shared');
+  }
+
+  /** Bind-mounts the container rootfs into the share; must happen before virtiofsd starts (it pins its view). */
+  static shareRootfs(dir: string, containerId: string, hostRootfs: string): string {
+    const target = path.join(Sandbox.sharedDir(dir), containerId, 'rootfs');
+    bindMount(hostRootfs, target);
+    return target;
+  }
+
+  static async boot(options: SandboxOptions, mounts: string[]): Promise<Sandbox> {
+    const { id, dir, size, logger } = options;
+    const assets = findGuestAssets();
+    const sharedDir = Sandbox.sharedDir(dir);
+    mkdirSync(sharedDir, { recursive: true });
+    const config: VmConfig = {
+      id,
+      dir,
+      vcpus: size.vcpus,
+      memoryMiB: size.memoryMiB,
+      kernelPath: assets.kernelPath,
+      initrdPath: assets.initrdPath,
+      rootImagePath: assets.rootImagePath,
+      kernelCmdline: `${assets.kernelCmdline} hull.sandbox=${id}`,
+      sharedDir,
+      accel: (process.env.HULL_ACCEL as VmConfig['accel'] | undefined) ?? 'auto',
+      guestCid: 3,
+    };
+    const hypervisor = createHypervisor(config, logger, options.detached);
+    const started = Date.now();
+    try {
+      await hypervisor.start();
+      options.onResources({ mounts, vm: hypervisor.processes() });
+      logger.info({ ms: Date.now() - started, accel: hypervisor.accel.accel }, 'vmm started');
+      const stream = await Promise.race([
+        hypervisor.connectVsock(AGENT_PORT, AGENT_WAIT_MS),
+        hypervisor.wait().then((exit) => {
+          throw new HullError('unavailable', `the VM exited during boot (${exit.reason})`);
+        }),
+      ]);
+      const agent = new AgentClient(stream);
+      await agent.health();
+      logger.info({ ms: Date.now() - started }, 'agent ready');
+      return new Sandbox(id, dir, hypervisor, agent, logger);
+    } catch (err) {
+      const tail = hypervisor.consoleTail(8);
+      await hypervisor.kill().catch(() => undefined);
+      throw new HullError(
+        'unavailable',
+        `sandbox ${id} failed to boot: ${oneLine(err)}; guest console ${hypervisor.consolePath}` +
+          (tail ? ` ends with: ${oneLine(tail)}` : ' is empty'),
+        { cause: err },
+      );
+    }
+  }
+
+  /** Powers the guest off (the agent syncs first), then makes sure no VM process is left. */
+  async shutdown(): Promise<void> {
+    const exited = this.hypervisor.wait();
+    try {
+      await Promise.race([this.agent.destroySandbox(), exited]);
+    } catch (err) {
+      this.logger.debug({ err: oneLine(err) }, 'agent did not confirm power-off');
+    }
+    this.agent.close();
+    await this.hypervisor.stop(POWEROFF_WAIT_MS);
+  }
+}
+
+/** Connects to the agent of a sandbox another process started. */
+export async function connectToSandbox(dir: string): Promise<AgentClient> {
+  const stream = await connectAgentStream(dir, AGENT_PORT, 10_000);
+  return new AgentClient(stream);
+}
+
+/** Removes the host side of a sandbox's share: unmount each recorded mount, then the directories. */
+export function releaseMounts(dir: string, mounts: string[]): void {
+  for (const target of mounts) unmount(target);
+  rmSync(Sandbox.sharedDir(dir), { recursive: true, force: true });
+}

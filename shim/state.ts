@@ -1,0 +1,153 @@
+// Persistent state of one container/sandbox under <root>/<id>/. Lives longer than any single CLI call: `create` in
+// one process, `start` in the next. Writes are atomic (temp file + rename) and read-modify-write cycles hold a
+// per-sandbox lock so the monitor and a CLI call never lose each other's update.
+import { closeSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, unlinkSync, writeSync } from 'node:fs';
+import path from 'node:path';
+import { alreadyExists, HullError, notFound } from './errors.js';
+import type { VmProcesses } from '../hypervisor/types.js';
+
+export type ContainerStatus = 'creating' | 'created' | 'running' | 'stopped';
+
+export interface ContainerState {
+  ociVersion: string;
+  id: string;
+  bundle: string;
+  rootfs: string;
+  status: ContainerStatus;
+  /** Host pid that stands for the container: the monitor, which exits with the container's status. */
+  pid: number;
+  /** pid of the container's init inside the guest. */
+  guestPid?: number;
+  annotations: Record<string, string>;
+  created: string;
+  owner: string;
+  /** Processes of the VM, recorded so any later call can clean up after a crashed monitor. */
+  vm: VmProcesses;
+  /** Host paths mounted for this sandbox, unmounted on teardown. */
+  mounts: string[];
+  exitStatus?: number;
+  exitedAt?: string;
+  /** Why the container stopped when it was not its own exit (VM died, boot failed). */
+  stopReason?: string;
+}
+
+const STATE_FILE = 'state.json';
+const LOCK_FILE = 'state.lock';
+const LOCK_WAIT_MS = 10_000;
+
+export function sandboxDir(root: string, id: string): string {
+  return path.join(root, id);
+}
+
+/** Creates the sandbox dir; a second create of the same id fails, which is how duplicates are detected. */
+export function createSandboxDir(root: string, id: string): string {
+  mkdirSync(root, { recursive: true, mode: 0o711 });
+  const dir = sandboxDir(root, id);
+  try {
+    mkdirSync(dir, { mode: 0o700 });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw alreadyExists(`container ${id} already exists`);
+    throw err;
+  }
+  return dir;
+}
+
+export function removeSandboxDir(root: string, id: string): void {
+  rmSync(sandboxDir(root, id), { recursive: true, force: true });
+}
+
+export function readState(root: string, id: string): ContainerState {
+  let text: string;
+  try {
+    text = readFileSync(path.join(sandboxDir(root, id), STATE_FILE), 'utf8');
+  } catch {
+    throw notFound(`container ${id} does not exist`);
+  }
+  try {
+    return JSON.parse(text) as ContainerState;
+  } catch (err) {
+    throw new HullError('internal', `state of container ${id} is corrupt: ${(err as Error).message}`);
+  }
+}
+
+export function writeState(root: string, state: ContainerState): void {
+  const file = path.join(sandboxDir(root, state.id), STATE_FILE);
+  const temp = `${file}.${process.pid}.tmp`;
+  const fd = openSync(temp, 'w', 0o600);
+  try {
+    writeSync(fd, JSON.stringify(state, null, 2));
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(temp, file);
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+function sleepSync(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+function acquireLock(lockPath: string, id: string): void {
+  const deadline = Date.now() + LOCK_WAIT_MS;
+  for (;;) {
+    try {
+      const fd = openSync(lockPath, 'wx', 0o600);
+      writeSync(fd, String(process.pid));
+      closeSync(fd);
+      return;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    let holder = NaN;
+    try {
+      holder = Number(readFileSync(lockPath, 'utf8'));
+    } catch {
+      continue; // released between our open and read
+    }
+    if (Number.isInteger(holder) && holder > 0 && !pidAlive(holder)) {
+      rmSync(lockPath, { force: true });
+      continue;
+    }
+    if (Date.now() > deadline) throw new HullError('unavailable', `container ${id} is locked by process ${holder}`);
+    sleepSync(10);
+  }
+}
+
+/** Read-modify-write under the sandbox lock. Returns the state written. */
+export function updateState(root: string, id: string, change: (state: ContainerState) => void): ContainerState {
+  const lockPath = path.join(sandboxDir(root, id), LOCK_FILE);
+  acquireLock(lockPath, id);
+  try {
+    const state = readState(root, id);
+    change(state);
+    writeState(root, state);
+    return state;
+  } finally {
+    try {
+      unlinkSync(lockPath);
+    } catch {
+      // The sandbox dir may have been removed by a concurrent delete --force; nothing is left to unlock.
+    }
+  }
+}
+
+export function listIds(root: string): string[] {
+  try {
+    return readdirSync(root, { withFileTypes: true })
+      .filter((entry) => entry.isDirectory())
+      .map((entry) => entry.name)
+      .sort();
+  } catch {
+    return [];
+  }
+}
+
+export { pidAlive };

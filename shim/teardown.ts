@@ -1,0 +1,37 @@
+// Removes everything a sandbox left on the host, from its recorded state alone: the monitor, the VM processes,
+// the mounts and the state directory. Used by delete, and after failures.
+import { setTimeout as sleep } from 'node:timers/promises';
+import { releaseMounts } from './sandbox.js';
+import { pidAlive, readState, removeSandboxDir, sandboxDir } from './state.js';
+import { killRecordedVm } from './vmm.js';
+
+export async function waitForExit(pid: number, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (pidAlive(pid)) {
+    if (Date.now() > deadline) return false;
+    await sleep(20);
+  }
+  return true;
+}
+
+export async function destroySandbox(root: string, id: string, monitorWaitMs: number): Promise<void> {
+  let state;
+  try {
+    state = readState(root, id);
+  } catch {
+    removeSandboxDir(root, id);
+    return;
+  }
+  if (state.pid !== process.pid && pidAlive(state.pid) && !(await waitForExit(state.pid, monitorWaitMs))) {
+    try {
+      process.kill(state.pid, 'SIGKILL');
+    } catch {
+      // exited in between
+    }
+    await waitForExit(state.pid, 2_000);
+  }
+  const latest = readState(root, id);
+  await killRecordedVm(latest.vm);
+  releaseMounts(sandboxDir(root, id), latest.mounts);
+  removeSandboxDir(root, id);
+}

@@ -1,0 +1,36 @@
+// How big a VM to give a container: from linux.resources when the spec sets limits (the guest must hold the
+// workload's limit plus the guest's own overhead), else small defaults. HULL_VCPUS / HULL_MEMORY_MIB override.
+import { invalidArgument } from './errors.js';
+import type { OciSpec } from './oci-spec.js';
+
+export const DEFAULT_VCPUS = 1;
+export const DEFAULT_MEMORY_MIB = 512;
+/** Kernel, agent (Node) and page cache of the guest on top of the container's own limit. */
+export const GUEST_OVERHEAD_MIB = 256;
+const MAX_VCPUS = 64;
+
+function envNumber(name: string): number | undefined {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return undefined;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value <= 0) throw invalidArgument(`${name}="${raw}" must be a positive integer`);
+  return value;
+}
+
+export interface VmSize {
+  vcpus: number;
+  memoryMiB: number;
+}
+
+export function vmSizeFor(spec: OciSpec): VmSize {
+  const resources = spec.linux?.resources;
+  let vcpus = DEFAULT_VCPUS;
+  const cpu = resources?.cpu;
+  if (cpu?.quota && cpu.quota > 0 && cpu.period && cpu.period > 0) {
+    vcpus = Math.min(MAX_VCPUS, Math.max(1, Math.ceil(cpu.quota / cpu.period)));
+  }
+  let memoryMiB = DEFAULT_MEMORY_MIB;
+  const limit = resources?.memory?.limit;
+  if (limit && limit > 0) memoryMiB = Math.max(DEFAULT_MEMORY_MIB, Math.ceil(limit / 2 ** 20) + GUEST_OVERHEAD_MIB);
+  return { vcpus: envNumber('HULL_VCPUS') ?? vcpus, memoryMiB: envNumber('HULL_MEMORY_MIB') ?? memoryMiB };
+}

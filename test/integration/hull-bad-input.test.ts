@@ -1,0 +1,102 @@
+// Bad input: a clear one-line error naming what is wrong, a non-zero exit, and nothing left behind.
+import { mkdirSync, writeFileSync, copyFileSync, rmSync } from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { hull, leaks, makeBundle, noLeaks, tempDir, repo } from '../helpers/hull.js';
+
+const work = tempDir('hull-bad-');
+const root = path.join(work, 'root');
+let good: string;
+
+beforeAll(() => {
+  good = makeBundle(path.join(work, 'good'), ['true']);
+});
+
+afterAll(() => {
+  expect(leaks(root)).toEqual(noLeaks);
+});
+
+async function expectOneLineError(args: string[], pattern: RegExp, env?: Record<string, string>): Promise<void> {
+  const result = await hull(args, { root, env });
+  expect(result.code).not.toBe(0);
+  expect(result.stdout).toBe('');
+  expect(result.stderr.split('\n').filter(Boolean)).toHaveLength(1);
+  expect(result.stderr).toMatch(pattern);
+  expect(leaks(root)).toEqual(noLeaks);
+}
+
+function bundleWith(name: string, edit: (spec: Record<string, any>) => void): string {
+  return makeBundle(path.join(work, name), ['true'], edit);
+}
+
+describe('bad input', () => {
+  it('missing bundle directory', () => expectOneLineError(['run', '-b', path.join(work, 'nope'), 'x'], /bundle directory .*nope does not exist/));
+
+  it('missing config.json', () => {
+    const dir = path.join(work, 'empty');
+    mkdirSync(dir, { recursive: true });
+    return expectOneLineError(['run', '-b', dir, 'x'], /config\.json not found in bundle/);
+  });
+
+  it('malformed config.json', () => {
+    const dir = path.join(work, 'malformed');
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(path.join(dir, 'config.json'), '{"ociVersion": ');
+    return expectOneLineError(['run', '-b', dir, 'x'], /config\.json in .* is not valid JSON/);
+  });
+
+  it('a missing field is named', () =>
+    expectOneLineError(['run', '-b', bundleWith('noargs', (s) => delete s.process.args), 'x'], /field \/process is missing args/));
+
+  it('a field of the wrong type is named', () =>
+    expectOneLineError(['run', '-b', bundleWith('badcwd', (s) => (s.process.cwd = 5)), 'x'], /field \/process\/cwd must be string/));
+
+  it('unsupported ociVersion', () =>
+    expectOneLineError(['run', '-b', bundleWith('v2', (s) => (s.ociVersion = '2.0.0')), 'x'], /unsupported ociVersion "2\.0\.0"/));
+
+  it('missing rootfs', () =>
+    expectOneLineError(['run', '-b', bundleWith('noroot', (s) => (s.root.path = 'missing')), 'x'], /rootfs .*missing does not exist/));
+
+  it('root.path escaping the bundle', () =>
+    expectOneLineError(['run', '-b', bundleWith('escape', (s) => (s.root.path = '../../etc')), 'x'], /root\.path "\.\.\/\.\.\/etc" escapes the bundle/));
+
+  it('relative cwd', () =>
+    expectOneLineError(['run', '-b', bundleWith('relcwd', (s) => (s.process.cwd = 'tmp')), 'x'], /process\.cwd "tmp" must be an absolute path/));
+
+  it('id with characters outside [A-Za-z0-9_.-]', () => expectOneLineError(['run', '-b', good, 'bad/id'], /invalid container id "bad\/id"/));
+
+  it('unknown id', async () => {
+    for (const command of [['state', 'ghost'], ['start', 'ghost'], ['kill', 'ghost'], ['delete', 'ghost'], ['exec', 'ghost', 'true'], ['ps', 'ghost']]) {
+      await expectOneLineError(command, /container ghost does not exist/);
+    }
+  });
+
+  it('delete --force of an unknown id succeeds', async () => {
+    const result = await hull(['delete', '--force', 'ghost'], { root });
+    expect(result.code).toBe(0);
+  });
+
+  it('invalid signal', () => expectOneLineError(['kill', 'ghost', 'SIGNOPE'], /invalid signal "SIGNOPE"|does not exist/));
+
+  it('QEMU missing says what to install', () =>
+    expectOneLineError(['run', '-b', good, 'noqemu'], /qemu.*not found.*qemu-system-x86/i, { HULL_QEMU: '/nonexistent/qemu-system-x86_64' }));
+
+  it('virtiofsd missing says what to install', () =>
+    expectOneLineError(['run', '-b', good, 'nofsd'], /virtiofsd.*not found.*qemu-system-common/i, { HULL_VIRTIOFSD: '/nonexistent/virtiofsd' }));
+
+  it('a VM that fails to boot: why, plus the console', () => {
+    // A guest image whose kernel is not a kernel: QEMU refuses it.
+    const guest = path.join(work, 'broken-guest');
+    mkdirSync(guest, { recursive: true });
+    const current = path.join(repo, 'build', 'guest', 'current');
+    copyFileSync(path.join(current, 'manifest.json'), path.join(guest, 'manifest.json'));
+    copyFileSync(path.join(current, 'initrd.img'), path.join(guest, 'initrd.img'));
+    writeFileSync(path.join(guest, 'vmlinux'), 'this is not a kernel');
+    return expectOneLineError(['run', '-b', good, 'noboot'], /failed to boot/, { HULL_GUEST_DIR: guest }).finally(() =>
+      rmSync(guest, { recursive: true, force: true }),
+    );
+  });
+
+  it('an agent that never answers: a bounded wait, then guidance naming the console log', () =>
+    expectOneLineError(['run', '-b', good, 'slow'], /agent.*(did not answer|unreachable).*console/i, { HULL_AGENT_TIMEOUT_MS: '300' }));
+});

@@ -1,0 +1,240 @@
+// Boots real QEMU microvms (TCG here) with virtiofsd and a tiny busybox initramfs built by the test, and checks the
+// driver's promises: the guest sees the share, exit is detected with the right reason, and nothing is left behind.
+// Needs build/kernel/{vmlinux,modules} (bash guest-image/kernel.sh) or HULL_TEST_KERNEL_DIR with the same layout.
+import { execFileSync } from 'node:child_process';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import pino from 'pino';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { AgentUnreachableError, VmStartError } from '../../hypervisor/errors.js';
+import { isAlive } from '../../hypervisor/process.js';
+import { repoRoot, sandboxPaths, sandboxSockets, vsockBackendPath } from '../../hypervisor/paths.js';
+import { QemuMicrovm, type QemuMicrovmOptions } from '../../hypervisor/qemu.js';
+import type { VmConfig, VmProcesses } from '../../hypervisor/types.js';
+
+const kernelDir = process.env['HULL_TEST_KERNEL_DIR'] ?? path.join(repoRoot(), 'build', 'kernel');
+const vmlinux = path.join(kernelDir, 'vmlinux');
+const haveKernel = existsSync(vmlinux) && existsSync(path.join(kernelDir, 'modules'));
+const haveQemu = existsSync('/usr/bin/qemu-system-x86_64') && existsSync('/usr/lib/qemu/virtiofsd');
+const haveBackend = existsSync(vsockBackendPath());
+
+const GUEST_MODULES = ['virtio_ring', 'virtio', 'virtio_mmio', 'fuse', 'virtiofs'];
+const VSOCK_MODULES = ['vsock', 'vmw_vsock_virtio_transport_common', 'vmw_vsock_virtio_transport'];
+
+// /init: load the transports and virtio-fs, mount the share, write a file, copy the host's file back, then either
+// power off or (hulltest.mode=hang) wait forever.
+const INIT = `#!/bin/busybox sh
+/bin/busybox --install -s /bin
+export PATH=/bin
+mkdir -p /proc /sys /dev /mnt
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+for m in ${[...GUEST_MODULES, ...VSOCK_MODULES].join(' ')}; do
+  [ -f /lib/$m.ko ] && insmod /lib/$m.ko
+done
+mount -t virtiofs hullshared /mnt || echo HULLTEST mount failed
+echo guest-was-here > /mnt/from-guest.txt
+cat /mnt/from-host.txt > /mnt/echo.txt
+sync
+echo HULLTEST done
+grep -q hulltest.mode=hang /proc/cmdline && while :; do sleep 1; done
+poweroff -f
+`;
+
+function findModule(root: string, name: string): string | undefined {
+  const stack = [root];
+  while (stack.length > 0) {
+    const dir = stack.pop() as string;
+    for (const entry of readdirSync(dir, { withFileTypes: true })) {
+      const p = path.join(dir, entry.name);
+      if (entry.isDirectory()) stack.push(p);
+      else if (entry.name === `${name}.ko`) return p;
+    }
+  }
+  return undefined;
+}
+
+function buildInitramfs(work: string): string {
+  const root = path.join(work, 'initramfs');
+  mkdirSync(path.join(root, 'bin'), { recursive: true });
+  mkdirSync(path.join(root, 'lib'), { recursive: true });
+  copyFileSync('/bin/busybox', path.join(root, 'bin', 'busybox'));
+  chmodSync(path.join(root, 'bin', 'busybox'), 0o755);
+  for (const m of [...GUEST_MODULES, ...(haveBackend ? VSOCK_MODULES : [])]) {
+    const found = findModule(path.join(kernelDir, 'modules'), m);
+    if (!found) throw new Error(`module ${m}.ko not found under ${kernelDir}/modules`);
+    copyFileSync(found, path.join(root, 'lib', `${m}.ko`));
+  }
+  writeFileSync(path.join(root, 'init'), INIT, { mode: 0o755 });
+  const out = path.join(work, 'initrd.cpio');
+  execFileSync('sh', ['-c', `cd '${root}' && find . | cpio -o -H newc --quiet > '${out}'`]);
+  return out;
+}
+
+const logger = pino({ level: process.env['HULL_TEST_LOG'] ?? 'silent' });
+let work: string;
+let initrd: string;
+const started: QemuMicrovm[] = [];
+
+function makeVm(name: string, extra: Partial<VmConfig> = {}, opts: Partial<QemuMicrovmOptions> = {}): QemuMicrovm {
+  const dir = path.join(work, name);
+  const sharedDir = path.join(dir, 'shared');
+  mkdirSync(sharedDir, { recursive: true });
+  const config: VmConfig = {
+    id: name,
+    dir,
+    vcpus: 1,
+    memoryMiB: 256,
+    kernelPath: vmlinux,
+    initrdPath: initrd,
+    kernelCmdline: 'quiet',
+    sharedDir,
+    accel: 'auto',
+    guestCid: 3,
+    ...extra,
+  };
+  const vm = new QemuMicrovm(config, { logger, vsock: haveBackend ? 'hybrid' : 'none', ...opts });
+  started.push(vm);
+  return vm;
+}
+
+function allGone(p: VmProcesses): boolean {
+  return (['vmm', 'virtiofsd', 'vsockBackend'] as const).every((role) => {
+    const pid = p[role];
+    if (pid === undefined) return true;
+    const startTime = p.startTimes?.[role];
+    return !isAlive(startTime === undefined ? { pid } : { pid, startTime });
+  });
+}
+
+function leftoverSockets(dir: string): string[] {
+  return sandboxSockets(sandboxPaths(dir)).filter((s) => existsSync(s));
+}
+
+function pssKiB(pid: number): number {
+  const text = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
+  const m = /^Pss:\s+(\d+) kB/m.exec(text);
+  return m ? Number(m[1]) : NaN;
+}
+
+async function waitForConsole(vm: QemuMicrovm, marker: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!readFileSync(vm.consolePath, 'utf8').includes(marker)) {
+    if (Date.now() > deadline) throw new Error(`console never showed ${marker}:\n${vm.consoleTail(30)}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+describe.runIf(haveKernel && haveQemu)('QemuMicrovm (real QEMU, TCG here)', () => {
+  beforeAll(() => {
+    work = mkdtempSync(path.join(os.tmpdir(), 'hull-hv-'));
+    initrd = buildInitramfs(work);
+  });
+
+  afterEach(async () => {
+    // Whatever a failed assertion left running goes now: one QEMU at a time on this machine.
+    for (const vm of started.splice(0)) await vm.kill().catch(() => undefined);
+  });
+
+  afterAll(() => {
+    if (work && process.env['HULL_TEST_KEEP'] !== '1') rmSync(work, { recursive: true, force: true });
+  });
+
+  it('boots, shares a directory both ways over virtio-fs, and sees the guest power off', async () => {
+    const vm = makeVm('share');
+    writeFileSync(path.join(vm.config.sharedDir, 'from-host.txt'), 'host-was-here\n');
+    const t0 = Date.now();
+    await vm.start();
+    const procs = vm.processes();
+    expect(procs.vmm).toBeTypeOf('number');
+    expect(procs.virtiofsd).toBeTypeOf('number');
+    if (haveBackend) expect(procs.vsockBackend).toBeTypeOf('number');
+    expect(existsSync(sandboxPaths(vm.config.dir).vmmRecord)).toBe(true);
+
+    const exit = await vm.wait();
+    logger.info({ ms: Date.now() - t0 }, 'boot to power-off');
+    expect(exit.reason, vm.consoleTail(30)).toBe('shutdown');
+    expect(exit.detail).toBe('guest-shutdown');
+    expect(readFileSync(path.join(vm.config.sharedDir, 'from-guest.txt'), 'utf8')).toBe('guest-was-here\n');
+    expect(readFileSync(path.join(vm.config.sharedDir, 'echo.txt'), 'utf8')).toBe('host-was-here\n');
+    expect(vm.consoleTail(50)).toContain('HULLTEST done');
+    expect(allGone(procs)).toBe(true);
+    expect(leftoverSockets(vm.config.dir)).toEqual([]);
+    expect(existsSync(sandboxPaths(vm.config.dir).vmmRecord)).toBe(false);
+  });
+
+  it('kill() on a running VM leaves no process and no socket', async () => {
+    const vm = makeVm('kill', { kernelCmdline: 'quiet hulltest.mode=hang' });
+    await vm.start();
+    await waitForConsole(vm, 'HULLTEST done', 60_000);
+    await vm.pause();
+    await vm.resume();
+    if (haveBackend) {
+      // Nobody listens on the port in this guest: the backend refuses, the client retries, then gives up clearly.
+      await expect(vm.connectVsock(1024, 500)).rejects.toBeInstanceOf(AgentUnreachableError);
+    }
+    const procs = vm.processes();
+    const exit = await vm.kill();
+    expect(exit.reason).toBe('killed');
+    expect(allGone(procs)).toBe(true);
+    expect(leftoverSockets(vm.config.dir)).toEqual([]);
+    await expect(vm.wait()).resolves.toEqual(exit);
+  });
+
+  it('stop() quits a guest that does not power off, within the bound', async () => {
+    const vm = makeVm('stop', { kernelCmdline: 'quiet hulltest.mode=hang' });
+    await vm.start();
+    await waitForConsole(vm, 'HULLTEST done', 60_000);
+    const procs = vm.processes();
+    const exit = await vm.stop(500);
+    expect(exit.reason).toBe('quit');
+    expect(allGone(procs)).toBe(true);
+    expect(leftoverSockets(vm.config.dir)).toEqual([]);
+  });
+
+  it('killRecorded() cleans up a VM from its recorded pids alone', async () => {
+    const vm = makeVm('recorded', { kernelCmdline: 'quiet hulltest.mode=hang' });
+    await vm.start();
+    const procs = vm.processes();
+    await QemuMicrovm.killRecorded(procs, vm.config.dir);
+    expect(allGone(procs)).toBe(true);
+    const exit = await vm.wait(); // the owning object notices too
+    expect(exit.reason).toBe('killed');
+    expect(leftoverSockets(vm.config.dir)).toEqual([]);
+  });
+
+  it('a bad kernel path gives a clear error and leaves no process', async () => {
+    const vm = makeVm('badkernel', { kernelPath: path.join(work, 'no-such-vmlinux') });
+    const err = await vm.start().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(VmStartError);
+    expect((err as Error).message).toMatch(/QEMU exited during start/);
+    expect((err as Error).message).toMatch(/no-such-vmlinux/);
+    expect(allGone(vm.processes())).toBe(true);
+    expect(leftoverSockets(vm.config.dir)).toEqual([]);
+    const exit = await vm.wait();
+    expect(exit.reason).toBe('crashed');
+    expect(exit.detail).toMatch(/code 1/);
+  });
+
+  // Measurement, not a check: HULL_MEASURE=1 prints QEMU's PSS and boot time for several TCG tb-size values.
+  it.runIf(process.env['HULL_MEASURE'] === '1')('measures PSS and boot time by tb-size', async () => {
+    const rows: string[] = [];
+    for (const tb of [0, 256, 128, 64, 32]) {
+      const vm = makeVm(`measure-${tb}`, { kernelCmdline: 'quiet hulltest.mode=hang' }, { tbSizeMiB: tb });
+      const t0 = Date.now();
+      await vm.start();
+      await waitForConsole(vm, 'HULLTEST done', 60_000);
+      const bootMs = Date.now() - t0;
+      await new Promise((r) => setTimeout(r, 1000));
+      const pss = pssKiB(vm.processes().vmm as number);
+      rows.push(`tb-size=${tb === 0 ? 'default(1024)' : tb} MiB: boot-to-init-done ${bootMs} ms, QEMU PSS ${(pss / 1024).toFixed(1)} MiB`);
+      await vm.kill();
+    }
+    console.log(rows.join('\n'));
+  });
+});

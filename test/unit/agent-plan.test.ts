@@ -1,0 +1,336 @@
+import { describe, expect, it } from 'vitest';
+import { cpuWeightFor, limitsFor, swapMaxFor } from '../../agent/cgroups.js';
+import { SpecError } from '../../agent/errors.js';
+import { MS, parseMountOptions } from '../../agent/mount-options.js';
+import { decodePlanStrings, encodePlan } from '../../agent/plan-encode.js';
+import { rlimitValue } from '../../agent/rlimits.js';
+import { computeCreatePlan, computeExecPlan, DEFAULT_MOUNTS, type Plan } from '../../agent/spec-plan.js';
+import { Code } from '../../protocol/ttrpc/codes.js';
+
+const ROOTFS = '/run/hull/shared/c1/rootfs';
+
+function baseSpec(over: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    ociVersion: '1.0.2',
+    process: { args: ['sh'], env: ['PATH=/bin'], cwd: '/', user: { uid: 0, gid: 0 } },
+    root: { path: 'rootfs' },
+    linux: { namespaces: [{ type: 'pid' }, { type: 'mount' }, { type: 'ipc' }, { type: 'uts' }] },
+    ...over,
+  };
+}
+
+const plan = (spec: unknown, extra: Partial<Parameters<typeof computeCreatePlan>[0]> = {}) =>
+  computeCreatePlan({ spec, rootfsPath: ROOTFS, ...extra });
+
+function specError(fn: () => unknown): SpecError {
+  try {
+    fn();
+  } catch (err) {
+    expect(err).toBeInstanceOf(SpecError);
+    expect((err as SpecError).code).toBe(Code.InvalidArgument);
+    return err as SpecError;
+  }
+  throw new Error('expected a SpecError');
+}
+
+describe('mount options', () => {
+  it('maps flags, clears, propagation and data', () => {
+    const p = parseMountOptions(['nosuid', 'noexec', 'nodev', 'ro', 'relatime', 'mode=755', 'size=65536k']);
+    expect(p.flags).toBe(MS.NOSUID | MS.NOEXEC | MS.NODEV | MS.RDONLY | MS.RELATIME);
+    expect(p.data).toBe('mode=755,size=65536k');
+    expect(parseMountOptions(['ro', 'rw']).flags).toBe(0);
+    expect(parseMountOptions(['rbind', 'rprivate']).flags).toBe(MS.BIND | MS.REC | MS.PRIVATE);
+    expect(parseMountOptions(['bind', 'strictatime', 'nosuid', 'suid']).flags).toBe(MS.BIND | MS.STRICTATIME);
+    expect(parseMountOptions(['defaults']).flags).toBe(0);
+    expect(parseMountOptions(['tmpcopyup']).ignored).toEqual(['tmpcopyup']);
+  });
+});
+
+describe('create plan', () => {
+  it('computes a full plan from a typical spec', () => {
+    const { plan: p, warnings } = plan(
+      baseSpec({
+        hostname: 'box',
+        root: { path: 'rootfs', readonly: true },
+        process: {
+          args: ['/bin/app', '--flag'],
+          env: ['PATH=/usr/bin', 'A=b=c'],
+          cwd: '/work',
+          user: { uid: 1000, gid: 1001, additionalGids: [10, 20] },
+          rlimits: [
+            { type: 'RLIMIT_NOFILE', soft: 1024, hard: 4096 },
+            { type: 'RLIMIT_CORE', soft: 18446744073709551615, hard: 18446744073709551615 },
+          ],
+        },
+      }),
+      { cgroupPath: '/sys/fs/cgroup/hull/c1' },
+    );
+    expect(warnings).toEqual([]);
+    expect(p).toMatchObject({
+      mode: 'create',
+      namespaces: ['mount', 'pid', 'uts', 'ipc'],
+      rootfs: ROOTFS,
+      readonlyRoot: true,
+      hostname: 'box',
+      cgroup: '/sys/fs/cgroup/hull/c1',
+      uid: 1000,
+      gid: 1001,
+      groups: [10, 20],
+      cwd: '/work',
+      env: ['PATH=/usr/bin', 'A=b=c'],
+      args: ['/bin/app', '--flag'],
+      rlimits: [
+        { resource: 7, soft: '1024', hard: '4096' },
+        { resource: 4, soft: '-1', hard: '-1' },
+      ],
+    });
+    expect(p.mounts.map((m) => m.destination)).toEqual(['/proc', '/dev', '/dev/pts', '/dev/shm', '/dev/mqueue', '/sys']);
+    expect(p.mounts.find((m) => m.destination === '/sys')!.flags & MS.RDONLY).toBe(MS.RDONLY);
+  });
+
+  it('lets spec mounts replace defaults and keeps their order', () => {
+    const { plan: p } = plan(
+      baseSpec({
+        mounts: [
+          { destination: '/proc', type: 'proc', source: 'proc', options: ['nosuid'] },
+          { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=1m'] },
+          { destination: '/tmp', type: 'tmpfs', source: 'tmpfs', options: ['nodev'] },
+        ],
+      }),
+    );
+    const dests = p.mounts.map((m) => m.destination);
+    // /dev/pts etc. follow the spec's own /dev so it does not hide them; /sys (no spec ancestor) comes first.
+    expect(dests).toEqual(['/sys', '/proc', '/dev', '/dev/pts', '/dev/shm', '/dev/mqueue', '/tmp']);
+    expect(p.mounts[2]).toEqual({ type: 'tmpfs', source: 'tmpfs', destination: '/dev', flags: MS.NOSUID | MS.STRICTATIME, data: 'mode=755,size=1m' });
+    expect(p.mounts.filter((m) => m.destination === '/proc')).toHaveLength(1);
+    expect(DEFAULT_MOUNTS).toHaveLength(6); // defaults are not mutated
+  });
+
+  it('allows bind sources inside the container share and harmless devices, after resolving symlinks', () => {
+    const resolvePath = (p: string) => (p.endsWith('/link') ? `${ROOTFS}/data` : p);
+    const { plan: p, warnings } = plan(
+      baseSpec({
+        mounts: [
+          { destination: '/data', type: 'bind', source: `${ROOTFS}/link`, options: ['rbind', 'ro'] },
+          { destination: '/etc/x', type: 'none', source: 'rootfs/etc/y', options: ['bind'] },
+          { destination: '/dev/null2', source: '/dev/null', options: ['bind'] },
+          { destination: '/etc/resolv.conf', type: 'bind', source: '/var/lib/containers/x/resolv.conf', options: ['bind'] },
+        ],
+      }),
+      { resolvePath },
+    );
+    const binds = p.mounts.filter((m) => m.type === 'bind');
+    expect(binds).toEqual([
+      { type: 'bind', source: `${ROOTFS}/data`, destination: '/data', flags: MS.BIND | MS.REC | MS.RDONLY, data: '' },
+      { type: 'bind', source: `${ROOTFS}/etc/y`, destination: '/etc/x', flags: MS.BIND, data: '' },
+      { type: 'bind', source: '/dev/null', destination: '/dev/null2', flags: MS.BIND, data: '' },
+    ]);
+    expect(warnings).toEqual([expect.stringContaining('/var/lib/containers/x/resolv.conf is a host path')]);
+  });
+
+  it('refuses bind sources that resolve outside the container', () => {
+    const e = specError(() =>
+      plan(baseSpec({ mounts: [{ destination: '/x', type: 'bind', source: `${ROOTFS}/evil`, options: ['bind'] }] }), {
+        resolvePath: () => '/hull/agent.mjs',
+      }),
+    );
+    expect(e.message).toContain('outside the container');
+    specError(() => plan(baseSpec({ mounts: [{ destination: '/x', type: 'bind', source: `${ROOTFS}/gone`, options: ['bind'] }] }), {
+      resolvePath: () => {
+        throw new Error('ENOENT');
+      },
+    }));
+    specError(() => plan(baseSpec({ mounts: [{ destination: '/x', type: 'bind', options: ['bind'] }] })));
+  });
+
+  it('refuses unsafe or malformed mounts', () => {
+    expect(specError(() => plan(baseSpec({ mounts: [{ destination: '/mnt', type: 'ext4', source: '/dev/vda' }] }))).message).toContain('"ext4"');
+    specError(() => plan(baseSpec({ mounts: [{ destination: 'relative', type: 'tmpfs' }] })));
+    specError(() => plan(baseSpec({ mounts: [{ destination: '/a/../b', type: 'tmpfs' }] })));
+    specError(() => plan(baseSpec({ mounts: [{ destination: '/a', type: 'tmpfs', options: 'ro' }] })));
+  });
+
+  it('turns a cgroup v1 mount into cgroup2 with a warning', () => {
+    const { plan: p, warnings } = plan(baseSpec({ mounts: [{ destination: '/sys/fs/cgroup', type: 'cgroup', source: 'cgroup', options: ['ro'] }] }));
+    expect(p.mounts.find((m) => m.destination === '/sys/fs/cgroup')).toMatchObject({ type: 'cgroup2', flags: MS.RDONLY });
+    expect(warnings[0]).toContain('cgroup2');
+  });
+
+  it('handles namespaces: network ignored, user refused, mount always, paths refused', () => {
+    const { plan: p, warnings } = plan(baseSpec({ linux: { namespaces: [{ type: 'network' }, { type: 'pid' }, { type: 'cgroup' }] } }));
+    expect(p.namespaces).toEqual(['mount', 'pid', 'cgroup']);
+    expect(warnings).toEqual([expect.stringContaining('network namespace ignored'), expect.stringContaining('mount namespace added')]);
+    expect(specError(() => plan(baseSpec({ linux: { namespaces: [{ type: 'user' }] } }))).message).toContain('user namespaces are not supported');
+    expect(specError(() => plan(baseSpec({ linux: { namespaces: [{ type: 'ipc', path: '/proc/1/ns/ipc' }] } }))).message).toContain('joining');
+    specError(() => plan(baseSpec({ linux: { namespaces: [{ type: 'pid' }, { type: 'pid' }] } })));
+    specError(() => plan(baseSpec({ linux: { namespaces: [{ type: 'bogus' }] } })));
+    // A network namespace path (a pod's netns) is ignored like the network namespace itself.
+    expect(plan(baseSpec({ linux: { namespaces: [{ type: 'network', path: '/var/run/netns/x' }, { type: 'mount' }] } })).plan.namespaces).toEqual(['mount']);
+  });
+
+  it('needs a UTS namespace for a hostname', () => {
+    expect(specError(() => plan(baseSpec({ hostname: 'h', linux: { namespaces: [{ type: 'mount' }] } }))).message).toContain('UTS');
+    expect(plan(baseSpec({ hostname: '', linux: { namespaces: [{ type: 'mount' }] } })).plan.hostname).toBeUndefined();
+  });
+
+  it('validates the process', () => {
+    specError(() => plan(baseSpec({ process: undefined })));
+    specError(() => plan(baseSpec({ process: { args: [] } })));
+    specError(() => plan(baseSpec({ process: { args: [''] } })));
+    specError(() => plan(baseSpec({ process: { args: ['sh'], cwd: 'rel' } })));
+    specError(() => plan(baseSpec({ process: { args: ['sh'], env: ['NOEQUALS'] } })));
+    specError(() => plan(baseSpec({ process: { args: ['sh'], env: ['=x'] } })));
+    specError(() => plan(baseSpec({ process: { args: ['a\0b'] } })));
+    specError(() => plan(baseSpec({ process: { args: ['sh'], user: { uid: -1, gid: 0 } } })));
+    specError(() => plan(baseSpec({ process: { args: ['sh'], user: { uid: 1.5, gid: 0 } } })));
+    specError(() => plan(baseSpec({ process: { args: ['sh'], rlimits: [{ type: 'RLIMIT_BOGUS', soft: 1, hard: 1 }] } })));
+    specError(() => plan(baseSpec({ process: { args: ['sh'], rlimits: [{ type: 'RLIMIT_NOFILE', soft: 10, hard: 5 }] } })));
+    specError(() => plan(baseSpec({ process: { args: ['sh'], rlimits: [{ type: 'RLIMIT_NOFILE', soft: 1, hard: 1 }, { type: 'RLIMIT_NOFILE', soft: 1, hard: 1 }] } })));
+    specError(() => plan('not an object'));
+    specError(() => computeCreatePlan({ spec: baseSpec(), rootfsPath: 'relative/rootfs' }));
+    // cwd defaults to / and user to root.
+    expect(plan(baseSpec({ process: { args: ['sh'] } })).plan).toMatchObject({ cwd: '/', uid: 0, gid: 0, groups: [], env: [] });
+  });
+
+  it('reports security settings it cannot enforce yet', () => {
+    const { plan: p, warnings } = plan(
+      baseSpec({
+        process: { args: ['sh'], noNewPrivileges: true, capabilities: { bounding: ['CAP_CHOWN'] }, terminal: true },
+        linux: {
+          namespaces: [{ type: 'mount' }],
+          seccomp: { defaultAction: 'SCMP_ACT_ERRNO' },
+          maskedPaths: ['/proc/kcore'],
+          readonlyPaths: ['/proc/sys'],
+          sysctl: { 'net.ipv4.ip_forward': '1' },
+        },
+      }),
+    );
+    expect(Object.keys(p.unenforced).sort()).toEqual(['capabilities', 'maskedPaths', 'noNewPrivileges', 'readonlyPaths', 'seccomp', 'sysctl']);
+    expect(warnings).toEqual(
+      expect.arrayContaining([
+        expect.stringContaining('terminal'),
+        'seccomp is not enforced yet',
+        'maskedPaths is not enforced yet',
+        'readonlyPaths is not enforced yet',
+        'sysctl is not enforced yet',
+      ]),
+    );
+  });
+});
+
+describe('exec plan', () => {
+  it('joins the init pid and carries the process fields only', () => {
+    const { plan: p } = computeExecPlan({
+      process: { args: ['ls', '-l'], env: ['A=1'], cwd: '/tmp', user: { uid: 5, gid: 6 }, rlimits: [{ type: 'RLIMIT_NPROC', soft: 10, hard: 20 }] },
+      joinPid: 1234,
+      cgroupPath: '/sys/fs/cgroup/hull/c1',
+    });
+    expect(p).toMatchObject({ mode: 'exec', joinPid: 1234, namespaces: [], mounts: [], cwd: '/tmp', uid: 5, gid: 6, args: ['ls', '-l'] });
+    expect(p.rootfs).toBeUndefined();
+    expect(p.rlimits).toEqual([{ resource: 6, soft: '10', hard: '20' }]);
+    specError(() => computeExecPlan({ process: { args: ['ls'] }, joinPid: 0 }));
+    specError(() => computeExecPlan({ process: {}, joinPid: 1 }));
+  });
+});
+
+describe('plan encoding', () => {
+  it('writes NUL-terminated keys and values in the documented order', () => {
+    const p: Plan = {
+      mode: 'create',
+      namespaces: ['mount', 'pid'],
+      rootfs: ROOTFS,
+      readonlyRoot: false,
+      hostname: 'box',
+      mounts: [{ type: 'tmpfs', source: 'tmpfs', destination: '/dev', flags: MS.NOSUID | MS.STRICTATIME, data: 'mode=755' }],
+      cgroup: '/sys/fs/cgroup/hull/c1',
+      rlimits: [{ resource: 7, soft: '1024', hard: '-1' }],
+      uid: 1,
+      gid: 2,
+      groups: [3, 4],
+      cwd: '/',
+      env: ['A=1', 'B='],
+      args: ['sh', '-c', 'echo hi'],
+      unenforced: {},
+    };
+    const buf = encodePlan(p);
+    expect(buf[buf.length - 1]).toBe(0);
+    expect(decodePlanStrings(buf)).toEqual([
+      'mode', 'create',
+      'namespaces', 'mount,pid',
+      'rootfs', ROOTFS,
+      'readonly_root', '0',
+      'hostname', 'box',
+      'mount', 'tmpfs', 'tmpfs', '/dev', String(MS.NOSUID | MS.STRICTATIME), 'mode=755',
+      'cgroup', '/sys/fs/cgroup/hull/c1',
+      'rlimit', '7', '1024', '-1',
+      'uid', '1', 'gid', '2', 'groups', '3,4',
+      'cwd', '/',
+      'env', 'A=1', 'env', 'B=',
+      'arg', 'sh', 'arg', '-c', 'arg', 'echo hi',
+    ]);
+  });
+
+  it('writes exec plans with join_pid and no create-only keys', () => {
+    const { plan: p } = computeExecPlan({ process: { args: ['true'] }, joinPid: 42 });
+    const s = decodePlanStrings(encodePlan(p));
+    expect(s.slice(0, 4)).toEqual(['mode', 'exec', 'join_pid', '42']);
+    for (const k of ['namespaces', 'rootfs', 'mount', 'hostname', 'cgroup']) expect(s).not.toContain(k);
+    expect(s).toContain('groups');
+    expect(s[s.indexOf('groups') + 1]).toBe(''); // always written, so the helper drops the agent's groups
+  });
+
+  it('round-trips a computed plan and never emits NUL inside a value', () => {
+    const { plan: p } = plan(baseSpec({ hostname: 'h', process: { args: ['a b', 'ünïcode'], env: ['X=y z'] } }));
+    const strings = decodePlanStrings(encodePlan(p));
+    const args = strings.flatMap((s, i) => (s === 'arg' ? [strings[i + 1]] : []));
+    expect(args).toEqual(['a b', 'ünïcode']);
+    expect(strings[strings.indexOf('hostname') + 1]).toBe('h');
+  });
+});
+
+describe('cgroup values', () => {
+  it('converts cpu shares to weight with the standard formula', () => {
+    expect(cpuWeightFor(2)).toBe(1);
+    expect(cpuWeightFor(1024)).toBe(39);
+    expect(cpuWeightFor(262144)).toBe(10000);
+    expect(cpuWeightFor(1)).toBe(1); // clamped
+  });
+
+  it('converts OCI memory+swap into memory.swap.max like runc', () => {
+    expect(swapMaxFor(0, -1)).toBe(-1);
+    expect(swapMaxFor(-1, 100)).toBe(-1);
+    expect(swapMaxFor(0, 100)).toBeNull();
+    expect(swapMaxFor(300, 100)).toBe(200);
+    specError(() => swapMaxFor(50, 100));
+    specError(() => swapMaxFor(300, 0));
+  });
+
+  it('maps linux.resources to cgroup v2 files', () => {
+    expect(limitsFor(undefined)).toEqual({});
+    expect(
+      limitsFor({ memory: { limit: 1 << 28, swap: 1 << 29, reservation: 1 << 27 }, cpu: { quota: 50000, period: 200000, shares: 512 }, pids: { limit: 100 } }),
+    ).toEqual({
+      'memory.max': String(1 << 28),
+      'memory.low': String(1 << 27),
+      'memory.swap.max': String(1 << 28),
+      'cpu.max': '50000 200000',
+      'cpu.weight': String(cpuWeightFor(512)),
+      'pids.max': '100',
+    });
+    expect(limitsFor({ memory: { limit: -1 }, cpu: { quota: -1 }, pids: { limit: -1 } })).toEqual({
+      'memory.max': 'max',
+      'memory.swap.max': 'max',
+      'cpu.max': 'max 100000',
+      'pids.max': 'max',
+    });
+    expect(limitsFor({ cpu: { period: 50000 } })).toEqual({ 'cpu.max': 'max 50000' });
+    specError(() => limitsFor({ cpu: { period: 10 } }));
+    specError(() => limitsFor({ memory: { limit: 1.5 } }));
+  });
+
+  it('writes unlimited rlimits as -1', () => {
+    expect(rlimitValue(0)).toBe('0');
+    expect(rlimitValue(2 ** 53)).toBe(String(2 ** 53));
+    expect(rlimitValue(18446744073709551615)).toBe('-1');
+  });
+});

@@ -1,0 +1,341 @@
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import pino from 'pino';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { CgroupManager } from '../../agent/cgroups.js';
+import { decodePlanStrings } from '../../agent/plan-encode.js';
+import { AgentService, type AgentServiceOptions } from '../../agent/service.js';
+import { AgentClient } from '../../protocol/agent-client.js';
+import { TtrpcError } from '../../protocol/errors.js';
+import { agentService } from '../../protocol/proto.js';
+import { Code } from '../../protocol/ttrpc/codes.js';
+import { duplexPair } from '../../protocol/ttrpc/duplex-pair.js';
+import { TtrpcServer } from '../../protocol/ttrpc/server.js';
+
+// A stand-in for native/container-init that speaks the same fd 3/4/5 protocol but isolates nothing.
+const FAKE_HELPER = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures', 'fake-container-init.sh');
+
+let tmp: string;
+let helperPath: string;
+let rootfs: string;
+let planDir: string;
+
+beforeAll(() => {
+  tmp = mkdtempSync(path.join(os.tmpdir(), 'hull-agent-test-'));
+  // Copied so the executable bit does not depend on how the repo was checked out.
+  helperPath = path.join(tmp, 'fake-container-init');
+  writeFileSync(helperPath, readFileSync(FAKE_HELPER));
+  chmodSync(helperPath, 0o755);
+  rootfs = path.join(tmp, 'shared', 'c1', 'rootfs');
+  mkdirSync(rootfs, { recursive: true });
+  planDir = path.join(tmp, 'plans');
+  mkdirSync(planDir);
+});
+
+afterAll(() => {
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+interface Harness {
+  agent: AgentClient;
+  service: AgentService;
+  cgroupRoot: string;
+  powerOffs: number;
+}
+
+const harnesses: Harness[] = [];
+afterEach(async () => {
+  for (const h of harnesses.splice(0)) {
+    // Kill whatever a test left behind.
+    await h.service.destroySandbox().catch(() => {});
+    h.agent.close();
+  }
+});
+
+function harness(extra: Partial<AgentServiceOptions> = {}): Harness {
+  const cgroupRoot = mkdtempSync(path.join(tmp, 'cgroup-'));
+  const h = { powerOffs: 0 } as Harness;
+  const service = new AgentService({
+    helperPath,
+    cgroups: new CgroupManager(cgroupRoot),
+    log: pino({ level: 'silent' }),
+    powerOff: () => void h.powerOffs++,
+    powerOffDelayMs: 1,
+    setupTimeoutMs: 10_000,
+    ...extra,
+  });
+  const server = new TtrpcServer();
+  server.registerService(agentService(), service.handlers());
+  const [a, b] = duplexPair();
+  server.serve(b);
+  Object.assign(h, { agent: new AgentClient(a), service, cgroupRoot });
+  harnesses.push(h);
+  return h;
+}
+
+function spec(args: string[], extra: Record<string, unknown> = {}): string {
+  return JSON.stringify({
+    ociVersion: '1.0.2',
+    process: { args, env: ['HELLO=world'], cwd: '/', user: { uid: 0, gid: 0 } },
+    root: { path: 'rootfs' },
+    hostname: 'box',
+    linux: { namespaces: [{ type: 'pid' }, { type: 'mount' }, { type: 'uts' }, { type: 'ipc' }] },
+    ...extra,
+  });
+}
+
+async function readAll(read: () => Promise<Buffer>): Promise<string> {
+  const parts: Buffer[] = [];
+  for (;;) {
+    const b = await read();
+    if (b.length === 0) return Buffer.concat(parts).toString();
+    parts.push(b);
+  }
+}
+
+const out = (h: Harness, id: string, exec = '') => readAll(() => h.agent.readStdout(id, exec, 1 << 20));
+const err = (h: Harness, id: string, exec = '') => readAll(() => h.agent.readStderr(id, exec, 1 << 20));
+
+async function create(h: Harness, id: string, args: string[], opts: { stdin?: boolean; extra?: Record<string, unknown> } = {}) {
+  return h.agent.createContainer({ containerId: id, specJson: spec(args, opts.extra), rootfsPath: rootfs, stdin: opts.stdin ?? false });
+}
+
+describe('agent service over ttrpc with a fake helper', () => {
+  it('answers Health and GuestDetails', async () => {
+    const h = harness();
+    expect(await h.agent.health()).toEqual({ status: 'SERVING', agentVersion: expect.any(String) });
+    const d = await h.agent.guestDetails();
+    expect(d.kernelRelease).toBe(os.release());
+    expect(d.vcpus).toBeGreaterThan(0);
+    expect(d.memoryBytes).toBe(os.totalmem());
+    expect(d.uptimeSeconds).toBeGreaterThan(0);
+  });
+
+  it('creates, starts, relays output and reports the exit status', async () => {
+    const h = harness();
+    const { pid } = await create(h, 'c1', ['sh', '-c', 'echo "hello $HELLO"; echo oops >&2; exit 3']);
+    expect(pid).toBeGreaterThan(0);
+    // The helper got a plan with our args and cgroup.
+    const plan = readdirSync(planDir).map((f) => decodePlanStrings(readFileSync(path.join(planDir, f))));
+    expect(plan.some((p) => p.includes('echo "hello $HELLO"; echo oops >&2; exit 3') && p.includes(path.join(h.cgroupRoot, 'hull', 'c1')))).toBe(true);
+    expect(existsSync(path.join(h.cgroupRoot, 'hull', 'c1'))).toBe(true);
+
+    const outputs = Promise.all([out(h, 'c1'), err(h, 'c1')]);
+    expect(await h.agent.startContainer('c1')).toEqual({ pid });
+    expect(await h.agent.waitProcess('c1')).toEqual({ exitStatus: 3, signal: 0 });
+    expect(await outputs).toEqual(['hello world\n', 'oops\n']);
+  });
+
+  it('keeps output for reads after the process exited', async () => {
+    const h = harness();
+    await create(h, 'c1', ['sh', '-c', 'echo a; echo b']);
+    await h.agent.startContainer('c1');
+    expect((await h.agent.waitProcess('c1')).exitStatus).toBe(0);
+    expect(await out(h, 'c1')).toBe('a\nb\n');
+    expect((await h.agent.readStdout('c1', '', 100)).length).toBe(0); // EOF stays EOF
+  });
+
+  it('blocks a read until output arrives and caps it at max_len', async () => {
+    const h = harness();
+    await create(h, 'c1', ['sh', '-c', 'sleep 0.3; echo 0123456789abcdef']);
+    await h.agent.startContainer('c1');
+    const t0 = Date.now();
+    const first = await h.agent.readStdout('c1', '', 4);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(200);
+    expect(first.toString()).toBe('0123');
+    expect(await out(h, 'c1')).toBe('456789abcdef\n');
+  });
+
+  it('applies backpressure instead of losing output beyond the buffer cap', async () => {
+    const h = harness({ outputCap: 64 * 1024 });
+    const total = 3 * 1024 * 1024;
+    await create(h, 'c1', ['sh', '-c', `head -c ${total} /dev/zero; echo done >&2`]);
+    await h.agent.startContainer('c1');
+    // Nothing is read yet: the workload must block, not exit.
+    await new Promise((r) => setTimeout(r, 300));
+    const waited = h.agent.waitProcess('c1');
+    let exited = false;
+    void waited.then(() => (exited = true));
+    await new Promise((r) => setTimeout(r, 100));
+    expect(exited).toBe(false);
+    let got = 0;
+    for (;;) {
+      const b = await h.agent.readStdout('c1', '', 1 << 20);
+      if (b.length === 0) break;
+      expect(b.length).toBeLessThanOrEqual(1 << 20);
+      got += b.length;
+    }
+    expect(got).toBe(total);
+    expect((await waited).exitStatus).toBe(0);
+    expect(await err(h, 'c1')).toBe('done\n');
+  });
+
+  it('relays stdin, and refuses it once closed', async () => {
+    const h = harness();
+    await create(h, 'c1', ['cat'], { stdin: true });
+    await h.agent.startContainer('c1');
+    await h.agent.writeStdin('c1', '', Buffer.from('abc\n'));
+    await h.agent.writeStdin('c1', '', Buffer.from('def\n'));
+    await h.agent.closeStdin('c1');
+    expect(await out(h, 'c1')).toBe('abc\ndef\n');
+    expect((await h.agent.waitProcess('c1')).exitStatus).toBe(0);
+    await expect(h.agent.writeStdin('c1', '', Buffer.from('x'))).rejects.toMatchObject({ code: Code.FailedPrecondition });
+  });
+
+  it('refuses stdin writes to a process created without stdin', async () => {
+    const h = harness();
+    await create(h, 'c1', ['sleep', '10']);
+    await expect(h.agent.writeStdin('c1', '', Buffer.from('x'))).rejects.toMatchObject({ code: Code.FailedPrecondition });
+  });
+
+  it('signals the init process', async () => {
+    const h = harness();
+    await create(h, 'c1', ['sleep', '100']);
+    await h.agent.startContainer('c1');
+    await h.agent.signalProcess('c1', '', 15);
+    expect(await h.agent.waitProcess('c1')).toEqual({ exitStatus: 143, signal: 0 });
+    await expect(h.agent.signalProcess('c1', '', 15)).rejects.toMatchObject({ code: Code.NotFound });
+  });
+
+  it('runs execs, lists processes and signals all of them', async () => {
+    const h = harness();
+    const { pid } = await create(h, 'c1', ['sleep', '100']);
+    await h.agent.startContainer('c1');
+
+    const e1 = await h.agent.execProcess({ containerId: 'c1', execId: 'e1', processJson: JSON.stringify({ args: ['sh', '-c', 'echo from-exec; exit 7'], cwd: '/' }), stdin: false });
+    expect(e1.pid).toBeGreaterThan(0);
+    expect(await out(h, 'c1', 'e1')).toBe('from-exec\n');
+    expect(await h.agent.waitProcess('c1', 'e1')).toEqual({ exitStatus: 7, signal: 0 });
+
+    const e2 = await h.agent.execProcess({ containerId: 'c1', execId: 'e2', processJson: JSON.stringify({ args: ['sleep', '100'], cwd: '/' }), stdin: false });
+    await expect(
+      h.agent.execProcess({ containerId: 'c1', execId: 'e2', processJson: JSON.stringify({ args: ['true'], cwd: '/' }), stdin: false }),
+    ).rejects.toMatchObject({ code: Code.AlreadyExists });
+
+    // The fake helper's children register in the cgroup and exec asynchronously: poll briefly.
+    let procs = await h.agent.listProcesses('c1');
+    for (let i = 0; i < 40 && !procs.every((p) => p.command === 'sleep'); i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      procs = await h.agent.listProcesses('c1');
+    }
+    expect(procs).toEqual(
+      expect.arrayContaining([
+        { pid, execId: '', command: 'sleep' },
+        { pid: e2.pid, execId: 'e2', command: 'sleep' },
+      ]),
+    );
+    // Helpers are infrastructure, not container processes.
+    expect(procs.every((p) => p.pid === pid || p.pid === e2.pid)).toBe(true);
+
+    await h.agent.signalProcess('c1', '', 9, true);
+    expect((await h.agent.waitProcess('c1')).exitStatus).toBe(137);
+    expect((await h.agent.waitProcess('c1', 'e2')).exitStatus).toBe(137);
+  });
+
+  it('reports a helper setup error as FailedPrecondition and leaves nothing behind', async () => {
+    const h = harness();
+    const e = await create(h, 'c1', ['__fail_setup']).catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(TtrpcError);
+    expect(e).toMatchObject({ code: Code.FailedPrecondition, message: expect.stringContaining('mount /proc: Operation not permitted') });
+    expect(existsSync(path.join(h.cgroupRoot, 'hull', 'c1'))).toBe(false);
+    await expect(h.agent.startContainer('c1')).rejects.toMatchObject({ code: Code.NotFound });
+    // The id is free again.
+    await create(h, 'c1', ['true']);
+  });
+
+  it('fails StartContainer with the exec error, and the process exits 127', async () => {
+    const h = harness();
+    await create(h, 'c1', ['no-such-binary-hull']);
+    await expect(h.agent.startContainer('c1')).rejects.toMatchObject({
+      code: Code.FailedPrecondition,
+      message: expect.stringContaining('exec no-such-binary-hull'),
+    });
+    expect((await h.agent.waitProcess('c1')).exitStatus).toBe(127);
+  });
+
+  it('fails with Internal when the helper cannot run', async () => {
+    const h = harness({ helperPath: path.join(tmp, 'missing-helper') });
+    await expect(create(h, 'c1', ['true'])).rejects.toMatchObject({ code: Code.Internal });
+  });
+
+  it('maps bad requests to typed codes', async () => {
+    const h = harness();
+    await expect(h.agent.startContainer('nope')).rejects.toMatchObject({ code: Code.NotFound, message: 'container nope not found' });
+    await expect(h.agent.waitProcess('nope')).rejects.toMatchObject({ code: Code.NotFound });
+    await expect(create(h, '../evil', ['true'])).rejects.toMatchObject({ code: Code.InvalidArgument });
+    await expect(h.agent.createContainer({ containerId: 'c2', specJson: '{not json', rootfsPath: rootfs, stdin: false })).rejects.toMatchObject({
+      code: Code.InvalidArgument,
+    });
+    await expect(create(h, 'c2', [])).rejects.toMatchObject({ code: Code.InvalidArgument, message: expect.stringContaining('args') });
+    await expect(create(h, 'c2', ['true'], { extra: { linux: { namespaces: [{ type: 'user' }, { type: 'mount' }] } } })).rejects.toMatchObject({
+      code: Code.InvalidArgument,
+      message: expect.stringContaining('user namespaces'),
+    });
+    await expect(h.agent.createContainer({ containerId: 'c2', specJson: spec(['true']), rootfsPath: '/no/such/rootfs', stdin: false })).rejects.toMatchObject({
+      code: Code.InvalidArgument,
+    });
+
+    await create(h, 'c1', ['sleep', '100']);
+    await expect(create(h, 'c1', ['true'])).rejects.toMatchObject({ code: Code.AlreadyExists });
+    await expect(
+      h.agent.execProcess({ containerId: 'c1', execId: 'e1', processJson: JSON.stringify({ args: ['true'], cwd: '/' }), stdin: false }),
+    ).rejects.toMatchObject({ code: Code.FailedPrecondition }); // not started yet
+    await h.agent.startContainer('c1');
+    await expect(h.agent.startContainer('c1')).rejects.toMatchObject({ code: Code.FailedPrecondition });
+    await expect(h.agent.waitProcess('c1', 'nope')).rejects.toMatchObject({ code: Code.NotFound });
+    await expect(
+      h.agent.execProcess({ containerId: 'c1', execId: 'e1', processJson: JSON.stringify({ args: ['true'], cwd: 'relative' }), stdin: false }),
+    ).rejects.toMatchObject({ code: Code.InvalidArgument });
+  });
+
+  it('writes cgroup limits and removes the cgroup with the container', async () => {
+    const h = harness();
+    await create(h, 'c1', ['sleep', '100'], {
+      extra: { hostname: '', linux: { namespaces: [{ type: 'mount' }], resources: { memory: { limit: 268435456, swap: 536870912 }, cpu: { quota: 50000, period: 100000, shares: 1024 }, pids: { limit: 64 } } } },
+    });
+    const dir = path.join(h.cgroupRoot, 'hull', 'c1');
+    const read = (f: string) => readFileSync(path.join(dir, f), 'utf8');
+    expect(read('memory.max')).toBe('268435456');
+    expect(read('memory.swap.max')).toBe('268435456');
+    expect(read('cpu.max')).toBe('50000 100000');
+    expect(read('cpu.weight')).toBe('39');
+    expect(read('pids.max')).toBe('64');
+    await h.agent.startContainer('c1');
+    const waited = h.agent.waitProcess('c1');
+    await h.agent.removeContainer('c1', 3000);
+    expect((await waited).exitStatus).toBe(137);
+    expect(existsSync(dir)).toBe(false);
+    await expect(h.agent.listProcesses('c1')).rejects.toMatchObject({ code: Code.NotFound });
+  });
+
+  it('removes a container that was created but never started', async () => {
+    const h = harness();
+    const { pid } = await create(h, 'c1', ['sleep', '100']);
+    await h.agent.removeContainer('c1');
+    expect(() => process.kill(pid, 0)).toThrow();
+    await create(h, 'c1', ['true']); // the id is free again
+  });
+
+  it('DestroySandbox kills every container and powers off after replying', async () => {
+    const h = harness();
+    const { pid } = await create(h, 'c1', ['sleep', '100']);
+    await h.agent.startContainer('c1');
+    await h.agent.destroySandbox();
+    await new Promise((r) => setTimeout(r, 50));
+    expect(h.powerOffs).toBe(1);
+    expect(() => process.kill(pid, 0)).toThrow();
+    await expect(h.agent.startContainer('c1')).rejects.toMatchObject({ code: Code.NotFound });
+    await expect(create(h, 'c2', ['true'])).rejects.toMatchObject({ code: Code.FailedPrecondition });
+  });
+
+  it('aborts a blocked read when the connection closes', async () => {
+    const h = harness();
+    await create(h, 'c1', ['sleep', '100']);
+    await h.agent.startContainer('c1');
+    const pending = h.agent.readStdout('c1', '', 10);
+    h.agent.close();
+    await expect(pending).rejects.toMatchObject({ code: Code.Unavailable });
+  });
+});

@@ -1,0 +1,415 @@
+// hull-container-init on the host (as root, as in the guest): a busybox rootfs in a temp dir, the plan on fd 3,
+// status on fd 4, start byte on fd 5 (docs/design.md, "Container init helper").
+// Uses the ASan/UBSan build unless HULL_CONTAINER_INIT points at another binary.
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import type { Readable, Writable } from 'node:stream';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+const REPO = resolve(import.meta.dirname, '../..');
+const HELPER = process.env.HULL_CONTAINER_INIT ?? join(REPO, 'build/native/hull-container-init-asan');
+const BUSYBOX = '/bin/busybox';
+const canRun = process.getuid?.() === 0 && existsSync(BUSYBOX);
+
+// MS_* bits
+const MS_RDONLY = 1, MS_NOSUID = 2, MS_NODEV = 4, MS_NOEXEC = 8, MS_BIND = 4096, MS_REC = 16384, MS_STRICTATIME = 1 << 24;
+const RLIMIT_NOFILE = 7;
+
+let root: string; // temp dir holding rootfs/
+let rootfs: string;
+const pidNamespaces = new Set<string>(); // pid namespaces of the containers we started, to check none survives
+
+interface PlanOptions {
+  args: string[];
+  hostname?: string;
+  env?: string[];
+  uid?: number;
+  gid?: number;
+  groups?: number[];
+  cwd?: string;
+  readonly?: boolean;
+  rlimits?: Array<[number, string, string]>;
+  rootfs?: string;
+  mounts?: Array<[string, string, string, number, string]>;
+}
+
+function createPlan(o: PlanOptions): string[] {
+  const p = ['mode', 'create', 'namespaces', 'mount,pid,uts,ipc', 'rootfs', o.rootfs ?? rootfs];
+  p.push('readonly_root', o.readonly ? '1' : '0');
+  p.push('hostname', o.hostname ?? 'hull-test');
+  const mounts: Array<[string, string, string, number, string]> = [
+    ['proc', 'proc', '/proc', MS_NOSUID | MS_NOEXEC | MS_NODEV, ''],
+    ['tmpfs', 'tmpfs', '/dev', MS_NOSUID | MS_STRICTATIME, 'mode=755,size=65536k'],
+    ['devpts', 'devpts', '/dev/pts', MS_NOSUID | MS_NOEXEC, 'newinstance,ptmxmode=0666,mode=0620'],
+    ['tmpfs', 'shm', '/dev/shm', MS_NOSUID | MS_NOEXEC | MS_NODEV, 'mode=1777,size=65536k'],
+    ['mqueue', 'mqueue', '/dev/mqueue', MS_NOSUID | MS_NOEXEC | MS_NODEV, ''],
+    ['sysfs', 'sysfs', '/sys', MS_NOSUID | MS_NOEXEC | MS_NODEV | MS_RDONLY, ''],
+  ];
+  for (const m of [...mounts, ...(o.mounts ?? [])]) p.push('mount', m[0], m[1], m[2], String(m[3]), m[4]);
+  for (const r of o.rlimits ?? []) p.push('rlimit', String(r[0]), r[1], r[2]);
+  p.push('uid', String(o.uid ?? 0), 'gid', String(o.gid ?? 0), 'groups', (o.groups ?? []).join(','));
+  p.push('cwd', o.cwd ?? '/');
+  for (const e of o.env ?? ['PATH=/bin:/usr/bin']) p.push('env', e);
+  for (const a of o.args) p.push('arg', a);
+  return p;
+}
+
+function execPlan(joinPid: number, args: string[], extra: string[] = []): string[] {
+  const p = ['mode', 'exec', 'join_pid', String(joinPid), 'uid', '0', 'gid', '0', 'cwd', '/', 'env', 'PATH=/bin', ...extra];
+  for (const a of args) p.push('arg', a);
+  return p;
+}
+
+class HelperRun {
+  readonly child: ChildProcess;
+  readonly status: string[] = [];
+  stdout = '';
+  stderr = '';
+  readonly exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  #waiters: Array<() => void> = [];
+  #statusDone = false;
+
+  constructor(plan: string[], binary = HELPER) {
+    this.child = spawn(binary, [], {
+      stdio: ['pipe', 'pipe', 'pipe', 'pipe', 'pipe', 'pipe'],
+      env: { ...process.env, ASAN_OPTIONS: 'detect_leaks=0', UBSAN_OPTIONS: 'halt_on_error=1:print_stacktrace=1' },
+    });
+    const [, out, err, planFd, statusFd] = this.child.stdio as unknown as [Writable, Readable, Readable, Writable, Readable, Writable];
+    out.setEncoding('utf8').on('data', (d: string) => (this.stdout += d) && this.#wake());
+    err.setEncoding('utf8').on('data', (d: string) => (this.stderr += d));
+    let partial = '';
+    statusFd.setEncoding('utf8').on('data', (d: string) => {
+      partial += d;
+      const lines = partial.split('\n');
+      partial = lines.pop()!;
+      this.status.push(...lines);
+      this.#wake();
+    });
+    statusFd.on('end', () => {
+      this.#statusDone = true;
+      this.#wake();
+    });
+    planFd.on('error', () => {});
+    this.#startFd().on('error', () => {});
+    this.child.stdin!.on('error', () => {});
+    planFd.end(Buffer.from(plan.map((s) => s + '\0').join('')));
+    this.exit = new Promise((res) => this.child.on('close', (code, signal) => res({ code, signal })));
+  }
+
+  #startFd(): Writable {
+    return (this.child.stdio as unknown as Writable[])[5];
+  }
+
+  #wake(): void {
+    for (const w of this.#waiters.splice(0)) w();
+  }
+
+  async until(pred: () => boolean, what: string, ms = 15_000): Promise<void> {
+    const deadline = Date.now() + ms;
+    while (!pred()) {
+      if (Date.now() > deadline) throw new Error(`timeout waiting for ${what}; status=${JSON.stringify(this.status)} stdout=${JSON.stringify(this.stdout)} stderr=${this.stderr}`);
+      await new Promise<void>((r) => {
+        this.#waiters.push(r);
+        setTimeout(r, 100);
+      });
+    }
+  }
+
+  get pid(): number {
+    const l = this.status.find((s) => s.startsWith('pid '));
+    return l ? Number(l.slice(4)) : NaN;
+  }
+
+  async ready(): Promise<void> {
+    await this.until(() => this.status.includes('ready') || this.status.some((s) => s.startsWith('error')) || this.#statusDone, 'ready');
+    expect(this.status.filter((s) => s.startsWith('error'))).toEqual([]);
+    expect(this.status[0]).toMatch(/^pid \d+$/);
+    expect(this.status[1]).toBe('ready');
+    try {
+      pidNamespaces.add(readlinkSync(`/proc/${this.pid}/ns/pid`));
+    } catch {
+      // already gone
+    }
+  }
+
+  start(): void {
+    this.#startFd().end('x');
+  }
+
+  abort(): void {
+    this.#startFd().end();
+  }
+
+  /** Runs to completion: ready → start → exit. */
+  async run(stdin?: string): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+    await this.ready();
+    if (stdin !== undefined) this.child.stdin!.end(stdin);
+    this.start();
+    return this.withTimeout(this.exit);
+  }
+
+  async withTimeout<T>(p: Promise<T>, ms = 20_000): Promise<T> {
+    let t: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, rej) => {
+      t = setTimeout(() => {
+        this.child.kill('SIGKILL');
+        rej(new Error(`helper timed out; status=${JSON.stringify(this.status)} stdout=${JSON.stringify(this.stdout)} stderr=${this.stderr}`));
+      }, ms);
+    });
+    try {
+      return await Promise.race([p, timeout]);
+    } finally {
+      clearTimeout(t);
+    }
+  }
+}
+
+const runs: HelperRun[] = [];
+function helper(plan: string[], binary?: string): HelperRun {
+  const r = new HelperRun(plan, binary);
+  runs.push(r);
+  return r;
+}
+
+describe.skipIf(!canRun)('hull-container-init', () => {
+  beforeAll(() => {
+    execFileSync('make', ['-C', join(REPO, 'native'), 'container-init', 'container-init-asan'], { stdio: 'pipe' });
+    root = mkdtempSync(join(tmpdir(), 'hull-ci-'));
+    rootfs = join(root, 'rootfs');
+    for (const d of ['bin', 'work', 'etc']) mkdirSync(join(rootfs, d), { recursive: true });
+    chmodSync(root, 0o755);
+    chmodSync(rootfs, 0o755);
+    chmodSync(join(rootfs, 'work'), 0o777);
+    copyFileSync(BUSYBOX, join(rootfs, 'bin/busybox'));
+    chmodSync(join(rootfs, 'bin/busybox'), 0o755);
+    for (const l of ['sh', 'echo', 'cat', 'id', 'hostname', 'ls', 'sleep', 'wc', 'ps', 'test', 'touch', 'readlink']) {
+      symlinkSync('busybox', join(rootfs, 'bin', l));
+    }
+  });
+
+  afterAll(async () => {
+    for (const r of runs) {
+      if (r.child.exitCode === null && r.child.signalCode === null) {
+        r.child.kill('SIGKILL');
+        await r.exit;
+      }
+    }
+    // No process of any of our containers is left (a pid namespace dies with its PID 1).
+    const left: string[] = [];
+    for (const e of readdirSync('/proc')) {
+      if (!/^\d+$/.test(e)) continue;
+      try {
+        if (pidNamespaces.has(readlinkSync(`/proc/${e}/ns/pid`))) left.push(e);
+      } catch {
+        // raced with exit
+      }
+    }
+    if (root) {
+      // Mounts live in the containers' own mount namespaces; none may show up here.
+      expect(readFileSync('/proc/self/mountinfo', 'utf8')).not.toContain(root);
+      rmSync(root, { recursive: true, force: true });
+    }
+    expect(left).toEqual([]);
+  });
+
+  it('runs the workload as PID 1 with the planned hostname, env, cwd, user, rlimits, /dev and /proc', async () => {
+    const script = [
+      'echo pid=$$',
+      'echo host=$(hostname)',
+      'echo foo=$FOO',
+      'echo cwd=$(pwd)',
+      'echo id=$(id)',
+      'echo nofile=$(ulimit -n)',
+      'for d in null zero full random urandom tty; do test -c /dev/$d && echo dev=$d; done',
+      'echo fd=$(readlink /dev/fd) ptmx=$(readlink /dev/ptmx) stdin=$(readlink /dev/stdin)',
+      'test -d /dev/pts && test -d /dev/shm && echo pts-shm-ok',
+      'echo null > /dev/null && echo write-null-ok',
+      'test -r /proc/1/status && echo proc=$(cat /proc/1/comm)',
+      'echo procs=$(ls -d /proc/[0-9]* | wc -l)',
+    ].join('\n');
+    const r = helper(
+      createPlan({
+        args: ['sh', '-c', script],
+        hostname: 'box1',
+        env: ['PATH=/bin', 'FOO=bar baz'],
+        uid: 1000,
+        gid: 1001,
+        groups: [10, 20],
+        cwd: '/work',
+        rlimits: [[RLIMIT_NOFILE, '256', '512']],
+      }),
+    );
+    const { code } = await r.run();
+    expect(r.stderr).toBe('');
+    expect(code).toBe(0);
+    const out = r.stdout;
+    expect(out).toContain('pid=1\n');
+    expect(out).toContain('host=box1\n');
+    expect(out).toContain('foo=bar baz\n');
+    expect(out).toContain('cwd=/work\n');
+    expect(out).toMatch(/id=uid=1000 gid=1001 groups=10,20\n/);
+    expect(out).toContain('nofile=256\n');
+    for (const d of ['null', 'zero', 'full', 'random', 'urandom', 'tty']) expect(out).toContain(`dev=${d}\n`);
+    expect(out).toContain('fd=/proc/self/fd ptmx=pts/ptmx stdin=/proc/self/fd/0\n');
+    expect(out).toContain('pts-shm-ok\n');
+    expect(out).toContain('write-null-ok\n');
+    expect(out).toContain('proc=sh\n');
+    // Only the container's processes are visible: sh, the command substitution's subshell, ls, wc.
+    expect(Number(/procs=(\d+)/.exec(out)?.[1])).toBeLessThanOrEqual(4);
+    expect(r.status.slice(0, 2)).toEqual([`pid ${r.pid}`, 'ready']);
+    expect(r.status.length).toBe(2); // exec succeeded: fd 4 reached EOF with no error line
+  });
+
+  it('forwards stdin, and EOF on it ends the workload', async () => {
+    const r = helper(createPlan({ args: ['wc', '-l'] }));
+    const { code } = await r.run('one\ntwo\nthree\n');
+    expect(code).toBe(0);
+    expect(r.stdout.trim()).toBe('3');
+  });
+
+  it('propagates the exit code', async () => {
+    const r = helper(createPlan({ args: ['sh', '-c', 'exit 3'] }));
+    expect((await r.run()).code).toBe(3);
+  });
+
+  it('forwards SIGTERM to the workload (PID 1 handles it, as PID 1 must)', async () => {
+    // PID 1 of a pid namespace ignores signals it has no handler for, so the workload traps TERM.
+    const r = helper(createPlan({ args: ['sh', '-c', 'trap "exit 143" TERM; echo started; sleep 1000 & wait'] }));
+    await r.ready();
+    r.start();
+    await r.until(() => r.stdout.includes('started'), 'workload start');
+    r.child.kill('SIGTERM');
+    const { code } = await r.withTimeout(r.exit);
+    expect(code).toBe(128 + 15);
+  });
+
+  it('takes the container down when the helper itself is killed (parent-death signal)', async () => {
+    const r = helper(createPlan({ uid: 1000, gid: 1000, args: ['sh', '-c', 'echo started; sleep 1000 & wait'] }));
+    await r.ready();
+    const ns = readlinkSync(`/proc/${r.pid}/ns/pid`);
+    r.start();
+    await r.until(() => r.stdout.includes('started'), 'workload start');
+    r.child.kill('SIGKILL');
+    await r.withTimeout(r.exit);
+    const deadline = Date.now() + 5000;
+    const alive = (): boolean =>
+      readdirSync('/proc').some((e) => {
+        try {
+          return /^\d+$/.test(e) && readlinkSync(`/proc/${e}/ns/pid`) === ns;
+        } catch {
+          return false;
+        }
+      });
+    while (alive() && Date.now() < deadline) await new Promise((res) => setTimeout(res, 50));
+    expect(alive()).toBe(false);
+  });
+
+  it('reports a missing program as "error exec" and exits 127', async () => {
+    const r = helper(createPlan({ args: ['no-such-program'] }));
+    const { code } = await r.run();
+    expect(code).toBe(127);
+    expect(r.status).toContain('error exec no-such-program: No such file or directory');
+  });
+
+  it('reports a missing rootfs as an error and exits 127', async () => {
+    const r = helper(createPlan({ args: ['true'], rootfs: join(root, 'missing') }));
+    const { code } = await r.withTimeout(r.exit);
+    expect(code).toBe(127);
+    expect(r.status.some((s) => /^error .*missing.*No such file or directory$/.test(s))).toBe(true);
+    expect(r.status).not.toContain('ready');
+  });
+
+  it('reports a bad plan as an error', async () => {
+    const r = helper(['mode', 'create', 'bogus', 'x']);
+    const { code } = await r.withTimeout(r.exit);
+    expect(code).toBe(127);
+    expect(r.status).toEqual(['error plan: unknown key "bogus"']);
+  });
+
+  it('aborts silently with exit 127 when fd 5 closes without a start byte', async () => {
+    const r = helper(createPlan({ args: ['sh', '-c', 'echo should-not-run'] }));
+    await r.ready();
+    r.abort();
+    const { code } = await r.withTimeout(r.exit);
+    expect(code).toBe(127);
+    expect(r.stdout).toBe('');
+    expect(r.status).toEqual([`pid ${r.pid}`, 'ready']);
+  });
+
+  it('remounts the root read-only when asked', async () => {
+    const r = helper(createPlan({ readonly: true, args: ['sh', '-c', 'touch /x 2>/dev/null && echo writable || echo readonly; echo ok > /dev/shm/y && echo shm-ok'] }));
+    expect((await r.run()).code).toBe(0);
+    expect(r.stdout).toBe('readonly\nshm-ok\n');
+  });
+
+  it('does bind mounts (dir read-only, single file), cgroup2, and keeps mounts inside the rootfs', async () => {
+    const data = join(root, 'data');
+    mkdirSync(data);
+    writeFileSync(join(data, 'f'), 'from-host\n');
+    writeFileSync(join(root, 'hosts'), '127.0.0.1 box\n');
+    // A symlink in the image that points out of the rootfs: the mount must still land inside it.
+    symlinkSync('/', join(rootfs, 'escape'));
+    const outside = join(tmpdir(), `hull-ci-escape-${process.pid}`);
+    try {
+      const r = helper(
+        createPlan({
+          args: ['sh', '-c', 'cat /data/f; echo x > /data/g 2>/dev/null && echo rw || echo ro; cat /etc/hosts; test -f /sys/fs/cgroup/cgroup.procs && echo cgroup2; test -d ' + outside + ' && echo escaped-inside'],
+          mounts: [
+            ['bind', data, '/data', MS_BIND | MS_REC | MS_RDONLY, ''],
+            ['bind', join(root, 'hosts'), '/etc/hosts', MS_BIND, ''],
+            ['cgroup2', 'cgroup', '/sys/fs/cgroup', MS_NOSUID | MS_NOEXEC | MS_NODEV, ''],
+            ['tmpfs', 'tmpfs', `/escape${outside}`, 0, 'size=1m'],
+          ],
+        }),
+      );
+      expect((await r.run()).code).toBe(0);
+      expect(r.stdout).toBe(`from-host\nro\n127.0.0.1 box\ncgroup2\nescaped-inside\n`);
+      expect(existsSync(outside)).toBe(false);
+      expect(existsSync(join(rootfs, outside))).toBe(true);
+    } finally {
+      rmSync(join(rootfs, 'escape'));
+      rmSync(outside, { recursive: true, force: true });
+    }
+  });
+
+  it('mode exec joins the namespaces of a running container', async () => {
+    const c = helper(createPlan({ hostname: 'joined', args: ['sh', '-c', 'trap "exit 0" TERM; echo up; sleep 1000 & wait'] }));
+    await c.ready();
+    c.start();
+    await c.until(() => c.stdout.includes('up'), 'container start');
+
+    const e = helper(execPlan(c.pid, ['sh', '-c', 'echo host=$(hostname); echo pid1=$(cat /proc/1/comm); ps -o pid,comm; echo me=$$']));
+    await e.ready();
+    e.start();
+    const { code } = await e.withTimeout(e.exit);
+    expect(e.stderr).toBe('');
+    expect(code).toBe(0);
+    expect(e.stdout).toContain('host=joined\n');
+    expect(e.stdout).toContain('pid1=sh\n');
+    expect(e.stdout).toMatch(/^\s*1 sh$/m);
+    expect(e.stdout).toMatch(/^\s*\d+ sleep$/m);
+    const me = Number(/me=(\d+)/.exec(e.stdout)?.[1]);
+    expect(me).toBeGreaterThan(1);
+    expect(me).not.toBe(e.pid); // a pid in the container's namespace, not the agent's
+
+    // A process joined with exec is an ordinary process there: SIGTERM kills it, the helper reports 128+15.
+    const s = helper(execPlan(c.pid, ['sleep', '1000']));
+    await s.ready();
+    s.start();
+    await new Promise((res) => setTimeout(res, 300));
+    s.child.kill('SIGTERM');
+    expect((await s.withTimeout(s.exit)).code).toBe(128 + 15);
+
+    c.child.kill('SIGTERM');
+    expect((await c.withTimeout(c.exit)).code).toBe(0);
+  });
+
+  it('the static build runs too', async () => {
+    const r = helper(createPlan({ args: ['sh', '-c', 'echo $$'] }), join(REPO, 'build/native/hull-container-init'));
+    expect((await r.run()).code).toBe(0);
+    expect(r.stdout).toBe('1\n');
+    expect(execFileSync('file', [join(REPO, 'build/native/hull-container-init')]).toString()).toMatch(/statically linked/);
+  });
+});
