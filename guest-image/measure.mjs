@@ -18,8 +18,14 @@ const manifest = JSON.parse(readFileSync(join(dir, "manifest.json"), "utf8"));
 const accel = process.env.HULL_MEASURE_ACCEL ?? "tcg";
 const mem = process.env.HULL_MEASURE_MEM ?? "512";
 
+// Under TCG the guest TSC runs at the host's TSC rate, and the kernel's fast PIT calibration of it fails now and
+// then on a busy host ("tsc: Marking TSC unstable due to could not calculate TSC khz"), after which the boot hangs.
+// Telling the kernel the rate skips the calibration.
+const hostMHz = Number(/^cpu MHz\s*:\s*([\d.]+)/m.exec(readFileSync("/proc/cpuinfo", "utf8"))?.[1] ?? 0);
+const tscOpt = accel === "tcg" && hostMHz > 0 ? `tsc_early_khz=${Math.round(hostMHz * 1000)}` : "";
+
 function qemuArgs(measure) {
-  const cmdline = [manifest.kernelCmdline, `hull.measure=${measure}`, process.env.HULL_MEASURE_EXTRA_CMDLINE ?? ""]
+  const cmdline = [manifest.kernelCmdline, tscOpt, `hull.measure=${measure}`, process.env.HULL_MEASURE_EXTRA_CMDLINE ?? ""]
     .join(" ").trim();
   const args = [
     "-M", "microvm", "-accel", accel, "-m", mem, "-smp", "1",

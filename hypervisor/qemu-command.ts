@@ -11,6 +11,8 @@ export type VsockDevice =
 
 export interface QemuCommandSpec {
   qemuPath: string;
+  /** Shown by ps/top as the process name (threads too, with debug-threads). */
+  name?: string;
   paths: SandboxPaths;
   accel: Acceleration;
   /** TCG translation buffer in MiB; QEMU's default is 1 GiB. Ignored under KVM. */
@@ -34,9 +36,15 @@ export const SHARED_FS_TAG = 'hullshared';
 /**
  * The image's command line plus what hull needs: the console on the serial port, panic → reset (which -no-reboot
  * turns into a QEMU exit, so a panicked guest does not hang), and under TCG the options without which the kernel
- * hangs in TSC calibration. Options the image already sets are not repeated.
+ * hangs in TSC calibration (tsc=reliable no_timer_check always; tsc_early_khz when the host's TSC rate is known). Options the image already sets are not repeated.
  */
-export function composeKernelCmdline(imageCmdline: string, accel: Acceleration, extra: string[] = []): string {
+export function composeKernelCmdline(
+  imageCmdline: string,
+  accel: Acceleration,
+  extra: string[] = [],
+  /** Host TSC kHz (host-tsc.ts); under TCG it spares the guest a PIT calibration that fails on a busy host. */
+  tscKhz?: number,
+): string {
   const words = imageCmdline.split(/\s+/).filter(Boolean);
   const has = (key: string): boolean => words.some((w) => w === key || w.startsWith(`${key}=`));
   const add = (opt: string): void => {
@@ -48,6 +56,7 @@ export function composeKernelCmdline(imageCmdline: string, accel: Acceleration, 
   if (accel === 'tcg') {
     add('tsc=reliable');
     add('no_timer_check');
+    if (tscKhz !== undefined) add(`tsc_early_khz=${tscKhz}`);
   }
   for (const opt of extra) add(opt);
   return words.join(' ');
@@ -59,7 +68,7 @@ export function buildQemuArgs(spec: QemuCommandSpec): string[] {
   const machine = ['microvm', 'memory-backend=mem', 'x-option-roms=off', ...(spec.machineOptions ?? [])];
   const accel = spec.accel === 'tcg' && spec.tbSizeMiB !== undefined ? `tcg,tb-size=${spec.tbSizeMiB}` : spec.accel;
   const args = [
-    '-name', `hull,debug-threads=on`,
+    '-name', `${escapeOpt(spec.name ?? 'hull')},debug-threads=on`,
     '-M', machine.join(','),
     '-accel', accel,
     '-cpu', spec.accel === 'kvm' ? 'host' : 'max',
@@ -81,6 +90,8 @@ export function buildQemuArgs(spec: QemuCommandSpec): string[] {
     '-kernel', spec.kernelPath,
     '-initrd', spec.initrdPath,
     '-append', spec.cmdline,
+    // Entropy: without it Node's first getrandom() in the guest waits ~1 s for the crng under TCG.
+    '-device', 'virtio-rng-device',
   ];
   if (spec.rootImagePath !== undefined) {
     args.push(

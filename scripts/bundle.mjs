@@ -1,4 +1,5 @@
-// Bundles the host CLI (shim/cli.ts → dist/hull.mjs) and the guest agent (agent/main.ts → dist/agent.mjs) with
+// Bundles the host CLI (shim/cli.ts → dist/hull.mjs), the containerd shim (shim/containerd/main.ts →
+// dist/containerd-shim-hull-v2.mjs) and the guest agent (agent/main.ts → dist/agent.mjs) with
 // esbuild: one ESM file each for Node 20. `.proto?raw` imports (protocol/proto-text.d.ts) are inlined as text, so
 // the bundles carry their .proto files; native addons (*.node) stay external and are loaded at run time.
 import { existsSync } from 'node:fs';
@@ -38,6 +39,7 @@ const rawTextPlugin = {
 const entries = [
   { in: 'shim/cli.ts', out: 'dist/hull.mjs' },
   { in: 'agent/main.ts', out: 'dist/agent.mjs' },
+  { in: 'shim/containerd/main.ts', out: 'dist/containerd-shim-hull-v2.mjs' },
 ];
 
 // Each entry builds on its own, so a broken host CLI does not stop the agent bundle (and vice versa).

@@ -1,12 +1,13 @@
 // The runc-compatible commands. Each takes parsed options and returns the exit code; errors are thrown as
 // HullError and turned into one line on stderr by cli.ts.
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { constants } from 'node:os';
 import type { Logger } from 'pino';
 import { runContainer } from './container-runner.js';
 import { spawnDetached, statusReporter } from './detach.js';
-import { failedPrecondition, invalidArgument, oneLine } from './errors.js';
+import { loadBundle } from './bundle.js';
+import { alreadyExists, failedPrecondition, invalidArgument, oneLine } from './errors.js';
 import { validateId } from './ids.js';
 import type { OciProcess, OciSpec } from './oci-spec.js';
 import { writePidFile } from './pid-file.js';
@@ -52,26 +53,40 @@ export async function run(g: Globals, id: string, opts: { bundle: string; pidFil
 
 export async function create(g: Globals, id: string, opts: { bundle: string; pidFile?: string }): Promise<number> {
   validateId(id);
+  // Fail fast, before a monitor is spawned, on what can be checked here.
+  loadBundle(opts.bundle, { requireProcess: true });
+  if (existsSync(sandboxDir(g.root, id))) throw alreadyExists(`container ${id} already exists`);
   const pid = await spawnDetached([...g.passThrough, '_monitor', '--bundle', opts.bundle, id]);
   if (opts.pidFile) writePidFile(opts.pidFile, pid);
   return 0;
 }
 
-/** The detached process behind `create`: boots, creates, reports on fd 3, then supervises until exit. */
+/**
+ * The detached process behind `create`: boots, creates, reports on fd 3, then supervises until exit. A failure
+ * before the report goes to the parent, which prints it; after it, the container's stderr gets it.
+ */
 export async function monitor(g: Globals, id: string, opts: { bundle: string }): Promise<number> {
   const report = statusReporter(true);
-  return runContainer({
-    root: g.root,
-    id,
-    bundleDir: opts.bundle,
-    logger: g.logger,
-    startImmediately: false,
-    detached: true,
-    onCreated: (result) => report(result.ok ? `ok ${result.pid}` : `error ${oneLine(result.error)}`),
-  }).catch((err: unknown) => {
-    report(`error ${oneLine(err)}`);
-    throw err;
-  });
+  let created = false;
+  try {
+    return await runContainer({
+      root: g.root,
+      id,
+      bundleDir: opts.bundle,
+      logger: g.logger,
+      startImmediately: false,
+      detached: true,
+      onCreated: (result) => {
+        created = result.ok;
+        report(result.ok ? `ok ${result.pid}` : `error ${oneLine(result.error)}`);
+      },
+    });
+  } catch (err) {
+    if (created) throw err;
+    report(`error ${oneLine(err)}`); // no-op when onCreated already reported the failure
+    g.logger.error(oneLine(err));
+    return 1;
+  }
 }
 
 export async function start(g: Globals, id: string): Promise<number> {

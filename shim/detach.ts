@@ -2,7 +2,7 @@
 // inherits our stdio — that is the container's stdio — and reports on fd 3 exactly once: `ok <pid>` or
 // `error <message>`. The parent returns the pid or throws the child's error.
 import { spawn } from 'node:child_process';
-import { createWriteStream } from 'node:fs';
+import { closeSync, writeSync } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { HullError } from './errors.js';
 
@@ -39,11 +39,12 @@ export async function spawnDetached(args: string[]): Promise<number> {
 /** In the child: the reporter for fd 3, or a no-op when not started by spawnDetached. */
 export function statusReporter(enabled: boolean): (line: string) => void {
   if (!enabled) return () => undefined;
-  const out = createWriteStream('', { fd: STATUS_FD });
   let done = false;
+  // Synchronous: the caller may exit right after reporting, and the parent must see the line.
   return (line: string) => {
     if (done) return;
     done = true;
-    out.end(`${line.replace(/\n/g, ' ')}\n`);
+    writeSync(STATUS_FD, `${line.replace(/\n/g, ' ')}\n`);
+    closeSync(STATUS_FD);
   };
 }

@@ -4,6 +4,7 @@
 import { mkdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
+import { AgentUnreachableError } from '../hypervisor/errors.js';
 import type { Hypervisor, VmConfig } from '../hypervisor/types.js';
 import { AgentClient } from '../protocol/agent-client.js';
 import { HullError, oneLine } from './errors.js';
@@ -29,6 +30,12 @@ export interface SandboxOptions {
   detached: boolean;
   /** Called as soon as host resources exist, so they are on record before anything can fail. */
   onResources: (resources: { mounts: string[]; vm: ReturnType<Hypervisor['processes']> }) => void;
+  /**
+   * virtiofsd's sandbox. 'chroot' keeps virtiofsd in our mount namespace, so roots shared after boot
+   * (Sandbox.shareRootfs into a running sandbox: later containers of a pod) are visible in the guest. Default: the
+   * driver's ('namespace'), which pins the share's mounts at boot.
+   */
+  virtiofsdSandbox?: 'namespace' | 'chroot';
 }
 
 export class Sandbox {
@@ -69,7 +76,12 @@ export class Sandbox {
       accel: (process.env.HULL_ACCEL as VmConfig['accel'] | undefined) ?? 'auto',
       guestCid: 3,
     };
-    const hypervisor = createHypervisor(config, logger, options.detached);
+    const hypervisor = createHypervisor(
+      config,
+      logger,
+      options.detached,
+      options.virtiofsdSandbox ? { virtiofsdSandbox: options.virtiofsdSandbox } : {},
+    );
     const started = Date.now();
     try {
       await hypervisor.start();
@@ -88,9 +100,14 @@ export class Sandbox {
     } catch (err) {
       const tail = hypervisor.consoleTail(8);
       await hypervisor.kill().catch(() => undefined);
+      const why =
+        err instanceof AgentUnreachableError
+          ? `the guest agent did not answer within ${err.timeoutMs / 1000} s (is the guest image current? ` +
+            `"npm run build" rebuilds it)`
+          : oneLine(err);
       throw new HullError(
         'unavailable',
-        `sandbox ${id} failed to boot: ${oneLine(err)}; guest console ${hypervisor.consolePath}` +
+        `sandbox ${id} failed to boot: ${why}; guest console ${hypervisor.consolePath}` +
           (tail ? ` ends with: ${oneLine(tail)}` : ' is empty'),
         { cause: err },
       );

@@ -3,17 +3,22 @@
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { sandboxPaths } from '../hypervisor/paths.js';
-import { QemuMicrovm } from '../hypervisor/qemu.js';
+import { QemuMicrovm, type QemuMicrovmOptions } from '../hypervisor/qemu.js';
 import { readVmRecord } from '../hypervisor/record.js';
 import { HybridTransport, KernelVsockTransport } from '../hypervisor/transport.js';
 import type { Hypervisor, VmConfig, VmProcesses } from '../hypervisor/types.js';
 
-export function createHypervisor(config: VmConfig, logger: Logger, detached: boolean): Hypervisor {
+export function createHypervisor(
+  config: VmConfig,
+  logger: Logger,
+  detached: boolean,
+  extra: Pick<QemuMicrovmOptions, 'virtiofsdSandbox'> = {},
+): Hypervisor {
   const accelWarning = (reason: string): void => {
     // Said once per sandbox, in one line, as the issue asks; the log has it too.
     if (!process.env.HULL_QUIET_ACCEL) process.stderr.write(`hull: warning: ${reason}\n`);
   };
-  const vm = new QemuMicrovm(config, { logger, detached });
+  const vm = new QemuMicrovm(config, { logger, detached, ...extra });
   if (vm.accel.accel === 'tcg' && process.env.HULL_WARN_TCG === '1') accelWarning(vm.accel.reason);
   logger.info({ accel: vm.accel.accel, reason: vm.accel.reason }, 'acceleration');
   return vm;

@@ -9,6 +9,7 @@
 
 #include "fd_handle.h"
 #include "listener.h"
+#include "peercred.h"
 
 namespace hull {
 namespace {
@@ -97,6 +98,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("vsockConnect", Napi::Function::New(env, VsockConnect, "vsockConnect"));
   exports.Set("vsockLocalAddress", Napi::Function::New(env, VsockLocalAddress, "vsockLocalAddress"));
   exports.Set("closeFd", Napi::Function::New(env, CloseFd, "closeFd"));
+  exports.Set("peerCredentials", Napi::Function::New(env, PeerCredentials, "peerCredentials"));
   exports.Set("VMADDR_CID_ANY", Napi::Number::New(env, VMADDR_CID_ANY));
   exports.Set("VMADDR_PORT_ANY", Napi::Number::New(env, VMADDR_PORT_ANY));
   return exports;

@@ -9,6 +9,7 @@
 
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 
 void gm_init(struct guest_memory *gm)
 {
@@ -76,6 +77,13 @@ enum hv_err gm_set_table(struct guest_memory *gm, const struct gm_region_desc *r
             goto fail;
         }
         size_t len = (size_t)(d->mmap_offset + d->memory_size);
+        /* never map past the end of the file: touching such pages would SIGBUS */
+        struct stat st;
+        if (fstat(fds[i], &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size < len) {
+            hv_fail(HV_ERR_GM_BAD_REGION, "region %u needs %zu bytes of its fd, which has %lld", i, len,
+                    (long long)st.st_size);
+            goto fail;
+        }
         void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fds[i], 0);
         if (p == MAP_FAILED) {
             hv_fail(HV_ERR_GM_BAD_REGION, "mmap of region %u (%zu bytes) failed", i, len);

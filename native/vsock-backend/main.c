@@ -186,7 +186,7 @@ int main(int argc, char **argv)
             exit_code = 1;
             break;
         }
-        bool kick_tx = dev.tx_more, kick_rx = false;
+        bool kick_tx = dev.tx_more;
         for (int i = 0; i < n && running; i++) {
             struct ev_tag *t = evs[i].data.ptr;
             switch (t->kind) {
@@ -230,8 +230,7 @@ int main(int argc, char **argv)
                     LOG_WARN("kick fd %d: %s", t->index, strerror(errno));
                 if (t->index == HV_TXQ)
                     kick_tx = true;
-                else if (t->index == HV_RXQ)
-                    kick_rx = true;
+                /* rx kicks need nothing more: rx is filled on every iteration below */
                 break;
             }
             case EV_CONN:
@@ -243,18 +242,20 @@ int main(int argc, char **argv)
             break;
         if (kick_tx)
             dev_process_tx(&dev);
-        (void)kick_rx;
         uint64_t now = hv_now_ms();
         if (now - last_timer >= 100) {
             last_timer = now;
             dev_timers(&dev, now);
             if (dev.budget_blocked && rb_total_bytes < rb_total_limit / 2) {
                 dev.budget_blocked = false;
-                for (struct conn *c = dev.all; c; c = c->anext)
+                struct conn *next;
+                for (struct conn *c = dev.all; c; c = next) {
+                    next = c->anext;
                     if (c->budget_wait) {
                         c->budget_wait = false;
                         conn_update(&dev, c);
                     }
+                }
             }
         }
         dev_process_rx(&dev);

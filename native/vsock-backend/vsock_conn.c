@@ -100,11 +100,17 @@ uint32_t conn_fill_rx(struct vsock_dev *dev, struct conn *c, const struct vq_cha
     } else if (c->state == CONN_LOCAL_INIT && c->send_request) {
         fill_hdr(dev, c, &h, VSOCK_OP_REQUEST);
         c->send_request = false;
+        c->guest_knows = true;
     } else if (c->state == CONN_LOCAL_INIT) {
         return 0;
     } else if (c->send_response) {
         fill_hdr(dev, c, &h, VSOCK_OP_RESPONSE);
         c->send_response = false;
+    } else if (c->state == CONN_ESTABLISHED && c->h2g.len > 0 && conn_peer_free(c) > 0 &&
+               ch->write_len == VSOCK_HDR_SIZE) {
+        /* a buffer with no room for payload (only a hostile guest offers these): use it for a credit update so
+         * the chain is consumed and we make progress */
+        fill_hdr(dev, c, &h, VSOCK_OP_CREDIT_UPDATE);
     } else if (c->state == CONN_ESTABLISHED && c->h2g.len > 0 && conn_peer_free(c) > 0) {
         uint64_t room = ch->write_len - VSOCK_HDR_SIZE;
         uint32_t n = c->h2g.len;
@@ -272,6 +278,11 @@ bool conn_update(struct vsock_dev *dev, struct conn *c)
 {
     if (c->state == CONN_DEAD)
         return false;
+    if (c->state == CONN_RST_PENDING && !c->guest_knows) {
+        /* the guest never heard of it (e.g. not booted yet): nothing to reset */
+        dev_conn_destroy(dev, c);
+        return false;
+    }
     if (c->state == CONN_ESTABLISHED) {
         /* guest finished sending and everything reached the host: pass the EOF on */
         if (c->peer_shut_send && c->g2h.len == 0 && c->fd >= 0 && !c->host_wr_shut) {

@@ -272,6 +272,7 @@ static void handle_request(struct vsock_dev *dev, const struct vsock_hdr *h)
         return;
     }
     dev_conn_bind(dev, c, h->dst_port, h->src_port);
+    c->guest_knows = true;
     c->peer_buf_alloc = h->buf_alloc;
     c->peer_fwd_cnt = h->fwd_cnt;
     c->send_response = true;
@@ -360,7 +361,8 @@ void dev_process_rx(struct vsock_dev *dev)
 {
     struct vq *vq = &dev->vqs[HV_RXQ];
     struct vq_chain *ch = &dev->chain;
-    while (dev->rstq_len || dev->pend_head) {
+    unsigned idle = 0; /* consecutive connections that had nothing to put in a buffer after all */
+    while ((dev->rstq_len || dev->pend_head) && idle <= dev->nconns) {
         enum hv_err err;
         enum vq_pop_result r = vq_pop(vq, ch, &err);
         if (r == VQ_POP_EMPTY) {
@@ -387,6 +389,7 @@ void dev_process_rx(struct vsock_dev *dev)
             continue;
         }
         if (dev->rstq_len) {
+            idle = 0;
             unsigned i = dev->rstq_head;
             uint32_t len = fill_rst(dev, ch, dev->rstq[i].local_port, dev->rstq[i].peer_port);
             dev->rstq_head = (dev->rstq_head + 1) % HV_RSTQ_LEN;
@@ -401,9 +404,11 @@ void dev_process_rx(struct vsock_dev *dev)
         uint32_t len = conn_fill_rx(dev, c, ch, &destroy);
         if (len == 0) {
             vq_unpop(vq);
+            idle++;
         } else {
             vq_push(vq, ch->head, len);
             dev->stats.rx_pkts++;
+            idle = 0;
         }
         if (destroy)
             dev_conn_destroy(dev, c);

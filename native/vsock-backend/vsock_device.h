@@ -60,6 +60,7 @@ struct conn {
     uint32_t local_port;        /* host-side vsock port */
     uint32_t peer_port;         /* guest-side vsock port */
     bool host_initiated;
+    bool guest_knows;           /* the guest has seen this connection (REQUEST delivered, or it asked) */
 
     /* control packets owed to the guest */
     bool send_request, send_response, send_credit_update, send_credit_request;

@@ -68,7 +68,10 @@ const toObjectOptions: protobuf.IConversionOptions = { longs: Number, defaults: 
 /** protobufjs hands out Buffer in Node, Uint8Array elsewhere; callers always get a Buffer. */
 export function asBuffer(bytes: Uint8Array | undefined | null): Buffer {
   if (!bytes) return Buffer.alloc(0);
-  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (Buffer.isBuffer(bytes)) return bytes;
+  // An absent bytes field decodes to protobufjs's shared default, a plain empty array (Go peers omit empty payloads).
+  if (!(bytes instanceof Uint8Array)) return Buffer.from(bytes as ArrayLike<number>);
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
 export function encodeRequest(req: RequestMessage): Buffer {

@@ -48,3 +48,6 @@ export function sandboxDirFor(root: string, namespace: string, groupId: string):
 }
 
 export const DEFAULT_HULL_CONTAINERD_ROOT = '/run/hull/containerd';
+
+/** The fd on which a starting daemon tells `start` it serves (its value: the fd number). */
+export const READY_FD_ENV = 'HULL_SHIM_READY_FD';

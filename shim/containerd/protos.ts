@@ -1,6 +1,6 @@
 // Loads hull's .proto text for the containerd side (task service, events, metrics) into one protobufjs Root, with
-// google.protobuf.{Any,Timestamp,Empty} from protobufjs's bundled well-known types. The text is imported with
-// `?raw`, so vitest and the esbuild bundle read the same files.
+// google.protobuf.{Any,Timestamp,Empty} from proto/wkt.proto. The text is imported with `?raw`, so vitest and the
+// esbuild bundle read the same files. Field names are camelCase in JS (container_id → containerId).
 import protobuf from 'protobufjs';
 import eventsText from './proto/events.proto?raw';
 import metricsText from './proto/metrics.proto?raw';
@@ -8,6 +8,7 @@ import shimText from './proto/shim.proto?raw';
 import taskTypesText from './proto/task-types.proto?raw';
 import ttrpcEventsText from './proto/ttrpc-events.proto?raw';
 import typesText from './proto/types.proto?raw';
+import wktText from './proto/wkt.proto?raw';
 
 export const TASK_SERVICE = 'containerd.task.v2.Task';
 export const EVENTS_SERVICE = 'containerd.services.events.ttrpc.v1.Events';
@@ -17,12 +18,7 @@ let root: protobuf.Root | undefined;
 export function containerdProto(): protobuf.Root {
   if (root) return root;
   const r = new protobuf.Root();
-  for (const file of ['google/protobuf/any.proto', 'google/protobuf/timestamp.proto', 'google/protobuf/empty.proto']) {
-    const desc = protobuf.common.get(file) as protobuf.INamespace | null;
-    if (!desc?.nested) throw new Error(`protobufjs has no bundled ${file}`);
-    r.addJSON(desc.nested);
-  }
-  for (const text of [typesText, taskTypesText, shimText, eventsText, ttrpcEventsText, metricsText]) {
+  for (const text of [wktText, typesText, taskTypesText, shimText, eventsText, ttrpcEventsText, metricsText]) {
     protobuf.parse(text, r, { keepCase: false });
   }
   r.resolveAll();

@@ -1,6 +1,6 @@
 // Drives the real `hull` CLI (bin/hull → dist/hull.mjs) as a user would, and checks what it leaves behind.
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -36,6 +36,28 @@ export function hull(args: string[], options: HullOptions): Promise<Result> {
     child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
     child.stdin.on('error', () => undefined);
     child.stdin.end(options.input ?? '');
+  });
+}
+
+/**
+ * Runs a command that leaves a process behind holding its stdio (create, exec --detach), the way conmon or
+ * runtime-tools do: stdout/stderr go to files, and we wait for the CLI process itself to exit.
+ */
+export function hullDetached(args: string[], options: HullOptions & { stdout: string; stderr: string }): Promise<Result> {
+  return new Promise((resolve, reject) => {
+    const out = openSync(options.stdout, 'a');
+    const err = openSync(options.stderr, 'a');
+    const before = existsSync(options.stderr) ? readFileSync(options.stderr, 'utf8').length : 0;
+    const child = spawn(hullBin, ['--root', options.root, ...(options.globalArgs ?? []), ...args], {
+      env: { ...process.env, ...options.env },
+      stdio: ['ignore', out, err],
+    });
+    closeSync(out);
+    closeSync(err);
+    child.on('error', reject);
+    child.on('exit', (code, signal) =>
+      resolve({ code, signal, stdout: '', stderr: readFileSync(options.stderr, 'utf8').slice(before) }),
+    );
   });
 }
 

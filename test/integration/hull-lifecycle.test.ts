@@ -3,7 +3,7 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { hull, leaks, makeBundle, noLeaks, tempDir } from '../helpers/hull.js';
+import { hull, hullDetached, leaks, makeBundle, noLeaks, tempDir } from '../helpers/hull.js';
 
 const work = tempDir('hull-life-');
 const root = path.join(work, 'root');
@@ -22,9 +22,11 @@ describe('hull lifecycle', () => {
     spec.annotations = { 'org.example.purpose': 'lifecycle-test' };
   });
   const pidFile = path.join(work, 'life.pid');
+  // The container's stdio: create hands it to the process that stands for the container.
+  const stdio = { stdout: path.join(work, 'life.out'), stderr: path.join(work, 'life.err') };
 
   it('create writes the pid file and leaves the container created', async () => {
-    const created = await hull(['create', '--bundle', bundle, '--pid-file', pidFile, 'life'], { root });
+    const created = await hullDetached(['create', '--bundle', bundle, '--pid-file', pidFile, 'life'], { root, ...stdio });
     expect(created.stderr).toBe('');
     expect(created.code).toBe(0);
     const pidText = readFileSync(pidFile, 'utf8');
@@ -38,7 +40,7 @@ describe('hull lifecycle', () => {
   });
 
   it('refuses a duplicate id while the first exists', async () => {
-    const dup = await hull(['create', '--bundle', bundle, 'life'], { root });
+    const dup = await hullDetached(['create', '--bundle', bundle, 'life'], { root, ...stdio });
     expect(dup.code).not.toBe(0);
     expect(dup.stderr).toMatch(/^hull: container life already exists\n$/);
   });
@@ -48,6 +50,10 @@ describe('hull lifecycle', () => {
     expect([started.code, started.stderr]).toEqual([0, '']);
     const state = stateOf((await hull(['state', 'life'], { root })).stdout);
     expect(state.status).toBe('running');
+    // The container's own output went to the stdio create was given.
+    const deadline = Date.now() + 10_000;
+    while (!readFileSync(stdio.stdout, 'utf8').includes('started') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    expect(readFileSync(stdio.stdout, 'utf8')).toBe('started\n');
   });
 
   it('exec runs another process with its own stdio and exit code (trailing command)', async () => {
@@ -66,7 +72,7 @@ describe('hull lifecycle', () => {
     writeFileSync(
       processFile,
       JSON.stringify({
-        args: ['sh', '-c', 'cat /from-host; hostname; ps -o pid,args | grep -c "sleep 1000"; echo guest-data > /from-guest'],
+        args: ['sh', '-c', 'cat /from-host; hostname; pidof sleep; echo guest-data > /from-guest'],
         cwd: '/',
         user: { uid: 0, gid: 0 },
         env: ['PATH=/bin'],
@@ -109,6 +115,8 @@ describe('hull lifecycle', () => {
     expect(status).toBe('stopped');
     const recorded = JSON.parse(readFileSync(path.join(root, 'life', 'state.json'), 'utf8'));
     expect(recorded.exitStatus).toBe(137);
+    // The monitor powers the VM off after recording the exit, then exits itself.
+    while (existsSync(`/proc/${monitorPid}`) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
     expect(existsSync(`/proc/${monitorPid}`)).toBe(false);
   });
 

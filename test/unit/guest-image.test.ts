@@ -148,6 +148,25 @@ describe.skipIf(missing.length > 0)('guest-image/build.sh', () => {
     expect(readdirSync(path.join(tmp, 'out')).filter((n) => n.startsWith('.'))).toEqual([]);
   });
 
+  it.skipIf(!have('mkfs.erofs'))('builds the erofs format: a stage-1 initramfs and a root found by UUID', () => {
+    const r = run([], { HULL_GUEST_FORMAT: 'erofs', HULL_GUEST_OUT: path.join(tmp, 'out-erofs') });
+    expect(r.status, r.stderr).toBe(0);
+    const dir = r.last.split(' ')[3];
+    const manifest = JSON.parse(readFileSync(path.join(dir, 'manifest.json'), 'utf8'));
+    expect(manifest.format).toBe('erofs');
+    const uuid = /hull\.rootuuid=([0-9a-f-]{36})$/.exec(manifest.kernelCmdline)?.[1];
+    expect(uuid).toBeDefined();
+    const initrd = path.join(dir, 'initrd.img');
+    expect(cpioFile(initrd, 'etc/hull-stage1')).toBe('');
+    expect(cpioFile(initrd, `usr/lib/modules/${release}/hull-stage1.list`).trim().split('\n')).toEqual([
+      'virtio_ring.ko', 'virtio.ko', 'virtio_mmio.ko', 'virtio_blk.ko', 'libcrc32c.ko', 'erofs.ko',
+    ]);
+    // erofs superblock at 1024: magic, and the UUID at +48 that stage 1 matches against hull.rootuuid.
+    const sb = readFileSync(path.join(dir, 'rootfs.erofs')).subarray(1024, 1024 + 64);
+    expect(sb.readUInt32LE(0)).toBe(0xe0f5e1e2);
+    expect(sb.subarray(48, 64).toString('hex')).toBe(uuid!.replace(/-/g, ''));
+  });
+
   it('fails with one clear line when a built input is missing', () => {
     const r = run([], { HULL_AGENT_BUNDLE: path.join(tmp, 'nope/agent.mjs') });
     expect(r.status).not.toBe(0);

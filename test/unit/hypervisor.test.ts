@@ -17,6 +17,7 @@ import {
   QmpProtocolError,
   SocketPathTooLongError,
 } from '../../hypervisor/errors.js';
+import { hostTscKhz } from '../../hypervisor/host-tsc.js';
 import { tailLines } from '../../hypervisor/log-tail.js';
 import { checkSocketPath, findRepoRoot, sandboxPaths } from '../../hypervisor/paths.js';
 import { HostProcess, isAlive, procStartTime } from '../../hypervisor/process.js';
@@ -129,7 +130,8 @@ describe('buildQemuArgs', () => {
     args.flatMap((a, i) => (a === flag ? [args[i + 1] as string] : []));
 
   it('builds a microvm with shared memfd memory, TCG tb-size and max CPU', () => {
-    const args = buildQemuArgs(base);
+    const args = buildQemuArgs({ ...base, name: 'hull-a,b' });
+    expect(after(args, '-name')).toEqual(['hull-a,,b,debug-threads=on']);
     expect(after(args, '-M')).toEqual(['microvm,memory-backend=mem,x-option-roms=off']);
     expect(after(args, '-accel')).toEqual(['tcg,tb-size=128']);
     expect(after(args, '-cpu')).toEqual(['max']);
@@ -155,6 +157,7 @@ describe('buildQemuArgs', () => {
     expect(after(args, '-serial')).toEqual(['chardev:console']);
     expect(after(args, '-mon')).toEqual(['chardev=qmp,mode=control']);
     expect(after(args, '-device')).toEqual([
+      'virtio-rng-device',
       'vhost-user-fs-device,chardev=fs,tag=hullshared',
       'vhost-user-vsock-device,chardev=vsock',
     ]);
@@ -171,9 +174,10 @@ describe('buildQemuArgs', () => {
     expect(after(buildQemuArgs(spec), '-accel')).toEqual(['tcg']);
   });
 
-  it('uses kernel vhost-vsock with a CID, a read-only erofs root, and no devices when not asked', () => {
+  it('uses kernel vhost-vsock with a CID, a read-only erofs root, and only the entropy device when nothing else is asked', () => {
     const withCid = buildQemuArgs({ ...base, vsock: { kind: 'vhost-vsock', guestCid: 42 }, rootImagePath: '/img/root,1.erofs' });
     expect(after(withCid, '-device')).toEqual([
+      'virtio-rng-device',
       'virtio-blk-device,drive=root',
       'vhost-user-fs-device,chardev=fs,tag=hullshared',
       'vhost-vsock-device,guest-cid=42',
@@ -182,7 +186,14 @@ describe('buildQemuArgs', () => {
     expect(after(withCid, '-drive')).toEqual(['id=root,file=/img/root,,1.erofs,format=raw,if=none,read-only=on']);
     const { vsock: _v, ...noVsock } = base;
     const bare = buildQemuArgs({ ...noVsock, sharedFs: false });
-    expect(after(bare, '-device')).toEqual([]);
+    expect(after(bare, '-device')).toEqual(['virtio-rng-device']);
+  });
+
+  it('tells a TCG guest the host TSC rate, so a busy host cannot make it hang in PIT calibration', () => {
+    expect(composeKernelCmdline('', 'tcg', [], 2596102)).toBe(
+      'console=ttyS0 panic=-1 tsc=reliable no_timer_check tsc_early_khz=2596102',
+    );
+    expect(composeKernelCmdline('', 'kvm', [], 2596102)).toBe('console=ttyS0 panic=-1');
   });
 
   it('composes the kernel command line without repeating options', () => {
@@ -488,6 +499,20 @@ describe('helper processes', () => {
 
 // ---------------------------------------------------------------------------------------------------------------
 describe('small pieces', () => {
+  it('reads the host TSC rate only where cpu MHz is the TSC rate', () => {
+    const cpuinfo = (flags: string, mhz = '2596.102'): string => {
+      const f = path.join(tmp, `cpuinfo-${seq++}`);
+      writeFileSync(f, `processor\t: 0\ncpu MHz\t\t: ${mhz}\nflags\t\t: fpu tsc ${flags}\n\nprocessor\t: 1\n`);
+      return f;
+    };
+    expect(hostTscKhz(cpuinfo('constant_tsc nonstop_tsc tsc_known_freq'))).toBe(2596102);
+    expect(hostTscKhz(cpuinfo('constant_tsc'))).toBe(2596102);
+    expect(hostTscKhz(cpuinfo('constant_tsc aperfmperf'))).toBeUndefined(); // cpu MHz is the current clock there
+    expect(hostTscKhz(cpuinfo('nonstop_tsc'))).toBeUndefined();
+    expect(hostTscKhz(cpuinfo('constant_tsc', 'garbage'))).toBeUndefined();
+    expect(hostTscKhz(path.join(tmp, 'no-cpuinfo'))).toBeUndefined();
+  });
+
   it('finds the repository root from the module location', () => {
     const root = findRepoRoot(path.join(__dirname, '..', '..', 'hypervisor'));
     expect(existsSync(path.join(root, 'docs', 'design.md'))).toBe(true);

@@ -4,6 +4,8 @@
  *   vsock-peer server <port> echo      echo every byte back; on EOF shut down writing and close
  *   vsock-peer server <port> sink      read to EOF, then reply "<bytes> <sha256hex>\n" and close
  *   vsock-peer server <port> source    read a line "<bytes> <seed>\n", send gen(bytes, seed), close
+ *   vsock-peer server <port> discard   read to EOF, then reply "<bytes>\n" and close (benchmarks: no hashing)
+ *   vsock-peer server <port> zeros     read a line "<bytes>\n", send that many zero bytes, close (benchmarks)
  *   vsock-peer server <port> reboot    on a connection: reboot the guest (device-reset test)
  *   vsock-peer client <cid> <port> <bytes> <seed> [tries]
  *        connect (retrying every 100 ms), send gen(bytes, seed) while reading whatever comes back until EOF,
@@ -186,6 +188,36 @@ static void serve_conn(int fd, const char *mode)
                 break;
             total -= n;
         }
+    } else if (!strcmp(mode, "discard")) {
+        unsigned long long total = 0;
+        for (;;) {
+            ssize_t n = read(fd, buf, sizeof buf);
+            if (n <= 0)
+                break;
+            total += (unsigned long long)n;
+        }
+        char line[32];
+        int l = snprintf(line, sizeof line, "%llu\n", total);
+        write_all(fd, line, (size_t)l);
+    } else if (!strcmp(mode, "zeros")) {
+        char line[32];
+        size_t l = 0;
+        while (l < sizeof line - 1) {
+            ssize_t n = read(fd, line + l, 1);
+            if (n <= 0)
+                break;
+            if (line[l++] == '\n')
+                break;
+        }
+        line[l] = 0;
+        unsigned long long total = strtoull(line, NULL, 10);
+        memset(buf, 0, sizeof buf);
+        while (total) {
+            size_t n = total < sizeof buf ? (size_t)total : sizeof buf;
+            if (write_all(fd, buf, n) < 0)
+                break;
+            total -= n;
+        }
     } else if (!strcmp(mode, "reboot")) {
         printf("PEER-REBOOT\n");
         fflush(stdout);
@@ -307,6 +339,6 @@ int main(int argc, char **argv)
         return client((unsigned)strtoul(argv[2], NULL, 10), (unsigned)strtoul(argv[3], NULL, 10),
                       strtoull(argv[4], NULL, 10), (uint32_t)strtoul(argv[5], NULL, 10),
                       argc == 7 ? atoi(argv[6]) : 100);
-    fprintf(stderr, "usage: vsock-peer server <port> echo|sink|source|reboot | client <cid> <port> <bytes> <seed> [tries]\n");
+    fprintf(stderr, "usage: vsock-peer server <port> echo|sink|source|discard|zeros|reboot | client <cid> <port> <bytes> <seed> [tries]\n");
     return 2;
 }

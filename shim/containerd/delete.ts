@@ -1,0 +1,77 @@
+// `containerd-shim-hull-v2 … delete`: containerd runs it when it cannot reach the shim (it died, or `start`
+// failed). It cleans up what the pod record says the dead shim left for this container — the VM and its helpers,
+// the share mount, <bundle>/rootfs — and prints a protobuf DeleteResponse (exit 137, now) on stdout.
+import { rmSync } from 'node:fs';
+import path from 'node:path';
+import { QemuMicrovm } from '../../hypervisor/qemu.js';
+import { isAlive } from '../../hypervisor/process.js';
+import { oneLine } from '../errors.js';
+import { unmount } from '../host-mounts.js';
+import { releaseMounts, Sandbox } from '../sandbox.js';
+import { groupIdForBundle, sandboxDirFor } from './address.js';
+import type { ShimFlags } from './flags.js';
+import { encode, toTimestamp } from './protos.js';
+import { readPodRecord, writePodRecord } from './record.js';
+import { hostRootfsMounter } from './rootfs-mount.js';
+
+export const DELETE_EXIT_STATUS = 137;
+
+export interface DeleteResult {
+  response: Buffer;
+  warnings: string[];
+}
+
+export async function deleteShim(flags: ShimFlags, root: string): Promise<DeleteResult> {
+  const warnings: string[] = [];
+  const bundle = flags.bundle || process.cwd();
+  const groupId = groupIdForBundle(bundle, flags.id);
+  const dir = sandboxDirFor(root, flags.namespace, groupId);
+  const record = readPodRecord(dir);
+  const shimAlive =
+    record !== undefined &&
+    record.shimPid > 0 &&
+    record.shimPid !== process.pid &&
+    isAlive(record.shimStartTime === undefined ? { pid: record.shimPid } : { pid: record.shimPid, startTime: record.shimStartTime });
+
+  const share = path.join(Sandbox.sharedDir(dir), flags.id, 'rootfs');
+  if (record && !shimAlive) {
+    // The shim is gone: nothing else can use this pod's VM any more.
+    try {
+      await QemuMicrovm.killRecorded(record.vm, dir);
+    } catch (err) {
+      warnings.push(`killing the VM of pod ${groupId}: ${oneLine(err)}`);
+    }
+  }
+  try {
+    unmount(share);
+    rmSync(path.dirname(share), { recursive: true, force: true });
+  } catch (err) {
+    warnings.push(`unmounting ${share}: ${oneLine(err)}`);
+  }
+  try {
+    hostRootfsMounter.unmount(path.join(bundle, 'rootfs'));
+  } catch (err) {
+    warnings.push(`unmounting ${bundle}/rootfs: ${oneLine(err)}`);
+  }
+  if (record && !shimAlive) {
+    record.containers = record.containers.filter((c) => c.id !== flags.id);
+    record.mounts = record.mounts.filter((m) => m !== share);
+    record.vm = {};
+    if (record.containers.length === 0) {
+      try {
+        releaseMounts(dir, record.mounts);
+        rmSync(dir, { recursive: true, force: true });
+      } catch (err) {
+        warnings.push(`removing ${dir}: ${oneLine(err)}`);
+      }
+    } else {
+      writePodRecord(dir, record);
+    }
+  }
+  const response = encode('containerd.task.v2.DeleteResponse', {
+    pid: 0,
+    exitStatus: DELETE_EXIT_STATUS,
+    exitedAt: toTimestamp(new Date()),
+  });
+  return { response, warnings };
+}

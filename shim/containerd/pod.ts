@@ -1,0 +1,68 @@
+// What the task service needs from a pod's VM, as an interface so the service can be tested with fakes. The real
+// one (vm-pod.ts) is a shim/sandbox.ts Sandbox: one QEMU microvm per pod, container roots shared in over virtio-fs.
+import type { AgentClient } from '../../protocol/agent-client.js';
+
+export type PodAgent = Pick<
+  AgentClient,
+  | 'createContainer'
+  | 'startContainer'
+  | 'execProcess'
+  | 'signalProcess'
+  | 'waitProcess'
+  | 'readStdout'
+  | 'readStderr'
+  | 'writeStdin'
+  | 'closeStdin'
+  | 'listProcesses'
+  | 'removeContainer'
+>;
+
+/** Host-side accounting of the whole VM (the guest has no stats RPC yet). */
+export interface VmUsage {
+  /** CPU time of the VMM process, microseconds. */
+  cpuUserUsec: number;
+  cpuSystemUsec: number;
+  /** Resident memory of the VMM process. */
+  rssBytes: number;
+  /** Guest RAM size. */
+  memoryLimitBytes: number;
+}
+
+export interface PodVm {
+  readonly agent: PodAgent;
+  /** Makes a host directory visible in the guest as the root of `containerId`; returns the guest path. */
+  shareRootfs(containerId: string, hostRootfs: string): string;
+  unshareRootfs(containerId: string): void;
+  pause(): Promise<void>;
+  resume(): Promise<void>;
+  usage(): VmUsage;
+  /** Resolves with a one-line reason if the VM dies on its own (never after shutdown() was called). */
+  readonly died: Promise<string>;
+  /** Powers the guest off and removes every host resource of the VM. Idempotent. */
+  shutdown(): Promise<void>;
+}
+
+export interface BootRequest {
+  /** The first container: its root is shared before the VM starts. */
+  containerId: string;
+  hostRootfs: string;
+  /** Its OCI spec, for VM sizing. */
+  spec: import('../oci-spec.js').OciSpec;
+}
+
+export interface PodVmFactory {
+  boot(req: BootRequest): Promise<PodVm>;
+}
+
+/** Mounts containerd asks for (CreateTaskRequest.rootfs), on the host. */
+export interface RootfsMounter {
+  mount(mounts: MountSpec[], target: string): void;
+  unmount(target: string): void;
+}
+
+export interface MountSpec {
+  type: string;
+  source: string;
+  target: string;
+  options: string[];
+}

@@ -1,0 +1,43 @@
+// The pod's record on disk (<pod dir>/pod.json): the shim's pid, the VM's processes and the host mounts, written
+// before each resource exists, so the `delete` command can clean up after a shim that died (SIGKILL, OOM).
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import type { VmProcesses } from '../../hypervisor/types.js';
+
+export interface PodRecord {
+  shimPid: number;
+  shimStartTime?: number;
+  namespace: string;
+  groupId: string;
+  vm: VmProcesses;
+  /** Share mounts (<pod dir>/shared/<id>/rootfs). */
+  mounts: string[];
+  /** Containers with their bundles (whose rootfs the shim may have mounted). */
+  containers: Array<{ id: string; bundle: string }>;
+}
+
+export const POD_RECORD = 'pod.json';
+
+export function readPodRecord(dir: string): PodRecord | undefined {
+  try {
+    return JSON.parse(readFileSync(path.join(dir, POD_RECORD), 'utf8')) as PodRecord;
+  } catch {
+    return undefined;
+  }
+}
+
+export function writePodRecord(dir: string, record: PodRecord): void {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const file = path.join(dir, POD_RECORD);
+  const temp = `${file}.${process.pid}.tmp`;
+  writeFileSync(temp, JSON.stringify(record, null, 2), { mode: 0o600 });
+  renameSync(temp, file);
+}
+
+/** Read-modify-write; only the shim daemon writes while it lives, so no lock is needed. */
+export function updatePodRecord(dir: string, change: (r: PodRecord) => void): PodRecord {
+  const r = readPodRecord(dir) ?? { shimPid: 0, namespace: '', groupId: '', vm: {}, mounts: [], containers: [] };
+  change(r);
+  writePodRecord(dir, r);
+  return r;
+}

@@ -1,0 +1,594 @@
+// containerd.task.v2.Task for hull: one service per pod owns every container of the pod behind one map, and one VM.
+// The first Create boots the VM; later containers of the pod join it; deleting the last one stops it.
+// Ordering rules from containerd's runc shim: a lock held across Start (and taken by every exit) makes TaskStart go
+// out before the TaskExit of the same process; TaskExit is published only after the process's output has been
+// written to its FIFOs. Errors become ttrpc codes at the edge (handlers()), with containerd's messages.
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Logger } from 'pino';
+import { TtrpcError } from '../../protocol/errors.js';
+import { Code } from '../../protocol/ttrpc/codes.js';
+import type { Handler } from '../../protocol/ttrpc/server.js';
+import { loadBundle } from '../bundle.js';
+import { HullError, oneLine } from '../errors.js';
+import type { OciSpec } from '../oci-spec.js';
+import { pumpInput, pumpOutput, STDIO_CHUNK } from '../stdio-relay.js';
+import { Topic, type EventSink } from './events.js';
+import type { MountSpec, PodVm, PodVmFactory, RootfsMounter } from './pod.js';
+import { TaskStatus, packAny, toTimestamp, type AnyMessage, type Timestamp } from './protos.js';
+import type { IoOpener, ProcessIo, StdioPaths } from './stdio.js';
+
+/** Exit status of every process whose VM died under it. */
+export const VM_DIED_STATUS = 255;
+/** How long, after a process exited, its output may still take to reach the FIFOs before TaskExit goes out anyway. */
+const OUTPUT_DRAIN_MS = 5000;
+export const SHIM_VERSION = 'hull-0.1.0';
+
+type ProcStatus = 'created' | 'running' | 'stopped';
+
+interface Proc {
+  containerId: string;
+  /** '' for the container's init. */
+  execId: string;
+  pid: number;
+  status: ProcStatus;
+  exitStatus: number;
+  exitedAt?: Date;
+  stdio: StdioPaths;
+  io?: ProcessIo;
+  /** OCI process JSON (execs). */
+  processJson?: string;
+  exited: Promise<void>;
+  markExited: () => void;
+  inputStarted: boolean;
+}
+
+interface Container {
+  id: string;
+  bundle: string;
+  init: Proc;
+  execs: Map<string, Proc>;
+  /** <bundle>/rootfs when we mounted containerd's rootfs mounts there. */
+  mountedRootfs?: string;
+  shared: boolean;
+  paused: boolean;
+}
+
+export interface TaskServiceOptions {
+  namespace: string;
+  log: Logger;
+  events: EventSink;
+  vms: PodVmFactory;
+  mounter: RootfsMounter;
+  openIo: IoOpener;
+  /** Called once Shutdown decided the shim should exit. */
+  onShutdown: () => void;
+  /** Called whenever the set of containers changes (for the on-disk record the delete command reads). */
+  onContainersChanged?: (containers: Array<{ id: string; bundle: string }>) => void;
+}
+
+export class Mutex {
+  private tail: Promise<void> = Promise.resolve();
+  async run<T>(fn: () => Promise<T> | T): Promise<T> {
+    const prev = this.tail;
+    let release!: () => void;
+    this.tail = new Promise((r) => (release = r));
+    await prev;
+    try {
+      return await fn();
+    } finally {
+      release();
+    }
+  }
+}
+
+function newProc(containerId: string, execId: string, stdio: StdioPaths): Proc {
+  let markExited!: () => void;
+  const exited = new Promise<void>((r) => (markExited = r));
+  return { containerId, execId, pid: 0, status: 'created', exitStatus: 0, stdio, exited, markExited, inputStarted: false };
+}
+
+const notCreated = (): TtrpcError => new TtrpcError(Code.NotFound, 'container not created');
+
+/** Namespaces of the guest that a spec asks to join by host path (CRI pods): every container of a pod is in one VM, so
+ *  the sharing is the VM's; hull drops the paths (the agent cannot join host namespaces). */
+export function adaptSpecForGuest(specJson: string): string {
+  const spec = JSON.parse(specJson) as OciSpec & { linux?: { namespaces?: Array<{ type: string; path?: string }> } };
+  const nss = spec.linux?.namespaces;
+  if (!nss?.some((n) => n.path)) return specJson;
+  spec.linux!.namespaces = nss.map((n) => ({ type: n.type }));
+  return JSON.stringify(spec);
+}
+
+export class TaskService {
+  private readonly containers = new Map<string, Container>();
+  private readonly creating = new Set<string>();
+  /** Held across Start and by every exit: TaskStart always precedes TaskExit. */
+  private readonly startLock = new Mutex();
+  /** Serializes VM boot and teardown. */
+  private readonly podLock = new Mutex();
+  private vm: PodVm | undefined;
+  private vmDeadReason: string | undefined;
+  private shuttingDown = false;
+  private readonly log: Logger;
+
+  constructor(private readonly opts: TaskServiceOptions) {
+    this.log = opts.log;
+  }
+
+  handlers(): Record<string, Handler> {
+    const wrap =
+      (name: string, fn: (req: any) => unknown): Handler =>
+      async (req: any) => {
+        try {
+          return await fn(req);
+        } catch (err) {
+          const mapped = toTtrpcError(err);
+          if (mapped.code === Code.Unknown || mapped.code === Code.Internal) this.log.error({ method: name, err: oneLine(err) }, 'request failed');
+          else this.log.debug({ method: name, err: mapped.message }, 'request refused');
+          throw mapped;
+        }
+      };
+    return {
+      State: wrap('State', (r) => this.state(r)),
+      Create: wrap('Create', (r) => this.create(r)),
+      Start: wrap('Start', (r) => this.start(r)),
+      Delete: wrap('Delete', (r) => this.delete(r)),
+      Pids: wrap('Pids', (r) => this.pids(r)),
+      Pause: wrap('Pause', (r) => this.pause(r)),
+      Resume: wrap('Resume', (r) => this.resume(r)),
+      Checkpoint: wrap('Checkpoint', () => {
+        throw new TtrpcError(Code.Unimplemented, 'checkpoint is not supported by hull');
+      }),
+      Kill: wrap('Kill', (r) => this.kill(r)),
+      Exec: wrap('Exec', (r) => this.exec(r)),
+      ResizePty: wrap('ResizePty', (r) => this.resizePty(r)),
+      CloseIO: wrap('CloseIO', (r) => this.closeIO(r)),
+      Update: wrap('Update', () => {
+        throw new TtrpcError(Code.Unimplemented, 'update is not supported by hull yet');
+      }),
+      Wait: wrap('Wait', (r) => this.wait(r)),
+      Stats: wrap('Stats', (r) => this.stats(r)),
+      Connect: wrap('Connect', (r) => this.connect(r)),
+      Shutdown: wrap('Shutdown', (r) => this.shutdown(r)),
+    };
+  }
+
+  get containerCount(): number {
+    return this.containers.size;
+  }
+
+  // ---- lookups
+
+  private container(id: string): Container {
+    const c = this.containers.get(id);
+    if (!c) throw notCreated();
+    return c;
+  }
+
+  private proc(id: string, execId: string): { c: Container; p: Proc } {
+    const c = this.container(id);
+    if (!execId) return { c, p: c.init };
+    const p = c.execs.get(execId);
+    if (!p) throw new TtrpcError(Code.NotFound, `process ${execId} does not exist`);
+    return { c, p };
+  }
+
+  private notifyContainers(): void {
+    this.opts.onContainersChanged?.([...this.containers.values()].map((c) => ({ id: c.id, bundle: c.bundle })));
+  }
+
+  // ---- RPCs
+
+  async create(req: {
+    id: string;
+    bundle: string;
+    rootfs: MountSpec[];
+    terminal: boolean;
+    stdin: string;
+    stdout: string;
+    stderr: string;
+    checkpoint: string;
+  }): Promise<{ pid: number }> {
+    const { id } = req;
+    if (!id) throw new TtrpcError(Code.InvalidArgument, 'container id is empty');
+    if (this.containers.has(id) || this.creating.has(id)) throw new TtrpcError(Code.AlreadyExists, `container ${id}: already exists`);
+    if (req.checkpoint) throw new TtrpcError(Code.Unimplemented, 'restoring from a checkpoint is not supported by hull');
+    if (this.shuttingDown) throw new TtrpcError(Code.FailedPrecondition, 'the shim is shutting down');
+    this.creating.add(id);
+    const log = this.log.child({ container: id });
+    const stdio: StdioPaths = { stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, terminal: req.terminal };
+    const c: Container = { id, bundle: req.bundle, init: newProc(id, '', stdio), execs: new Map(), shared: false, paused: false };
+    let vm: PodVm | undefined;
+    try {
+      const rootfsDir = path.join(req.bundle, 'rootfs');
+      if (req.rootfs.length > 0) {
+        this.opts.mounter.mount(req.rootfs, rootfsDir);
+        c.mountedRootfs = rootfsDir;
+      }
+      const bundle = loadBundle(req.bundle, { requireProcess: true });
+      c.init.io = await this.opts.openIo(stdio, { containerId: id, namespace: this.opts.namespace });
+      const booted = await this.podLock.run(async () => {
+        if (this.vmDeadReason) throw new HullError('unavailable', `the pod's VM died: ${this.vmDeadReason}`);
+        if (!this.vm) {
+          log.info('booting the pod VM');
+          const started = Date.now();
+          this.vm = await this.opts.vms.boot({ containerId: id, hostRootfs: bundle.rootfs, spec: bundle.spec });
+          const booted = this.vm;
+          log.info({ ms: Date.now() - started }, 'pod VM ready');
+          void booted.died.then((reason) => this.onVmDied(booted, reason));
+          return { vm: booted, guestRootfs: booted.shareRootfs(id, bundle.rootfs) };
+        }
+        return { vm: this.vm, guestRootfs: this.vm.shareRootfs(id, bundle.rootfs) };
+      });
+      vm = booted.vm;
+      c.shared = true;
+      const { pid } = await vm.agent.createContainer({
+        containerId: id,
+        specJson: adaptSpecForGuest(bundle.specJson),
+        rootfsPath: booted.guestRootfs,
+        stdin: Boolean(req.stdin),
+      });
+      c.init.pid = pid;
+      this.containers.set(id, c);
+      this.notifyContainers();
+      this.watch(vm, c, c.init);
+      this.opts.events.publish(Topic.create, {
+        containerId: id,
+        bundle: req.bundle,
+        rootfs: req.rootfs,
+        io: { stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, terminal: req.terminal },
+        checkpoint: req.checkpoint,
+        pid,
+      });
+      log.info({ pid }, 'container created');
+      return { pid };
+    } catch (err) {
+      log.error({ err: oneLine(err) }, 'create failed');
+      await this.releaseContainer(c, vm).catch((e: unknown) => log.warn({ err: oneLine(e) }, 'cleanup after failed create'));
+      throw err;
+    } finally {
+      this.creating.delete(id);
+    }
+  }
+
+  async start(req: { id: string; execId: string }): Promise<{ pid: number }> {
+    const { c, p } = this.proc(req.id, req.execId);
+    const vm = this.liveVm();
+    return this.startLock.run(async () => {
+      if (p.status !== 'created') throw new TtrpcError(Code.FailedPrecondition, `process ${req.execId || req.id} was already started`);
+      if (!p.execId) {
+        const { pid } = await vm.agent.startContainer(c.id);
+        p.pid = pid || p.pid;
+        p.status = 'running';
+        this.opts.events.publish(Topic.start, { containerId: c.id, pid: p.pid });
+      } else {
+        try {
+          p.io = await this.opts.openIo(p.stdio, { containerId: c.id, namespace: this.opts.namespace });
+          const { pid } = await vm.agent.execProcess({
+            containerId: c.id,
+            execId: p.execId,
+            processJson: p.processJson ?? '{}',
+            stdin: Boolean(p.stdio.stdin),
+          });
+          p.pid = pid;
+        } catch (err) {
+          await p.io?.close().catch(() => undefined);
+          p.io = undefined;
+          throw err;
+        }
+        p.status = 'running';
+        this.watch(vm, c, p);
+        this.opts.events.publish(Topic.execStarted, { containerId: c.id, execId: p.execId, pid: p.pid });
+      }
+      this.log.info({ container: c.id, exec: p.execId || undefined, pid: p.pid }, 'process started');
+      return { pid: p.pid };
+    });
+  }
+
+  /** Relays the process's stdio, waits for its exit (or the VM's death), then publishes TaskExit. */
+  private watch(vm: PodVm, c: Container, p: Proc): void {
+    const agent = vm.agent;
+    const io = p.io!;
+    const outputs = Promise.all([
+      pumpOutput(() => agent.readStdout(c.id, p.execId, STDIO_CHUNK), io.stdout),
+      pumpOutput(() => agent.readStderr(c.id, p.execId, STDIO_CHUNK), io.stderr),
+    ]).catch((err: unknown) => this.log.debug({ container: c.id, exec: p.execId, err: oneLine(err) }, 'output relay ended'));
+    if (io.stdin && !p.inputStarted) {
+      p.inputStarted = true;
+      const input = pumpInput(
+        io.stdin,
+        (data) => agent.writeStdin(c.id, p.execId, data),
+        () => agent.closeStdin(c.id, p.execId),
+      );
+      input.done.catch((err: unknown) => this.log.debug({ container: c.id, err: oneLine(err) }, 'stdin relay ended'));
+    }
+    void (async () => {
+      let status: number;
+      let vmDied: string | undefined;
+      try {
+        const outcome = await Promise.race([
+          agent.waitProcess(c.id, p.execId).then((r) => ({ status: r.exitStatus, died: undefined as string | undefined })),
+          vm.died.then((reason) => ({ status: VM_DIED_STATUS, died: reason })),
+        ]);
+        status = outcome.status;
+        vmDied = outcome.died;
+      } catch (err) {
+        // The agent connection broke: the VM is dying or dead. Give its exit a moment to be noticed for the log.
+        const reason = await Promise.race([vm.died, sleep(1000).then(() => `lost the agent: ${oneLine(err)}`)]);
+        status = VM_DIED_STATUS;
+        vmDied = reason;
+      }
+      if (vmDied === undefined) await Promise.race([outputs, sleep(OUTPUT_DRAIN_MS)]);
+      else {
+        this.log.error(
+          { container: c.id, exec: p.execId || undefined, reason: vmDied },
+          `process ${p.execId || c.id} stopped because the VM died: ${vmDied}`,
+        );
+      }
+      await io.close().catch(() => undefined);
+      await this.startLock.run(() => {
+        p.status = 'stopped';
+        p.exitStatus = status < 0 ? VM_DIED_STATUS : status;
+        p.exitedAt = new Date();
+        this.opts.events.publish(Topic.exit, {
+          containerId: c.id,
+          id: p.execId || c.id,
+          pid: p.pid,
+          exitStatus: p.exitStatus,
+          exitedAt: toTimestamp(p.exitedAt),
+        });
+      });
+      this.log.info({ container: c.id, exec: p.execId || undefined, exitStatus: p.exitStatus }, 'process exited');
+      p.markExited();
+    })();
+  }
+
+  private onVmDied(vm: PodVm, reason: string): void {
+    if (this.vm !== vm) return;
+    this.vmDeadReason = reason;
+    this.log.error({ reason }, `the pod VM died: ${reason}`);
+  }
+
+  private liveVm(): PodVm {
+    if (!this.vm) throw new TtrpcError(Code.FailedPrecondition, 'the pod has no VM');
+    if (this.vmDeadReason) throw new TtrpcError(Code.FailedPrecondition, `the pod's VM died: ${this.vmDeadReason}`);
+    return this.vm;
+  }
+
+  async delete(req: { id: string; execId: string }): Promise<{ pid: number; exitStatus: number; exitedAt?: Timestamp }> {
+    const { c, p } = this.proc(req.id, req.execId);
+    if (p.execId) {
+      if (p.status === 'running') throw new TtrpcError(Code.FailedPrecondition, `cannot delete running exec ${p.execId}`);
+      c.execs.delete(p.execId);
+      await p.io?.close().catch(() => undefined);
+      return this.exitInfo(p);
+    }
+    if (p.status === 'running') throw new TtrpcError(Code.FailedPrecondition, `cannot delete running task ${c.id}`);
+    if (p.status === 'created' && this.vm && !this.vmDeadReason) {
+      // A created, never started task is killed (runc's `delete` does the same).
+      await this.vm.agent.removeContainer(c.id).catch((err: unknown) => this.log.warn({ err: oneLine(err) }, 'remove created container'));
+      await Promise.race([p.exited, sleep(5000)]);
+    }
+    this.containers.delete(c.id);
+    this.notifyContainers();
+    await this.releaseContainer(c, this.vm);
+    const info = this.exitInfo(p);
+    this.opts.events.publish(Topic.delete, { containerId: c.id, pid: p.pid, exitStatus: p.exitStatus, exitedAt: info.exitedAt, id: c.id });
+    this.log.info({ container: c.id }, 'container deleted');
+    return info;
+  }
+
+  private exitInfo(p: Proc): { pid: number; exitStatus: number; exitedAt?: Timestamp } {
+    return { pid: p.pid, exitStatus: p.exitStatus, ...(p.exitedAt ? { exitedAt: toTimestamp(p.exitedAt) } : {}) };
+  }
+
+  /** Frees what a container holds on the host and in the guest; stops the VM when no container is left. */
+  private async releaseContainer(c: Container, vm: PodVm | undefined): Promise<void> {
+    for (const e of c.execs.values()) await e.io?.close().catch(() => undefined);
+    if (c.init.status === 'created' || c.init.status === 'stopped') await c.init.io?.close().catch(() => undefined);
+    if (vm && !this.vmDeadReason && this.containers.size > 0) {
+      await vm.agent.removeContainer(c.id).catch((err: unknown) => this.log.debug({ err: oneLine(err) }, 'remove container'));
+    }
+    if (vm && c.shared) {
+      try {
+        vm.unshareRootfs(c.id);
+      } catch (err) {
+        this.log.warn({ err: oneLine(err) }, 'unshare rootfs');
+      }
+    }
+    await this.podLock.run(async () => {
+      const othersCreating = [...this.creating].some((id) => id !== c.id);
+      if (this.vm && this.containers.size === 0 && !othersCreating) {
+        const old = this.vm;
+        this.vm = undefined;
+        this.vmDeadReason = undefined;
+        this.log.info('last container gone: stopping the pod VM');
+        await old.shutdown().catch((err: unknown) => this.log.warn({ err: oneLine(err) }, 'VM shutdown'));
+      }
+    });
+    if (c.mountedRootfs) {
+      try {
+        this.opts.mounter.unmount(c.mountedRootfs);
+      } catch (err) {
+        this.log.warn({ err: oneLine(err) }, 'unmount rootfs');
+      }
+    }
+  }
+
+  state(req: { id: string; execId: string }): object {
+    const { c, p } = this.proc(req.id, req.execId);
+    let status: number = TaskStatus.UNKNOWN;
+    if (p.status === 'created') status = TaskStatus.CREATED;
+    else if (p.status === 'running') status = c.paused ? TaskStatus.PAUSED : TaskStatus.RUNNING;
+    else status = TaskStatus.STOPPED;
+    return {
+      id: p.execId || c.id,
+      bundle: c.bundle,
+      pid: p.pid,
+      status,
+      stdin: p.stdio.stdin,
+      stdout: p.stdio.stdout,
+      stderr: p.stdio.stderr,
+      terminal: p.stdio.terminal,
+      exitStatus: p.exitStatus,
+      ...(p.exitedAt ? { exitedAt: toTimestamp(p.exitedAt) } : {}),
+      execId: p.execId,
+    };
+  }
+
+  async pids(req: { id: string }): Promise<{ processes: Array<{ pid: number }> }> {
+    const c = this.container(req.id);
+    if (c.init.status === 'stopped' || !this.vm || this.vmDeadReason) return { processes: [] };
+    const list = await this.vm.agent.listProcesses(c.id);
+    return { processes: list.map((p) => ({ pid: p.pid })) };
+  }
+
+  private checkPausable(c: Container): PodVm {
+    const vm = this.liveVm();
+    const others = [...this.containers.values()].filter((o) => o !== c && o.init.status !== 'stopped');
+    if (others.length > 0) {
+      throw new TtrpcError(Code.Unimplemented, 'pausing one container of a multi-container pod is not supported by hull yet');
+    }
+    return vm;
+  }
+
+  async pause(req: { id: string }): Promise<object> {
+    const c = this.container(req.id);
+    if (c.init.status !== 'running') throw new TtrpcError(Code.FailedPrecondition, `task ${c.id} is not running`);
+    if (c.paused) return {};
+    await this.checkPausable(c).pause();
+    c.paused = true;
+    this.opts.events.publish(Topic.paused, { containerId: c.id });
+    return {};
+  }
+
+  async resume(req: { id: string }): Promise<object> {
+    const c = this.container(req.id);
+    if (!c.paused) throw new TtrpcError(Code.FailedPrecondition, `task ${c.id} is not paused`);
+    await this.liveVm().resume();
+    c.paused = false;
+    this.opts.events.publish(Topic.resumed, { containerId: c.id });
+    return {};
+  }
+
+  async kill(req: { id: string; execId: string; signal: number; all: boolean }): Promise<object> {
+    const { c, p } = this.proc(req.id, req.execId);
+    if (p.status === 'stopped') throw new TtrpcError(Code.NotFound, 'process already finished');
+    if (p.execId && p.status === 'created') throw new TtrpcError(Code.FailedPrecondition, `exec ${p.execId} was not started`);
+    const vm = this.liveVm();
+    if (c.paused && (req.signal === 9 || req.signal === 15)) {
+      // A paused VM cannot deliver the signal; runc thaws a frozen cgroup for SIGKILL too.
+      await vm.resume();
+      c.paused = false;
+      this.opts.events.publish(Topic.resumed, { containerId: c.id });
+    }
+    await vm.agent.signalProcess(c.id, p.execId, req.signal, req.all);
+    return {};
+  }
+
+  exec(req: { id: string; execId: string; terminal: boolean; stdin: string; stdout: string; stderr: string; spec?: AnyMessage | null }): object {
+    const c = this.container(req.id);
+    if (!req.execId) throw new TtrpcError(Code.InvalidArgument, 'exec id is empty');
+    if (c.execs.has(req.execId)) throw new TtrpcError(Code.AlreadyExists, `id ${req.execId}: already exists`);
+    if (c.init.status !== 'running') throw new TtrpcError(Code.FailedPrecondition, `container ${c.id} must be running to exec`);
+    const value = req.spec?.value;
+    if (!value || value.length === 0) throw new TtrpcError(Code.InvalidArgument, 'exec spec is missing');
+    const processJson = Buffer.from(value).toString('utf8');
+    try {
+      JSON.parse(processJson);
+    } catch {
+      throw new TtrpcError(Code.InvalidArgument, `exec spec (${req.spec?.typeUrl}) is not JSON`);
+    }
+    const p = newProc(c.id, req.execId, { stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, terminal: req.terminal });
+    p.processJson = processJson;
+    c.execs.set(req.execId, p);
+    this.opts.events.publish(Topic.execAdded, { containerId: c.id, execId: req.execId });
+    return {};
+  }
+
+  resizePty(req: { id: string; execId: string }): object {
+    this.proc(req.id, req.execId); // hull gives processes pipes, not a pty: nothing to resize
+    return {};
+  }
+
+  closeIO(req: { id: string; execId: string; stdin: boolean }): object {
+    const { p } = this.proc(req.id, req.execId);
+    if (req.stdin) p.io?.closeStdin();
+    return {};
+  }
+
+  async wait(req: { id: string; execId: string }): Promise<{ exitStatus: number; exitedAt?: Timestamp }> {
+    const { p } = this.proc(req.id, req.execId);
+    await p.exited;
+    return { exitStatus: p.exitStatus, ...(p.exitedAt ? { exitedAt: toTimestamp(p.exitedAt) } : {}) };
+  }
+
+  async stats(req: { id: string }): Promise<{ stats: AnyMessage }> {
+    const c = this.container(req.id);
+    const vm = this.liveVm();
+    const procs = c.init.status === 'stopped' ? [] : await vm.agent.listProcesses(c.id);
+    const u = vm.usage();
+    const metrics = {
+      pids: { current: procs.length, limit: 0 },
+      cpu: { usageUsec: u.cpuUserUsec + u.cpuSystemUsec, userUsec: u.cpuUserUsec, systemUsec: u.cpuSystemUsec },
+      memory: { usage: u.rssBytes, usageLimit: u.memoryLimitBytes },
+    };
+    return { stats: packAny('io.containerd.cgroups.v2.Metrics', metrics) };
+  }
+
+  connect(req: { id: string }): object {
+    const c = this.containers.get(req.id);
+    return { shimPid: process.pid, taskPid: c?.init.pid ?? 0, version: SHIM_VERSION };
+  }
+
+  async shutdown(req: { now: boolean }): Promise<object> {
+    if (this.containers.size > 0 && !req.now) return {};
+    if (this.creating.size > 0 && !req.now) return {};
+    this.shuttingDown = true;
+    await this.podLock.run(async () => {
+      if (this.vm) {
+        const vm = this.vm;
+        this.vm = undefined;
+        await vm.shutdown().catch(() => undefined);
+      }
+    });
+    await this.opts.events.flush();
+    setImmediate(() => this.opts.onShutdown());
+    return {};
+  }
+
+  /** SIGTERM or a fatal error in the daemon: stop the VM so nothing outlives the shim. */
+  async emergencyStop(): Promise<void> {
+    this.shuttingDown = true;
+    const vm = this.vm;
+    this.vm = undefined;
+    await vm?.shutdown().catch(() => undefined);
+    for (const c of this.containers.values()) {
+      if (c.mountedRootfs) {
+        try {
+          this.opts.mounter.unmount(c.mountedRootfs);
+        } catch {
+          // best effort; the delete command retries
+        }
+      }
+    }
+  }
+}
+
+export function toTtrpcError(err: unknown): TtrpcError {
+  if (err instanceof TtrpcError) return err;
+  if (err instanceof HullError) {
+    const code =
+      {
+        'invalid-argument': Code.InvalidArgument,
+        'not-found': Code.NotFound,
+        'already-exists': Code.AlreadyExists,
+        'failed-precondition': Code.FailedPrecondition,
+        unavailable: Code.Unavailable,
+        internal: Code.Internal,
+      }[err.kind] ?? Code.Unknown;
+    return new TtrpcError(code, oneLine(err));
+  }
+  return new TtrpcError(Code.Unknown, oneLine(err));
+}

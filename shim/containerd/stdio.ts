@@ -1,0 +1,226 @@
+// A process's stdio as containerd hands it to the shim: FIFO paths (no scheme, or fifo://), file:///path (stdout and
+// stderr appended to one file) or binary:///path?args (a logging binary that reads fds 3 and 4 and closes fd 5 once
+// ready). An empty path means the stream is absent.
+//
+// FIFOs are opened so that Node's loop never blocks: stdout/stderr O_RDWR (we are our own extra reader, like the runc
+// shim's extra O_RDONLY handle, so a client that goes away cannot make the open or the writes fail); stdin with a
+// blocking open on the thread pool that completes when the client opens its end (see openStdin).
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { closeSync, constants, createWriteStream, openSync, statSync } from 'node:fs';
+import fsp from 'node:fs/promises';
+import net from 'node:net';
+import { PassThrough, Writable, type Readable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+export interface StdioPaths {
+  stdin: string;
+  stdout: string;
+  stderr: string;
+  terminal: boolean;
+}
+
+export interface ProcessIo {
+  stdin: Readable | null;
+  stdout: Writable;
+  stderr: Writable;
+  /** CloseIO{stdin}: the process sees EOF once the client's data is drained. */
+  closeStdin(): void;
+  /** Flushes and closes everything (after the process exited and its output was relayed). */
+  close(): Promise<void>;
+}
+
+export interface IoContext {
+  containerId: string;
+  namespace: string;
+}
+
+export type IoOpener = (paths: StdioPaths, ctx: IoContext) => Promise<ProcessIo>;
+
+/** Discards what it is given: for a stream containerd did not ask for (the guest's pipe must still be drained). */
+export function nullWritable(): Writable {
+  return new Writable({ write: (_c, _e, cb) => cb() });
+}
+
+function schemeOf(uri: string): { scheme: string; path: string; query: URLSearchParams } {
+  const m = /^([a-z][a-z0-9+.-]*):\/\//i.exec(uri);
+  if (!m) return { scheme: 'fifo', path: uri, query: new URLSearchParams() };
+  const url = new URL(uri);
+  return { scheme: m[1]!.toLowerCase(), path: decodeURIComponent(url.pathname), query: url.searchParams };
+}
+
+function isFifo(p: string): boolean {
+  try {
+    return statSync(p).isFIFO();
+  } catch {
+    return false;
+  }
+}
+
+function openOutputPath(p: string): Writable {
+  if (isFifo(p)) {
+    const fd = openSync(p, constants.O_RDWR | constants.O_NONBLOCK);
+    const sock = new net.Socket({ fd, readable: false, writable: true });
+    sock.on('error', () => undefined); // a reader that went away: output is dropped, the process is not harmed
+    return sock;
+  }
+  const stream = createWriteStream(p, { flags: 'a' });
+  stream.on('error', () => undefined);
+  return stream;
+}
+
+interface Closer {
+  stream: Writable;
+}
+
+async function endStream(s: Writable): Promise<void> {
+  if (s.destroyed || s.writableFinished) return;
+  const done = Promise.race([once(s, 'finish').catch(() => undefined), once(s, 'close').catch(() => undefined), sleep(2000)]);
+  s.end();
+  await done;
+  s.destroy();
+}
+
+class OpenedIo implements ProcessIo {
+  stdin: PassThrough | null = null;
+  stdout: Writable = nullWritable();
+  stderr: Writable = nullWritable();
+  /** Unblocks a stdin open still waiting for the client's writer. */
+  cancelStdinOpen: (() => void) | undefined;
+  stdinFifo: net.Socket | undefined;
+  loggers: ChildProcess[] = [];
+  extra: Closer[] = [];
+
+  closeStdin(): void {
+    this.cancelStdinOpen?.();
+    this.stdinFifo?.unpipe();
+    this.stdinFifo?.destroy();
+    if (this.stdin && !this.stdin.writableEnded) this.stdin.end();
+  }
+
+  async close(): Promise<void> {
+    this.closeStdin();
+    this.stdin?.destroy();
+    const outs = new Set([this.stdout, this.stderr, ...this.extra.map((e) => e.stream)]);
+    await Promise.all([...outs].map((s) => endStream(s)));
+    // Logging binaries exit on EOF of fds 3 and 4; give them a moment, as containerd does not wait for them either.
+    for (const child of this.loggers) {
+      if (child.exitCode === null && child.signalCode === null) {
+        await Promise.race([once(child, 'exit'), sleep(2000)]);
+        if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      }
+    }
+  }
+}
+
+/**
+ * stdin FIFO: a blocking O_RDONLY open (on libuv's thread pool) waits for the client's writer, like containerd's fifo
+ * package, so EOF means "the client closed stdin", never "the client has not opened it yet". Data flows into a
+ * PassThrough the relay reads; CloseIO or close() ends it (and unblocks an open still waiting).
+ */
+function openStdin(fifoPath: string, io: OpenedIo): void {
+  const stdin = new PassThrough();
+  io.stdin = stdin;
+  let pending = true;
+  io.cancelStdinOpen = () => {
+    if (!pending) return;
+    pending = false;
+    // A writer of our own completes the blocked open; the stream is then dropped at once.
+    try {
+      closeSync(openSync(fifoPath, constants.O_RDWR | constants.O_NONBLOCK));
+    } catch {
+      // the FIFO is gone; the open fails on its own
+    }
+  };
+  void fsp.open(fifoPath, constants.O_RDONLY).then(
+    (handle) => {
+      const wasPending = pending;
+      pending = false;
+      if (!wasPending || stdin.writableEnded) {
+        void handle.close();
+        return;
+      }
+      const sock = new net.Socket({ fd: handle.fd, readable: true, writable: false });
+      sock.on('error', () => stdin.end());
+      io.stdinFifo = sock;
+      sock.pipe(stdin);
+    },
+    () => {
+      pending = false;
+      stdin.end();
+    },
+  );
+}
+
+async function startLoggingBinary(path: string, query: URLSearchParams, ctx: IoContext, io: OpenedIo): Promise<void> {
+  const args: string[] = [];
+  for (const [k, v] of query) args.push(k, ...(v ? [v] : []));
+  const child = spawn(path, args, {
+    env: { ...process.env, CONTAINER_ID: ctx.containerId, CONTAINER_NAMESPACE: ctx.namespace },
+    stdio: ['ignore', 'ignore', 'ignore', 'pipe', 'pipe', 'pipe'],
+    detached: true,
+  });
+  child.unref();
+  const failed = once(child, 'error').then(([err]) => {
+    throw new Error(`logging binary ${path}: ${(err as Error).message}`);
+  });
+  const pipes = child.stdio as unknown as net.Socket[];
+  const ready = pipes[5]!;
+  const readyDone = new Promise<void>((resolve) => {
+    ready.on('data', () => resolve());
+    ready.on('end', () => resolve());
+    ready.on('close', () => resolve());
+    ready.on('error', () => resolve());
+  });
+  const timeout = sleep(10_000).then(() => {
+    throw new Error(`logging binary ${path} did not signal ready within 10 s`);
+  });
+  try {
+    await Promise.race([readyDone, failed, timeout]);
+  } catch (err) {
+    child.kill('SIGKILL');
+    throw err;
+  }
+  ready.destroy();
+  io.loggers.push(child);
+  io.stdout = pipes[3]!;
+  io.stderr = pipes[4]!;
+  io.stdout.on('error', () => undefined);
+  io.stderr.on('error', () => undefined);
+}
+
+/** Opens the stdio containerd gave for one process. With a terminal (hull has no pty yet) stderr joins stdout. */
+export const openProcessIo: IoOpener = async (paths, ctx) => {
+  const io = new OpenedIo();
+  try {
+    if (paths.stdin) {
+      const { scheme, path } = schemeOf(paths.stdin);
+      if (scheme !== 'fifo') throw new Error(`stdin ${paths.stdin}: only FIFOs are supported for stdin`);
+      openStdin(path, io);
+    }
+    const out = paths.stdout ? schemeOf(paths.stdout) : undefined;
+    if (out?.scheme === 'binary') {
+      await startLoggingBinary(out.path, out.query, ctx, io);
+    } else if (out?.scheme === 'file') {
+      const stream = openOutputPath(out.path);
+      io.stdout = stream;
+      io.stderr = stream;
+    } else {
+      if (out) {
+        if (out.scheme !== 'fifo') throw new Error(`stdout ${paths.stdout}: unsupported scheme ${out.scheme}`);
+        io.stdout = openOutputPath(out.path);
+      }
+      if (paths.terminal) {
+        io.stderr = io.stdout;
+      } else if (paths.stderr) {
+        const err = schemeOf(paths.stderr);
+        if (err.scheme !== 'fifo' && err.scheme !== 'file') throw new Error(`stderr ${paths.stderr}: unsupported scheme ${err.scheme}`);
+        io.stderr = openOutputPath(err.path);
+      }
+    }
+    return io;
+  } catch (err) {
+    await io.close().catch(() => undefined);
+    throw err;
+  }
+};

@@ -1,0 +1,160 @@
+// The real PodVm: a shim/sandbox.ts Sandbox (QEMU microvm + virtiofsd + vsock backend + agent) in the pod's host
+// directory. virtiofsd runs with its chroot sandbox so roots shared after boot (later containers of the pod) are
+// visible in the guest; every host resource is written to the pod record first, so `delete` can clean up after a
+// shim that died.
+import { mkdirSync, readFileSync, rmdirSync } from 'node:fs';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import type { VmProcesses } from '../../hypervisor/types.js';
+import { oneLine } from '../errors.js';
+import { unmount } from '../host-mounts.js';
+import { guestRootfs, releaseMounts, Sandbox } from '../sandbox.js';
+import { vmSizeFor } from '../vm-sizing.js';
+import type { BootRequest, PodVm, PodVmFactory, VmUsage } from './pod.js';
+import { updatePodRecord } from './record.js';
+
+const CLK_TCK = 100;
+
+function procTimes(pid: number | undefined): { user: number; system: number; rss: number } {
+  if (!pid) return { user: 0, system: 0, rss: 0 };
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // fields after comm: state=0 … utime=11 stime=12 … rss=21 (pages)
+    return { user: Number(f[11]), system: Number(f[12]), rss: Number(f[21]) * 4096 };
+  } catch {
+    return { user: 0, system: 0, rss: 0 };
+  }
+}
+
+class VmPod implements PodVm {
+  readonly died: Promise<string>;
+  private stopping = false;
+  private stopped: Promise<void> | undefined;
+  private readonly shares = new Map<string, string>();
+
+  constructor(
+    private readonly sandbox: Sandbox,
+    private readonly dir: string,
+    private readonly memoryMiB: number,
+    private readonly log: Logger,
+  ) {
+    this.died = new Promise<string>((resolve) => {
+      void sandbox.hypervisor.wait().then((exit) => {
+        if (this.stopping) return;
+        const how = exit.detail ? `${exit.reason}: ${exit.detail}` : exit.signal ? `${exit.reason} by ${exit.signal}` : exit.reason;
+        resolve(`QEMU exited (${how}); guest console ${sandbox.hypervisor.consolePath}`);
+      });
+      sandbox.agent.onClose(() => undefined);
+    });
+  }
+
+  get agent() {
+    return this.sandbox.agent;
+  }
+
+  adoptShare(containerId: string, target: string): void {
+    this.shares.set(containerId, target);
+  }
+
+  shareRootfs(containerId: string, hostRootfs: string): string {
+    if (!this.shares.has(containerId)) {
+      const target = path.join(Sandbox.sharedDir(this.dir), containerId, 'rootfs');
+      updatePodRecord(this.dir, (r) => void r.mounts.push(target));
+      Sandbox.shareRootfs(this.dir, containerId, hostRootfs);
+      this.shares.set(containerId, target);
+    }
+    return guestRootfs(containerId);
+  }
+
+  unshareRootfs(containerId: string): void {
+    const target = this.shares.get(containerId);
+    if (!target) return;
+    unmount(target);
+    for (const d of [target, path.dirname(target)]) {
+      try {
+        rmdirSync(d);
+      } catch {
+        // not empty or gone
+      }
+    }
+    this.shares.delete(containerId);
+    updatePodRecord(this.dir, (r) => void (r.mounts = r.mounts.filter((m) => m !== target)));
+  }
+
+  pause(): Promise<void> {
+    return this.sandbox.hypervisor.pause();
+  }
+
+  resume(): Promise<void> {
+    return this.sandbox.hypervisor.resume();
+  }
+
+  usage(): VmUsage {
+    const t = procTimes(this.sandbox.hypervisor.processes().vmm);
+    return {
+      cpuUserUsec: Math.round((t.user * 1e6) / CLK_TCK),
+      cpuSystemUsec: Math.round((t.system * 1e6) / CLK_TCK),
+      rssBytes: t.rss,
+      memoryLimitBytes: this.memoryMiB * 2 ** 20,
+    };
+  }
+
+  shutdown(): Promise<void> {
+    this.stopping = true;
+    this.stopped ??= (async () => {
+      await this.sandbox.shutdown().catch((err: unknown) => this.log.warn({ err: oneLine(err) }, 'sandbox shutdown'));
+      const mounts = [...this.shares.values()];
+      releaseMounts(this.dir, mounts);
+      this.shares.clear();
+      updatePodRecord(this.dir, (r) => {
+        r.vm = {};
+        r.mounts = [];
+      });
+      this.log.info('pod VM stopped');
+    })();
+    return this.stopped;
+  }
+}
+
+export class VmPodFactory implements PodVmFactory {
+  constructor(
+    private readonly dir: string,
+    private readonly sandboxId: string,
+    private readonly log: Logger,
+  ) {}
+
+  async boot(req: BootRequest): Promise<PodVm> {
+    mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+    const size = vmSizeFor(req.spec);
+    const target = path.join(Sandbox.sharedDir(this.dir), req.containerId, 'rootfs');
+    updatePodRecord(this.dir, (r) => void r.mounts.push(target));
+    let mounted = false;
+    try {
+      Sandbox.shareRootfs(this.dir, req.containerId, req.hostRootfs);
+      mounted = true;
+      const sandbox = await Sandbox.boot(
+        {
+          id: this.sandboxId,
+          dir: this.dir,
+          size,
+          logger: this.log,
+          detached: true,
+          virtiofsdSandbox: 'chroot',
+          onResources: ({ vm }: { vm: VmProcesses }) => updatePodRecord(this.dir, (r) => void (r.vm = vm)),
+        },
+        [target],
+      );
+      const pod = new VmPod(sandbox, this.dir, size.memoryMiB, this.log);
+      pod.adoptShare(req.containerId, target);
+      return pod;
+    } catch (err) {
+      if (mounted) releaseMounts(this.dir, [target]);
+      updatePodRecord(this.dir, (r) => {
+        r.vm = {};
+        r.mounts = r.mounts.filter((m) => m !== target);
+      });
+      throw err;
+    }
+  }
+}
