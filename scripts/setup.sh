@@ -8,7 +8,7 @@ packages=(
   qemu-system-x86 qemu-system-common   # the VMM and virtiofsd (/usr/lib/qemu/virtiofsd)
   busybox-static cpio erofs-utils lz4 xz-utils binutils   # guest image build
   clang libclang-rt-14-dev             # libFuzzer and sanitizers for the native tests
-  util-linux procps                    # mount/umount, ps
+  util-linux procps file               # mount/umount, ps, file (a test checks the helper is static)
   runc runsc                           # baselines for the benchmark
 )
 missing=()

@@ -8,7 +8,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { closeSync, constants, createWriteStream, openSync, statSync } from 'node:fs';
-import fsp from 'node:fs/promises';
+import fs from 'node:fs';
 import net from 'node:net';
 import { PassThrough, Writable, type Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -132,24 +132,24 @@ function openStdin(fifoPath: string, io: OpenedIo): void {
       // the FIFO is gone; the open fails on its own
     }
   };
-  void fsp.open(fifoPath, constants.O_RDONLY).then(
-    (handle) => {
-      const wasPending = pending;
-      pending = false;
-      if (!wasPending || stdin.writableEnded) {
-        void handle.close();
-        return;
-      }
-      const sock = new net.Socket({ fd: handle.fd, readable: true, writable: false });
-      sock.on('error', () => stdin.end());
-      io.stdinFifo = sock;
-      sock.pipe(stdin);
-    },
-    () => {
-      pending = false;
+  // fs.open, not fs.promises.open: a FileHandle would close its fd when garbage-collected, under the net.Socket
+  // (and later under whatever reused the number).
+  fs.open(fifoPath, constants.O_RDONLY, (err, fd) => {
+    const wasPending = pending;
+    pending = false;
+    if (err) {
       stdin.end();
-    },
-  );
+      return;
+    }
+    if (!wasPending || stdin.writableEnded) {
+      closeSync(fd);
+      return;
+    }
+    const sock = new net.Socket({ fd, readable: true, writable: false });
+    sock.on('error', () => stdin.end());
+    io.stdinFifo = sock;
+    sock.pipe(stdin);
+  });
 }
 
 async function startLoggingBinary(path: string, query: URLSearchParams, ctx: IoContext, io: OpenedIo): Promise<void> {
