@@ -25,6 +25,11 @@ describe('hull run', () => {
       'echo "greeting=$GREETING"',
       'echo "args=$0 $1"',
       'echo "nofile=$(ulimit -n)"',
+      'cg=$(cut -d: -f3 /proc/self/cgroup)',
+      'echo "cgroup=$cg"',
+      'echo "memory.max=$(cat /sys/fs/cgroup$cg/memory.max)"',
+      'echo "pids.max=$(cat /sys/fs/cgroup$cg/pids.max)"',
+      'echo "cpu.max=$(cat /sys/fs/cgroup$cg/cpu.max)"',
       'echo to-stderr >&2',
       'echo from-guest > /tmp/written-by-guest',
       'exit 7',
@@ -35,6 +40,8 @@ describe('hull run', () => {
       spec.process.user = { uid: 1000, gid: 1001, additionalGids: [1002] };
       spec.process.env.push('GREETING=hello-env');
       spec.process.rlimits = [{ type: 'RLIMIT_NOFILE', hard: 777, soft: 777 }];
+      spec.linux.resources = { memory: { limit: 64 * 2 ** 20 }, pids: { limit: 50 }, cpu: { quota: 50000, period: 100000 } };
+      spec.mounts.push({ destination: '/sys/fs/cgroup', type: 'cgroup2', source: 'cgroup2', options: ['ro'] });
     });
   });
 
@@ -51,6 +58,11 @@ describe('hull run', () => {
     expect(facts.greeting).toBe('hello-env');
     expect(facts.args).toBe('arg0 arg1');
     expect(facts.nofile).toBe('777');
+    // cgroup v2 limits from linux.resources, applied in the guest.
+    expect(facts.cgroup).toBe('/hull/facts');
+    expect(facts['memory.max']).toBe(String(64 * 2 ** 20));
+    expect(facts['pids.max']).toBe('50');
+    expect(facts['cpu.max']).toBe('50000 100000');
     expect(result.code).toBe(7);
     // virtio-fs: what the container wrote is in the bundle's rootfs on the host.
     expect(readFileSync(path.join(factsBundle, 'rootfs', 'tmp', 'written-by-guest'), 'utf8')).toBe('from-guest\n');
