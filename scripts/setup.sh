@@ -10,6 +10,7 @@ packages=(
   clang libclang-rt-14-dev             # libFuzzer and sanitizers for the native tests
   util-linux procps file               # mount/umount, ps, file (a test checks the helper is static)
   runc runsc                           # baselines for the benchmark
+  containerd                           # the containerd shim tests drive a private containerd
 )
 missing=()
 for p in "${packages[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p"); done

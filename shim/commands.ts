@@ -8,6 +8,7 @@ import { runContainer } from './container-runner.js';
 import { spawnDetached, statusReporter } from './detach.js';
 import { loadBundle } from './bundle.js';
 import { alreadyExists, failedPrecondition, invalidArgument, oneLine } from './errors.js';
+import { exitStatusFromGuest, pidFromGuest, printableFromGuest } from './guest-values.js';
 import { validateId } from './ids.js';
 import type { OciProcess, OciSpec } from './oci-spec.js';
 import { writePidFile } from './pid-file.js';
@@ -238,7 +239,7 @@ export async function execAttached(
     await outputs;
     input.stop();
     await Promise.all([flush(process.stdout), flush(process.stderr)]);
-    return exitStatus;
+    return exitStatusFromGuest(exitStatus);
   } finally {
     agent.close();
   }
@@ -266,9 +267,11 @@ export async function ps(g: Globals, id: string, format: string): Promise<number
   try {
     const processes = await agent.listProcesses(id);
     if (format === 'json') {
-      process.stdout.write(`${JSON.stringify(processes.map((p) => p.pid))}\n`);
+      process.stdout.write(`${JSON.stringify(processes.map((p) => pidFromGuest(p.pid)))}\n`);
     } else if (format === 'table') {
-      const rows = processes.map((p) => `${String(p.pid).padEnd(8)}${(p.execId || '-').padEnd(20)}${p.command}`);
+      const rows = processes.map(
+        (p) => `${String(pidFromGuest(p.pid)).padEnd(8)}${(printableFromGuest(p.execId, 64) || '-').padEnd(20)}${printableFromGuest(p.command)}`,
+      );
       process.stdout.write(`${['PID     EXEC                CMD', ...rows].join('\n')}\n`);
     } else {
       throw invalidArgument(`invalid format "${format}": use table or json`);

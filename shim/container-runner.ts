@@ -5,6 +5,7 @@ import os from 'node:os';
 import type { Logger } from 'pino';
 import { loadBundle } from './bundle.js';
 import { oneLine } from './errors.js';
+import { exitStatusFromGuest, pidFromGuest } from './guest-values.js';
 import { releaseMounts, Sandbox, guestRootfs } from './sandbox.js';
 import {
   createSandboxDir,
@@ -76,7 +77,7 @@ export async function runContainer(options: RunOptions): Promise<number> {
     });
     updateState(root, id, (s) => {
       s.status = 'created';
-      s.guestPid = pid;
+      s.guestPid = pidFromGuest(pid);
     });
     logger.info({ guestPid: pid }, 'container created');
   } catch (err) {
@@ -137,7 +138,7 @@ async function superviseContainer(options: RunOptions, sandbox: Sandbox): Promis
   let stopReason: string | undefined;
   const vmDied = sandbox.hypervisor.wait().then((exit) => exit);
   const outcome = await Promise.race([
-    agent.waitProcess(id, '').then((r) => ({ kind: 'exit' as const, status: r.exitStatus })),
+    agent.waitProcess(id, '').then((r) => ({ kind: 'exit' as const, status: exitStatusFromGuest(r.exitStatus) })),
     vmDied.then((exit) => ({ kind: 'vm' as const, exit })),
   ]).catch((err: unknown) => ({ kind: 'error' as const, err }));
 

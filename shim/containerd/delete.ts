@@ -8,7 +8,7 @@ import { isAlive } from '../../hypervisor/process.js';
 import { oneLine } from '../errors.js';
 import { unmount } from '../host-mounts.js';
 import { releaseMounts, Sandbox } from '../sandbox.js';
-import { groupIdForBundle, sandboxDirFor } from './address.js';
+import { groupIdForBundle, sandboxDirFor, socketAddress, socketPath } from './address.js';
 import type { ShimFlags } from './flags.js';
 import { encode, toTimestamp } from './protos.js';
 import { readPodRecord, writePodRecord } from './record.js';
@@ -52,6 +52,14 @@ export async function deleteShim(flags: ShimFlags, root: string): Promise<Delete
     hostRootfsMounter.unmount(path.join(bundle, 'rootfs'));
   } catch (err) {
     warnings.push(`unmounting ${bundle}/rootfs: ${oneLine(err)}`);
+  }
+  if (!shimAlive) {
+    // The dead shim's socket file stays behind (it could not remove it); a later `start` would replace it anyway.
+    try {
+      rmSync(socketPath(socketAddress(flags.address, flags.namespace, groupId)), { force: true });
+    } catch (err) {
+      warnings.push(`removing the shim socket: ${oneLine(err)}`);
+    }
   }
   if (record && !shimAlive) {
     record.containers = record.containers.filter((c) => c.id !== flags.id);

@@ -136,3 +136,15 @@ describe('stdio relay', () => {
     expect(closed).toBe(true);
   });
 });
+
+describe('values from the guest', async () => {
+  const { exitStatusFromGuest, printableFromGuest, pidFromGuest } = await import('../../shim/guest-values.js');
+  it('clamps exit statuses and pids, and defuses terminal escapes', () => {
+    expect(exitStatusFromGuest(7)).toBe(7);
+    for (const bad of [-1, 256, 1.5, '3', undefined, 2 ** 40]) expect(exitStatusFromGuest(bad)).toBe(255);
+    expect(pidFromGuest(42)).toBe(42);
+    expect(pidFromGuest(-1)).toBe(0);
+    expect(printableFromGuest('sleep\u001b[2Jx')).toBe('sleep?[2Jx');
+    expect(printableFromGuest('a'.repeat(1000))).toHaveLength(256);
+  });
+});
