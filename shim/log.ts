@@ -1,7 +1,7 @@
 // Host-side logging. pino writes JSON; `--log-format text` turns each record into one `time level msg` line, the
 // shape runc users read. go-runc reads the last `"level":"error"` line's msg from a JSON log, so errors are always
 // logged before the CLI exits.
-import { createWriteStream, type WriteStream } from 'node:fs';
+import { openSync, writeSync } from 'node:fs';
 import { Writable } from 'node:stream';
 import pino, { type Logger } from 'pino';
 
@@ -13,8 +13,23 @@ export interface LogOptions {
   debug: boolean;
 }
 
+/** Writes each chunk to a file descriptor synchronously: the CLI exits right after its last line. */
+class FdSink extends Writable {
+  constructor(private readonly fd: number) {
+    super();
+  }
+  override _write(chunk: Buffer, _encoding: BufferEncoding, done: (error?: Error | null) => void): void {
+    try {
+      writeSync(this.fd, chunk);
+      done();
+    } catch (err) {
+      done(err as Error);
+    }
+  }
+}
+
 class TextFormatter extends Writable {
-  constructor(private readonly out: WriteStream | NodeJS.WriteStream) {
+  constructor(private readonly out: Writable) {
     super();
   }
   override _write(chunk: Buffer, _encoding: BufferEncoding, done: (error?: Error | null) => void): void {
@@ -41,9 +56,10 @@ export function createLogger(options: LogOptions): Logger {
     timestamp: pino.stdTimeFunctions.isoTime,
     formatters: { level: (label: string) => ({ level: label }) },
   };
-  if (!options.file) {
-    return options.debug ? pino(base, options.format === 'json' ? process.stderr : new TextFormatter(process.stderr)) : pino({ ...base, enabled: false });
-  }
-  const sink = createWriteStream(options.file, { flags: 'a' });
-  return pino(base, options.format === 'json' ? sink : new TextFormatter(sink));
+  if (!options.file && !options.debug) return pino({ ...base, enabled: false });
+  // pino's own sync destination for JSON; a synchronous fd sink under the text formatter.
+  const fd = options.file ? openSync(options.file, 'a', 0o600) : 2;
+  return options.format === 'json'
+    ? pino(base, pino.destination({ fd, sync: true }))
+    : pino(base, new TextFormatter(new FdSink(fd)));
 }

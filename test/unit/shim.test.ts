@@ -148,3 +148,17 @@ describe('values from the guest', async () => {
     expect(printableFromGuest('a'.repeat(1000))).toHaveLength(256);
   });
 });
+
+describe('logging', async () => {
+  const { createLogger } = await import('../../shim/log.js');
+  it('writes --log files synchronously, as JSON or as text lines', () => {
+    const dir = tmp();
+    const json = path.join(dir, 'log.json');
+    createLogger({ file: json, format: 'json', debug: false }).error('boom');
+    // go-runc reads the last error line's msg from a JSON log.
+    expect(JSON.parse(readFileSync(json, 'utf8').trim())).toMatchObject({ level: 'error', msg: 'boom' });
+    const text = path.join(dir, 'log.txt');
+    createLogger({ file: text, format: 'text', debug: false }).warn({ id: 'x' }, 'careful');
+    expect(readFileSync(text, 'utf8')).toMatch(/^time="[^"]+" level=warn msg="careful" \{"id":"x"\}\n$/);
+  });
+});
