@@ -16,7 +16,7 @@ import { connectToSandbox } from './sandbox.js';
 import { parseSignal } from './signals.js';
 import { listIds, readState, sandboxDir, updateState } from './state.js';
 import { currentStatus, ociState } from './status.js';
-import { flush, pumpInput, pumpOutput, STDIO_CHUNK } from './stdio-relay.js';
+import { attachStdio, flush } from './stdio-relay.js';
 import { destroySandbox, waitForExit } from './teardown.js';
 
 export interface Globals {
@@ -225,15 +225,7 @@ export async function execAttached(
   try {
     await agent.execProcess({ containerId: id, execId, processJson: JSON.stringify(processSpec), stdin: true });
     onStarted(process.pid);
-    const outputs = Promise.all([
-      pumpOutput(() => agent.readStdout(id, execId, STDIO_CHUNK), process.stdout),
-      pumpOutput(() => agent.readStderr(id, execId, STDIO_CHUNK), process.stderr),
-    ]);
-    const input = pumpInput(
-      process.stdin,
-      (data) => agent.writeStdin(id, execId, data),
-      () => agent.closeStdin(id, execId),
-    );
+    const { outputs, input } = attachStdio(agent, id, execId);
     input.done.catch((err: unknown) => g.logger.debug({ err: oneLine(err) }, 'exec stdin relay ended'));
     const { exitStatus } = await agent.waitProcess(id, execId);
     await outputs;

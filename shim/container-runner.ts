@@ -16,7 +16,7 @@ import {
   writeState,
   type ContainerState,
 } from './state.js';
-import { flush, pumpInput, pumpOutput, STDIO_CHUNK } from './stdio-relay.js';
+import { attachStdio, flush } from './stdio-relay.js';
 import { vmSizeFor } from './vm-sizing.js';
 import { killRecordedVm } from './vmm.js';
 
@@ -117,15 +117,7 @@ function readStateQuietly(root: string, id: string): ContainerState | undefined 
 async function superviseContainer(options: RunOptions, sandbox: Sandbox): Promise<number> {
   const { root, id, logger } = options;
   const agent = sandbox.agent;
-  const outputs = Promise.all([
-    pumpOutput(() => agent.readStdout(id, '', STDIO_CHUNK), process.stdout),
-    pumpOutput(() => agent.readStderr(id, '', STDIO_CHUNK), process.stderr),
-  ]);
-  const input = pumpInput(
-    process.stdin,
-    (data) => agent.writeStdin(id, '', data),
-    () => agent.closeStdin(id, ''),
-  );
+  const { outputs, input } = attachStdio(agent, id, '');
   input.done.catch((err: unknown) => logger.debug({ err: oneLine(err) }, 'stdin relay ended'));
 
   if (options.startImmediately) {

@@ -59,3 +59,31 @@ export function flush(out: Writable): Promise<void> {
     else out.write('', () => resolve());
   });
 }
+
+/** The agent calls one guest process's stdio relay needs (AgentClient has them). */
+export interface ProcessStdio {
+  readStdout(containerId: string, execId: string, maxLen: number): Promise<Buffer>;
+  readStderr(containerId: string, execId: string, maxLen: number): Promise<Buffer>;
+  writeStdin(containerId: string, execId: string, data: Buffer): Promise<void>;
+  closeStdin(containerId: string, execId: string): Promise<void>;
+}
+
+export interface AttachedStdio {
+  /** Resolves when stdout and stderr both reached EOF (everything the process wrote was delivered). */
+  outputs: Promise<void>;
+  input: InputPump;
+}
+
+/** Attaches this process's stdin/stdout/stderr to one guest process. */
+export function attachStdio(agent: ProcessStdio, containerId: string, execId: string): AttachedStdio {
+  const outputs = Promise.all([
+    pumpOutput(() => agent.readStdout(containerId, execId, STDIO_CHUNK), process.stdout),
+    pumpOutput(() => agent.readStderr(containerId, execId, STDIO_CHUNK), process.stderr),
+  ]).then(() => undefined);
+  const input = pumpInput(
+    process.stdin,
+    (data) => agent.writeStdin(containerId, execId, data),
+    () => agent.closeStdin(containerId, execId),
+  );
+  return { outputs, input };
+}
