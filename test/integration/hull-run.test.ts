@@ -1,13 +1,28 @@
 // `hull run` end to end: a real microVM under QEMU (TCG here), real virtiofsd, the real vsock backend and the real
 // guest agent. Nothing here is mocked.
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { hull, leaks, makeBundle, noLeaks, tempDir } from '../helpers/hull.js';
+import { hull, hullBin, leaks, makeBundle, noLeaks, tempDir } from '../helpers/hull.js';
 
 const work = tempDir('hull-run-');
 const root = path.join(work, 'root');
+
+/** Like hull(), but keeps stdout as bytes. */
+function hullBuffer(args: string[], rootDir: string): Promise<{ code: number | null; stdout: Buffer; stderr: Buffer }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(hullBin, ['--root', rootDir, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on('data', (d: Buffer) => out.push(d));
+    child.stderr.on('data', (d: Buffer) => err.push(d));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout: Buffer.concat(out), stderr: Buffer.concat(err) }));
+  });
+}
 
 afterAll(() => {
   expect(leaks(root)).toEqual(noLeaks);
@@ -75,6 +90,15 @@ describe('hull run', () => {
     expect(result.stderr).toBe('');
     expect(result.stdout.trim()).toBe('2');
     expect(result.code).toBe(0);
+  });
+
+  it('delivers a large output intact, stdout and stderr kept apart', async () => {
+    const bundle = makeBundle(path.join(work, 'big'), ['sh', '-c', 'head -c 33554432 /dev/urandom > /tmp/blob; md5sum < /tmp/blob >&2; cat /tmp/blob']);
+    const result = await hullBuffer(['run', '--bundle', bundle, 'big'], root);
+    expect(result.code).toBe(0);
+    expect(result.stdout.length).toBe(32 * 2 ** 20);
+    const digest = createHash('md5').update(result.stdout).digest('hex');
+    expect(result.stderr.toString()).toBe(`${digest}  -\n`);
   });
 
   it('runs two sandboxes at once', async () => {
