@@ -101,6 +101,22 @@ describe('hull run', () => {
     expect(result.stderr.toString()).toBe(`${digest}  -\n`);
   });
 
+  it('exits with 128+n when the process dies of signal n (killed from another hull call)', async () => {
+    const bundle = makeBundle(path.join(work, 'sig'), ['sleep', '1000']);
+    const running = hull(['run', '--bundle', bundle, 'sig'], { root });
+    const deadline = Date.now() + 60_000;
+    while (Date.now() < deadline) {
+      const state = await hull(['state', 'sig'], { root });
+      if (state.code === 0 && JSON.parse(state.stdout).status === 'running') break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    const killed = await hull(['kill', 'sig', '9'], { root });
+    expect([killed.code, killed.stderr]).toEqual([0, '']);
+    const result = await running;
+    expect(result.code).toBe(137);
+    expect(leaks(root)).toEqual(noLeaks);
+  });
+
   it('runs two sandboxes at once', async () => {
     const a = makeBundle(path.join(work, 'two-a'), ['sh', '-c', 'echo I am $(hostname)'], (s) => (s.hostname = 'box-a'));
     const b = makeBundle(path.join(work, 'two-b'), ['sh', '-c', 'echo I am $(hostname); exit 3'], (s) => (s.hostname = 'box-b'));
