@@ -140,6 +140,27 @@ export class Cgroup {
       .filter((n) => Number.isInteger(n) && n > 0);
   }
 
+  /**
+   * Writes limits into a live cgroup (UpdateContainer). A knob this kernel lacks is skipped with a warning, as at
+   * create; a value the kernel refuses is an error naming the file.
+   */
+  apply(limits: CgroupLimits): string[] {
+    const warnings: string[] = [];
+    for (const [file, value] of Object.entries(limits)) {
+      const target = path.join(this.path, file);
+      if (this.realFs && !existsSync(target)) {
+        warnings.push(`${file} is not available in this kernel; ${file}=${value} ignored`);
+        continue;
+      }
+      try {
+        writeFileSync(target, value);
+      } catch (err) {
+        throw new SpecError(`cannot set ${file}=${value}: ${(err as Error).message}`);
+      }
+    }
+    return warnings;
+  }
+
   /** Kills everything in the cgroup at once where the kernel has cgroup.kill (5.14+). Returns false otherwise. */
   killAll(): boolean {
     if (!this.realFs) return false;

@@ -8,10 +8,11 @@ import type * as T from '../protocol/agent-types.js';
 import { TtrpcError } from '../protocol/errors.js';
 import { Code } from '../protocol/ttrpc/codes.js';
 import type { CallContext, Handler } from '../protocol/ttrpc/server.js';
+import { readCgroupStats } from './cgroup-stats.js';
 import { limitsFor, type CgroupManager, type Cgroup } from './cgroups.js';
 import { Container } from './container.js';
 import { AlreadyExistsError, NotFoundError, SpecError, StateError } from './errors.js';
-import type { OciSpec } from './oci.js';
+import type { OciLinuxResources, OciSpec } from './oci.js';
 import { encodePlan } from './plan-encode.js';
 import { HelperProcess, trySignal } from './process.js';
 import { computeCreatePlan, computeExecPlan } from './spec-plan.js';
@@ -67,6 +68,8 @@ export class AgentService {
       ListProcesses: (r: T.ContainerRef) => this.listProcesses(r),
       RemoveContainer: (r: T.RemoveContainerRequest) => this.removeContainer(r),
       DestroySandbox: () => this.destroySandbox(),
+      StatsContainer: (r: T.ContainerRef) => this.statsContainer(r),
+      UpdateContainer: (r: T.UpdateContainerRequest) => this.updateContainer(r),
     };
   }
 
@@ -229,6 +232,27 @@ export class AgentService {
       processes.push({ pid, execId: c.execIdOf(pid) ?? '', command });
     }
     return { processes };
+  }
+
+  statsContainer(req: T.ContainerRef): T.StatsContainerResponse {
+    const c = this.get(req.containerId);
+    if (!c.cgroup) throw new StateError(`container ${c.id} has no cgroup: no statistics`);
+    return readCgroupStats(c.cgroup.path);
+  }
+
+  updateContainer(req: T.UpdateContainerRequest): T.Empty {
+    const c = this.get(req.containerId);
+    if (c.state === 'stopped') throw new StateError(`container ${c.id} is stopped`);
+    if (!c.cgroup) throw new StateError(`container ${c.id} has no cgroup: its resources cannot be updated`);
+    const resources = parseJson(req.resourcesJson, 'resources_json');
+    if (typeof resources !== 'object' || resources === null || Array.isArray(resources)) {
+      throw new SpecError('resources_json must be a LinuxResources object');
+    }
+    const limits = limitsFor(resources as OciLinuxResources);
+    const log = this.opts.log.child({ container: c.id });
+    for (const w of c.cgroup.apply(limits)) log.warn(w);
+    log.info({ limits }, 'resources updated');
+    return {};
   }
 
   async removeContainer(req: T.RemoveContainerRequest): Promise<T.Empty> {

@@ -99,6 +99,16 @@ export class AgentClient {
     await this.call('RemoveContainer', { containerId, timeoutMs }, opts);
   }
 
+  /** cgroup v2 accounting of the container (memory, CPU, pids), as the guest kernel reports it. */
+  statsContainer(containerId: string, opts?: CallOptions): Promise<T.StatsContainerResponse> {
+    return this.call('StatsContainer', { containerId }, opts);
+  }
+
+  /** Applies OCI linux.resources (JSON) to the container's cgroup in the guest. */
+  async updateContainer(req: T.UpdateContainerRequest, opts?: CallOptions): Promise<void> {
+    await this.call('UpdateContainer', req, opts);
+  }
+
   /** The agent kills every container, syncs and powers the guest off after replying. */
   async destroySandbox(opts?: CallOptions): Promise<void> {
     await this.call('DestroySandbox', {}, opts);

@@ -97,3 +97,24 @@ export interface RemoveContainerRequest {
   containerId: string;
   timeoutMs: number;
 }
+
+export interface UpdateContainerRequest {
+  containerId: string;
+  /** An OCI LinuxResources object as JSON text. */
+  resourcesJson: string;
+}
+
+export interface StatsContainerResponse {
+  memoryCurrent: number;
+  /** 0: no limit. */
+  memoryMax: number;
+  memorySwapCurrent: number;
+  /** 0: no limit. */
+  memorySwapMax: number;
+  memoryStat: Record<string, number>;
+  cpuStat: Record<string, number>;
+  pidsCurrent: number;
+  /** 0: no limit. */
+  pidsMax: number;
+  memoryEvents: Record<string, number>;
+}

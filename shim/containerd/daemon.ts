@@ -1,6 +1,6 @@
 // The long-lived shim: serves containerd.task.v2.Task on the socket `start` created (fd 3), logs to <bundle>/log
 // (the FIFO containerd reads) and to <pod dir>/shim.log, publishes events to TTRPC_ADDRESS, and exits on Shutdown.
-import { chmodSync, closeSync, constants, writeSync, createWriteStream, mkdirSync, openSync, rmSync } from 'node:fs';
+import { chmodSync, closeSync, constants, writeSync, createWriteStream, mkdirSync, openSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { Writable } from 'node:stream';
@@ -13,7 +13,7 @@ import { TtrpcEventPublisher } from './events.js';
 import type { ShimFlags } from './flags.js';
 import { checkSameUser, peerCredentialsAvailable } from './peercred.js';
 import { taskService } from './protos.js';
-import { updatePodRecord } from './record.js';
+import { readPodRecord, updatePodRecord } from './record.js';
 import { hostRootfsMounter } from './rootfs-mount.js';
 import { TaskService } from './service.js';
 import { openProcessIo } from './stdio.js';
@@ -41,6 +41,23 @@ async function bindSocket(server: net.Server, sockPath: string): Promise<boolean
   throw new Error(`cannot listen on ${sockPath}`);
 }
 
+/** Removes the pod directory of this shim, unless something is still mounted under it or another shim owns it. */
+function removePodDir(podDir: string, log: Logger): void {
+  try {
+    if (readPodRecord(podDir)?.shimPid !== process.pid) return;
+    const busy = readFileSync('/proc/self/mountinfo', 'utf8')
+      .split('\n')
+      .map((l) => l.split(' ')[4] ?? '')
+      .filter((m) => m === podDir || m.startsWith(`${podDir}/`));
+    if (busy.length > 0) {
+      log.warn({ mounts: busy }, 'pod directory kept: mounts remain under it');
+      return;
+    }
+    rmSync(podDir, { recursive: true, force: true });
+  } catch (err) {
+    log.warn({ err: oneLine(err) }, 'cannot remove the pod directory');
+  }
+}
 
 export function hullContainerdRoot(): string {
   return process.env.HULL_CONTAINERD_ROOT || DEFAULT_HULL_CONTAINERD_ROOT;
@@ -111,6 +128,9 @@ export async function runDaemon(flags: ShimFlags): Promise<void> {
     server.close();
     netServer.close();
     rmSync(sockPath, { force: true });
+    // An orderly exit (Shutdown with no container left, the VM already stopped) leaves nothing behind by itself,
+    // instead of relying on containerd's `delete` run finding this process already gone.
+    if (code === 0 && service.containerCount === 0) removePodDir(podDir, log);
     await events.flush().catch(() => undefined);
     events.close();
     // Give pino's sinks a moment to take the last lines.

@@ -15,9 +15,11 @@ export type PodAgent = Pick<
   | 'closeStdin'
   | 'listProcesses'
   | 'removeContainer'
+  | 'statsContainer'
+  | 'updateContainer'
 >;
 
-/** Host-side accounting of the whole VM (the guest has no stats RPC yet). */
+/** Host-side accounting of the whole VM (container statistics come from the guest: PodAgent.statsContainer). */
 export interface VmUsage {
   /** CPU time of the VMM process, microseconds. */
   cpuUserUsec: number;
@@ -36,7 +38,10 @@ export interface PodVm {
   pause(): Promise<void>;
   resume(): Promise<void>;
   usage(): VmUsage;
-  /** Resolves with a one-line reason if the VM dies on its own (never after shutdown() was called). */
+  /**
+   * Resolves with a one-line reason once the VM is gone: QEMU exited on its own, or the agent connection was lost
+   * (the VM is then useless, so it is stopped), or shutdown() was called. Always settles after the agent is lost.
+   */
   readonly died: Promise<string>;
   /** Powers the guest off and removes every host resource of the VM. Idempotent. */
   shutdown(): Promise<void>;

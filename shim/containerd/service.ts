@@ -6,7 +6,7 @@
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
-import { TtrpcError } from '../../protocol/errors.js';
+import { ConnectionClosedError, TtrpcError } from '../../protocol/errors.js';
 import { Code } from '../../protocol/ttrpc/codes.js';
 import type { Handler } from '../../protocol/ttrpc/server.js';
 import { loadBundle } from '../bundle.js';
@@ -14,6 +14,7 @@ import { HullError, oneLine } from '../errors.js';
 import type { OciSpec } from '../oci-spec.js';
 import { pumpInput, pumpOutput, STDIO_CHUNK } from '../stdio-relay.js';
 import { Topic, type EventSink } from './events.js';
+import { metricsFromGuest } from './metrics.js';
 import type { MountSpec, PodVm, PodVmFactory, RootfsMounter } from './pod.js';
 import { TaskStatus, packAny, toTimestamp, type AnyMessage, type Timestamp } from './protos.js';
 import type { IoOpener, ProcessIo, StdioPaths } from './stdio.js';
@@ -41,6 +42,8 @@ interface Proc {
   exited: Promise<void>;
   markExited: () => void;
   inputStarted: boolean;
+  /** CloseIO{stdin} arrived (possibly before Start opened the exec's stdio). */
+  stdinCloseRequested: boolean;
 }
 
 interface Container {
@@ -85,7 +88,18 @@ export class Mutex {
 function newProc(containerId: string, execId: string, stdio: StdioPaths): Proc {
   let markExited!: () => void;
   const exited = new Promise<void>((r) => (markExited = r));
-  return { containerId, execId, pid: 0, status: 'created', exitStatus: 0, stdio, exited, markExited, inputStarted: false };
+  return {
+    containerId,
+    execId,
+    pid: 0,
+    status: 'created',
+    exitStatus: 0,
+    stdio,
+    exited,
+    markExited,
+    inputStarted: false,
+    stdinCloseRequested: false,
+  };
 }
 
 const notCreated = (): TtrpcError => new TtrpcError(Code.NotFound, 'container not created');
@@ -144,9 +158,7 @@ export class TaskService {
       Exec: wrap('Exec', (r) => this.exec(r)),
       ResizePty: wrap('ResizePty', (r) => this.resizePty(r)),
       CloseIO: wrap('CloseIO', (r) => this.closeIO(r)),
-      Update: wrap('Update', () => {
-        throw new TtrpcError(Code.Unimplemented, 'update is not supported by hull yet');
-      }),
+      Update: wrap('Update', (r) => this.update(r)),
       Wait: wrap('Wait', (r) => this.wait(r)),
       Stats: wrap('Stats', (r) => this.stats(r)),
       Connect: wrap('Connect', (r) => this.connect(r)),
@@ -265,6 +277,7 @@ export class TaskService {
       } else {
         try {
           p.io = await this.opts.openIo(p.stdio, { containerId: c.id, namespace: this.opts.namespace });
+          if (p.stdinCloseRequested) p.io.closeStdin();
           const { pid } = await vm.agent.execProcess({
             containerId: c.id,
             execId: p.execId,
@@ -314,10 +327,14 @@ export class TaskService {
         status = outcome.status;
         vmDied = outcome.died;
       } catch (err) {
-        // The agent connection broke: the VM is dying or dead. Give its exit a moment to be noticed for the log.
-        const reason = await Promise.race([vm.died, sleep(1000).then(() => `lost the agent: ${oneLine(err)}`)]);
         status = VM_DIED_STATUS;
-        vmDied = reason;
+        if (err instanceof ConnectionClosedError) {
+          // The agent connection ended: the VM is dead or being stopped, and PodVm.died settles once QEMU is gone
+          // (no guess about how long that takes).
+          vmDied = await vm.died;
+        } else {
+          this.log.error({ container: c.id, exec: p.execId || undefined, err: oneLine(err) }, `waiting for process ${p.execId || c.id} failed`);
+        }
       }
       if (vmDied === undefined) await Promise.race([outputs, sleep(OUTPUT_DRAIN_MS)]);
       else {
@@ -514,7 +531,10 @@ export class TaskService {
 
   closeIO(req: { id: string; execId: string; stdin: boolean }): object {
     const { p } = this.proc(req.id, req.execId);
-    if (req.stdin) p.io?.closeStdin();
+    if (req.stdin) {
+      p.stdinCloseRequested = true;
+      p.io?.closeStdin();
+    }
     return {};
   }
 
@@ -524,17 +544,33 @@ export class TaskService {
     return { exitStatus: p.exitStatus, ...(p.exitedAt ? { exitedAt: toTimestamp(p.exitedAt) } : {}) };
   }
 
+  /** The container's guest cgroup (memory, CPU, pids), as io.containerd.cgroups.v2.Metrics. */
   async stats(req: { id: string }): Promise<{ stats: AnyMessage }> {
     const c = this.container(req.id);
     const vm = this.liveVm();
-    const procs = c.init.status === 'stopped' ? [] : await vm.agent.listProcesses(c.id);
-    const u = vm.usage();
-    const metrics = {
-      pids: { current: procs.length, limit: 0 },
-      cpu: { usageUsec: u.cpuUserUsec + u.cpuSystemUsec, userUsec: u.cpuUserUsec, systemUsec: u.cpuSystemUsec },
-      memory: { usage: u.rssBytes, usageLimit: u.memoryLimitBytes },
-    };
-    return { stats: packAny('io.containerd.cgroups.v2.Metrics', metrics) };
+    const guest = await vm.agent.statsContainer(c.id);
+    return { stats: packAny('io.containerd.cgroups.v2.Metrics', metricsFromGuest(guest, vm.usage().memoryLimitBytes)) };
+  }
+
+  /** Update{resources}: LinuxResources (JSON) applied to the container's cgroup in the guest. The VM keeps its size. */
+  async update(req: { id: string; resources?: AnyMessage | null }): Promise<object> {
+    const c = this.container(req.id);
+    const value = req.resources?.value;
+    if (!value || value.length === 0) throw new TtrpcError(Code.InvalidArgument, 'update: resources are missing');
+    const resourcesJson = Buffer.from(value).toString('utf8');
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(resourcesJson);
+    } catch {
+      throw new TtrpcError(Code.InvalidArgument, `update: resources (${req.resources?.typeUrl}) are not JSON`);
+    }
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+      throw new TtrpcError(Code.InvalidArgument, 'update: resources must be a LinuxResources object');
+    }
+    if (c.init.status === 'stopped') throw new TtrpcError(Code.FailedPrecondition, `task ${c.id} is not running`);
+    await this.liveVm().agent.updateContainer({ containerId: c.id, resourcesJson });
+    this.log.info({ container: c.id, resources: parsed }, 'resources updated');
+    return {};
   }
 
   connect(req: { id: string }): object {

@@ -53,7 +53,9 @@ function spawnDaemon(flags: ShimFlags, bundle: string, scriptPath: string): Prom
     cwd: bundle,
     detached: true,
     stdio: ['ignore', 'ignore', 'ignore', 'ignore', 'pipe'],
-    env: { ...process.env, [READY_FD_ENV]: '4' },
+    // Each stdin FIFO whose client has not opened it yet holds a libuv thread-pool thread (stdin-fifo.ts); the default
+    // of 4 would let a few such processes stall every other fs call of the daemon.
+    env: { ...process.env, [READY_FD_ENV]: '4', UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE || '32' },
   });
   child.unref();
   const ready = child.stdio[4] as net.Socket;

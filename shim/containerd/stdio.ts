@@ -3,15 +3,15 @@
 // ready). An empty path means the stream is absent.
 //
 // FIFOs are opened so that Node's loop never blocks: stdout/stderr O_RDWR (we are our own extra reader, like the runc
-// shim's extra O_RDONLY handle, so a client that goes away cannot make the open or the writes fail); stdin with a
-// blocking open on the thread pool that completes when the client opens its end (see openStdin).
+// shim's extra O_RDONLY handle, so a client that goes away cannot make the open or the writes fail); stdin as
+// stdin-fifo.ts describes (CloseIO delivers what the client wrote before it, then EOF).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { closeSync, constants, createWriteStream, openSync, statSync } from 'node:fs';
-import fs from 'node:fs';
+import { constants, createWriteStream, openSync, statSync } from 'node:fs';
 import net from 'node:net';
-import { PassThrough, Writable, type Readable } from 'node:stream';
+import { Writable, type Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { StdinFifo } from './stdin-fifo.js';
 
 export interface StdioPaths {
   stdin: string;
@@ -82,25 +82,22 @@ async function endStream(s: Writable): Promise<void> {
 }
 
 class OpenedIo implements ProcessIo {
-  stdin: PassThrough | null = null;
+  stdinFifo: StdinFifo | undefined;
   stdout: Writable = nullWritable();
   stderr: Writable = nullWritable();
-  /** Unblocks a stdin open still waiting for the client's writer. */
-  cancelStdinOpen: (() => void) | undefined;
-  stdinFifo: net.Socket | undefined;
   loggers: ChildProcess[] = [];
   extra: Closer[] = [];
 
+  get stdin(): Readable | null {
+    return this.stdinFifo?.stream ?? null;
+  }
+
   closeStdin(): void {
-    this.cancelStdinOpen?.();
-    this.stdinFifo?.unpipe();
-    this.stdinFifo?.destroy();
-    if (this.stdin && !this.stdin.writableEnded) this.stdin.end();
+    this.stdinFifo?.requestClose();
   }
 
   async close(): Promise<void> {
-    this.closeStdin();
-    this.stdin?.destroy();
+    this.stdinFifo?.destroy();
     const outs = new Set([this.stdout, this.stderr, ...this.extra.map((e) => e.stream)]);
     await Promise.all([...outs].map((s) => endStream(s)));
     // Logging binaries exit on EOF of fds 3 and 4; give them a moment, as containerd does not wait for them either.
@@ -111,45 +108,6 @@ class OpenedIo implements ProcessIo {
       }
     }
   }
-}
-
-/**
- * stdin FIFO: a blocking O_RDONLY open (on libuv's thread pool) waits for the client's writer, like containerd's fifo
- * package, so EOF means "the client closed stdin", never "the client has not opened it yet". Data flows into a
- * PassThrough the relay reads; CloseIO or close() ends it (and unblocks an open still waiting).
- */
-function openStdin(fifoPath: string, io: OpenedIo): void {
-  const stdin = new PassThrough();
-  io.stdin = stdin;
-  let pending = true;
-  io.cancelStdinOpen = () => {
-    if (!pending) return;
-    pending = false;
-    // A writer of our own completes the blocked open; the stream is then dropped at once.
-    try {
-      closeSync(openSync(fifoPath, constants.O_RDWR | constants.O_NONBLOCK));
-    } catch {
-      // the FIFO is gone; the open fails on its own
-    }
-  };
-  // fs.open, not fs.promises.open: a FileHandle would close its fd when garbage-collected, under the net.Socket
-  // (and later under whatever reused the number).
-  fs.open(fifoPath, constants.O_RDONLY, (err, fd) => {
-    const wasPending = pending;
-    pending = false;
-    if (err) {
-      stdin.end();
-      return;
-    }
-    if (!wasPending || stdin.writableEnded) {
-      closeSync(fd);
-      return;
-    }
-    const sock = new net.Socket({ fd, readable: true, writable: false });
-    sock.on('error', () => stdin.end());
-    io.stdinFifo = sock;
-    sock.pipe(stdin);
-  });
 }
 
 async function startLoggingBinary(path: string, query: URLSearchParams, ctx: IoContext, io: OpenedIo): Promise<void> {
@@ -196,7 +154,7 @@ export const openProcessIo: IoOpener = async (paths, ctx) => {
     if (paths.stdin) {
       const { scheme, path } = schemeOf(paths.stdin);
       if (scheme !== 'fifo') throw new Error(`stdin ${paths.stdin}: only FIFOs are supported for stdin`);
-      openStdin(path, io);
+      io.stdinFifo = new StdinFifo(path);
     }
     const out = paths.stdout ? schemeOf(paths.stdout) : undefined;
     if (out?.scheme === 'binary') {

@@ -27,10 +27,24 @@ function procTimes(pid: number | undefined): { user: number; system: number; rss
   }
 }
 
+/** True while the process exists and is not a zombie (QEMU that died but was not reaped yet is a zombie). */
+function running(pid: number | undefined): boolean {
+  if (!pid) return false;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
 class VmPod implements PodVm {
   readonly died: Promise<string>;
+  private settleDied!: (reason: string) => void;
   private stopping = false;
   private stopped: Promise<void> | undefined;
+  /** Why the shim stopped a VM whose agent connection was lost while QEMU still ran. */
+  private stoppedBecause: string | undefined;
   private readonly shares = new Map<string, string>();
 
   constructor(
@@ -39,13 +53,20 @@ class VmPod implements PodVm {
     private readonly memoryMiB: number,
     private readonly log: Logger,
   ) {
-    this.died = new Promise<string>((resolve) => {
-      void sandbox.hypervisor.wait().then((exit) => {
-        if (this.stopping) return;
-        const how = exit.detail ? `${exit.reason}: ${exit.detail}` : exit.signal ? `${exit.reason} by ${exit.signal}` : exit.reason;
-        resolve(`QEMU exited (${how}); guest console ${sandbox.hypervisor.consolePath}`);
-      });
-      sandbox.agent.onClose(() => undefined);
+    this.died = new Promise<string>((resolve) => (this.settleDied = resolve));
+    void sandbox.hypervisor.wait().then((exit) => {
+      if (this.stopping) return;
+      const how = exit.detail ? `${exit.reason}: ${exit.detail}` : exit.signal ? `${exit.reason} by ${exit.signal}` : exit.reason;
+      const why = this.stoppedBecause ? `, stopped by the shim: ${this.stoppedBecause}` : '';
+      this.settleDied(`QEMU exited (${how}${why}); guest console ${sandbox.hypervisor.consolePath}`);
+    });
+    // Without its agent the VM can do nothing more. If QEMU died, its exit is on the way (wait() above); if it
+    // still runs (the agent crashed), stop it, so that died always settles and nothing waits on a dead channel.
+    sandbox.agent.onClose((err) => {
+      if (this.stopping || !running(sandbox.hypervisor.processes().vmm)) return;
+      this.stoppedBecause = `the guest agent connection closed (${oneLine(err)})`;
+      log.error({ reason: this.stoppedBecause }, 'stopping the pod VM: its agent is gone');
+      void sandbox.hypervisor.kill().catch((e: unknown) => log.warn({ err: oneLine(e) }, 'kill VM'));
     });
   }
 
@@ -102,6 +123,7 @@ class VmPod implements PodVm {
 
   shutdown(): Promise<void> {
     this.stopping = true;
+    this.settleDied('the pod VM was shut down');
     this.stopped ??= (async () => {
       await this.sandbox.shutdown().catch((err: unknown) => this.log.warn({ err: oneLine(err) }, 'sandbox shutdown'));
       const mounts = [...this.shares.values()];

@@ -1,6 +1,6 @@
 // Drives the real `hull` CLI (bin/hull → dist/hull.mjs) as a user would, and checks what it leaves behind.
 import { execFileSync, spawn } from 'node:child_process';
-import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -109,3 +109,13 @@ export function leaks(root: string): { processes: string[]; mounts: string[]; st
 }
 
 export const noLeaks = { processes: [], mounts: [], stateDirs: [] };
+
+/**
+ * The end-of-file leak check: nothing of `root` may remain. The work dir is removed only when that holds, so a
+ * leaked bind mount is never deleted through (and stays visible for debugging).
+ */
+export function expectNoLeaksThenRemove(root: string, work: string, expectEqual: (actual: unknown, expected: unknown) => void): void {
+  const found = leaks(root);
+  expectEqual(found, noLeaks);
+  rmSync(work, { recursive: true, force: true });
+}

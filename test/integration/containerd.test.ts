@@ -8,7 +8,11 @@ import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSyn
 import os from 'node:os';
 import path from 'node:path';
 import * as tar from 'tar';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
+import net from 'node:net';
+import { TtrpcClient } from '../../protocol/ttrpc/client.js';
+import { socketAddress } from '../../shim/containerd/address.js';
+import { TASK_SERVICE, taskService } from '../../shim/containerd/protos.js';
 import { repo } from '../helpers/hull.js';
 
 const IMAGE = 'docker.io/hull/busybox:latest';
@@ -141,12 +145,68 @@ async function taskStatus(id: string): Promise<string | undefined> {
   return line?.split(/\s+/)[2];
 }
 
-function podRecords(): Array<{ dir: string; vm: { vmm?: number }; shimPid: number }> {
+interface PodRecord {
+  dir: string;
+  vm: { vmm?: number };
+  shimPid: number;
+  containers: Array<{ id: string }>;
+}
+
+function podRecords(): PodRecord[] {
   if (!existsSync(POD_ROOT)) return [];
-  return readdirSync(POD_ROOT)
-    .map((d) => path.join(POD_ROOT, d))
-    .filter((d) => existsSync(path.join(d, 'pod.json')))
-    .map((d) => ({ dir: d, ...(JSON.parse(readFileSync(path.join(d, 'pod.json'), 'utf8')) as { vm: { vmm?: number }; shimPid: number }) }));
+  const out: PodRecord[] = [];
+  for (const d of readdirSync(POD_ROOT).map((name) => path.join(POD_ROOT, name))) {
+    try {
+      out.push({ dir: d, ...(JSON.parse(readFileSync(path.join(d, 'pod.json'), 'utf8')) as Omit<PodRecord, 'dir'>) });
+    } catch {
+      // no record (yet, or any more)
+    }
+  }
+  return out;
+}
+
+/** The record of the pod that runs `id`, once its VM is up. */
+const podOf = (id: string): PodRecord | undefined => podRecords().find((r) => r.vm.vmm && r.containers?.some((c) => c.id === id));
+
+interface Metrics {
+  pids: { current: number; limit?: number };
+  cpu: { usage_usec: number };
+  memory: { usage: number; usage_limit: number };
+}
+
+async function metrics(id: string): Promise<Metrics> {
+  const r = await ctr(['task', 'metrics', '--format', 'json', id]);
+  expect(r.code, r.stderr).toBe(0);
+  return JSON.parse(r.stdout) as Metrics;
+}
+
+/** Sends containerd.task.v2.Task/Update straight to the task's shim (its socket, as `start` computes it). */
+async function updateTask(id: string, resources: object): Promise<void> {
+  const address = socketAddress(sock, NS, id);
+  const conn = await new Promise<net.Socket>((resolve, reject) => {
+    const s = net.createConnection(address.slice('unix://'.length));
+    s.once('connect', () => resolve(s));
+    s.once('error', reject);
+  });
+  const client = new TtrpcClient(conn);
+  try {
+    const m = taskService().methods['Update']!;
+    const value = Buffer.from(JSON.stringify(resources));
+    await client.call(TASK_SERVICE, 'Update', m.resolvedRequestType!, m.resolvedResponseType!, {
+      id,
+      resources: { typeUrl: 'types.containerd.io/opencontainers/runtime-spec/1/LinuxResources', value },
+    }, { timeoutMs: 10_000 });
+  } finally {
+    client.close();
+  }
+}
+
+/** Removes whatever tasks and containers a test left (a failed assertion must not leave its VM to the next test). */
+async function removeAll(): Promise<void> {
+  const tasks = (await ctr(['task', 'ls', '-q']).catch(() => undefined))?.stdout.split('\n').filter(Boolean) ?? [];
+  for (const t of tasks) await ctr(['task', 'rm', '-f', t]);
+  const containers = (await ctr(['c', 'ls', '-q']).catch(() => undefined))?.stdout.split('\n').filter(Boolean) ?? [];
+  for (const c of containers) await ctr(['c', 'rm', c]);
 }
 
 /** Our processes (shims for this containerd, VMs under the pod root) and mounts still around. */
@@ -206,10 +266,7 @@ describe.skipIf(missing.length > 0)(`containerd 1.6 with ${RUNTIME}`, () => {
   afterAll(async () => {
     if (!tmp) return;
     // Remove whatever a failed case left, then stop containerd.
-    const tasks = (await ctr(['task', 'ls', '-q']).catch(() => undefined))?.stdout.split('\n').filter(Boolean) ?? [];
-    for (const t of tasks) await ctr(['task', 'rm', '-f', t]);
-    const containers = (await ctr(['c', 'ls', '-q']).catch(() => undefined))?.stdout.split('\n').filter(Boolean) ?? [];
-    for (const c of containers) await ctr(['c', 'rm', c]);
+    await removeAll();
     if (containerd && containerd.exitCode === null) {
       containerd.kill('SIGTERM');
       await new Promise((r) => containerd!.once('exit', r));
@@ -217,6 +274,10 @@ describe.skipIf(missing.length > 0)(`containerd 1.6 with ${RUNTIME}`, () => {
     // containerd leaves its snapshots mounted only while tasks exist; a dead shim's rootfs mount is the shim's job.
     spawnSync('sh', ['-c', `grep -o ' ${tmp}[^ ]*' /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l`]);
     rmSync(tmp, { recursive: true, force: true });
+  });
+
+  afterEach(async () => {
+    if (tmp) await removeAll();
   });
 
   test('ctr run --rm: output, stderr and exit code come back; nothing is left', async () => {
@@ -238,27 +299,37 @@ describe.skipIf(missing.length > 0)(`containerd 1.6 with ${RUNTIME}`, () => {
     expect(r.stdout.trim()).toBe('12');
   });
 
-  test('a long task: exec, exec with stdin, pids, metrics, pause/resume, kill -s SIGKILL', async () => {
-    const started = await ctr(['run', '-d', '--runtime', RUNTIME, IMAGE, 'long', 'sleep', '1000']);
+  test('a long task: exec, exec with stdin, pids, metrics from the guest cgroup, update, pause/resume, kill -s SIGKILL', async () => {
+    const started = await ctr(['run', '-d', '--runtime', RUNTIME, '--memory-limit', String(128 << 20), IMAGE, 'long', 'sleep', '1000']);
     expect(started.code, started.stderr).toBe(0);
     expect(await taskStatus('long')).toBe('RUNNING');
 
     const ex = await ctr(['task', 'exec', '--exec-id', 'e1', 'long', 'sh', '-c', 'echo from-exec; exit 7']);
     expect(ex.stdout).toBe('from-exec\n');
     expect(ex.code).toBe(7);
-    const cat = await ctr(['task', 'exec', '--exec-id', 'e2', 'long', 'cat'], 'piped in\n');
-    expect(cat.stdout).toBe('piped in\n');
-    expect(cat.code).toBe(0);
+    // ctr writes stdin, then sends CloseIO at once: the bytes must not be dropped (this raced before).
+    for (let i = 0; i < 5; i++) {
+      const cat = await ctr(['task', 'exec', '--exec-id', `cat${i}`, 'long', 'cat'], `piped in ${i}\n`);
+      expect(cat.stdout).toBe(`piped in ${i}\n`);
+      expect(cat.code).toBe(0);
+    }
 
     const ps = await ctr(['task', 'ps', 'long']);
     expect(ps.code).toBe(0);
     expect(ps.stdout.trim().split('\n').length).toBeGreaterThanOrEqual(2);
 
-    const metrics = await ctr(['task', 'metrics', '--format', 'json', 'long']);
-    expect(metrics.code, metrics.stderr).toBe(0);
-    const m = JSON.parse(metrics.stdout) as { pids: { current: number }; memory: { usage: number } };
+    // Metrics come from the container's cgroup in the guest: its own memory limit, not the VM's RAM.
+    const m = await metrics('long');
     expect(m.pids.current).toBeGreaterThanOrEqual(1);
     expect(m.memory.usage).toBeGreaterThan(0);
+    expect(m.memory.usage_limit).toBe(128 << 20);
+    expect(m.cpu.usage_usec).toBeGreaterThan(0);
+
+    // Update (ctr 1.6 has no `task update`): the request containerd's Tasks.Update forwards, sent to the shim.
+    await updateTask('long', { memory: { limit: 96 << 20 }, pids: { limit: 50 } });
+    const updated = await metrics('long');
+    expect(updated.memory.usage_limit).toBe(96 << 20);
+    expect(updated.pids.limit).toBe(50);
 
     expect((await ctr(['task', 'pause', 'long'])).code).toBe(0);
     expect(await taskStatus('long')).toBe('PAUSED');
@@ -275,7 +346,7 @@ describe.skipIf(missing.length > 0)(`containerd 1.6 with ${RUNTIME}`, () => {
 
   test('killing QEMU under a running task: TaskExit with a non-zero status, a log line, cleanup', async () => {
     expect((await ctr(['run', '-d', '--runtime', RUNTIME, IMAGE, 'vmdies', 'sleep', '1000'])).code).toBe(0);
-    const rec = await until('the pod record', () => podRecords().find((r) => r.vm.vmm));
+    const rec = await until('the pod record', () => podOf('vmdies'));
     process.kill(rec.vm.vmm!, 'SIGKILL');
     await until('the task to stop', async () => ((await taskStatus('vmdies')) === 'STOPPED' ? true : undefined));
     const log = readFileSync(path.join(tmp, 'containerd.log'), 'utf8');
@@ -286,9 +357,53 @@ describe.skipIf(missing.length > 0)(`containerd 1.6 with ${RUNTIME}`, () => {
     await until('cleanup', () => (leftovers().length === 0 ? true : undefined), 10_000);
   });
 
+  test('a second container with CRI annotations joins the running pod VM; deleting it leaves the pod running', async () => {
+    const pod = (type: string): string[] => [
+      '--annotation',
+      `io.kubernetes.cri.container-type=${type}`,
+      '--annotation',
+      'io.kubernetes.cri.sandbox-id=pod1',
+    ];
+    const sandbox = await ctr(['run', '-d', '--runtime', RUNTIME, ...pod('sandbox'), IMAGE, 'pod1', 'sleep', '1000']);
+    expect(sandbox.code, sandbox.stderr).toBe(0);
+    const vmm = (await until('the pod record', () => podOf('pod1'))).vm.vmm;
+    const bootId = await ctr(['task', 'exec', '--exec-id', 'b0', 'pod1', 'cat', '/proc/sys/kernel/random/boot_id']);
+    expect(bootId.code, bootId.stderr).toBe(0);
+    expect(bootId.stdout).toMatch(/^[0-9a-f-]{36}\n$/);
+
+    // Joins the VM (no second boot): the same guest kernel answers, with its own root and its own exit code.
+    const joined = await ctr(['run', '--rm', '--runtime', RUNTIME, ...pod('container'), IMAGE, 'pod1-c1', 'sh', '-c',
+      'cat /proc/sys/kernel/random/boot_id; echo joined >&2; exit 4']);
+    expect(joined.stdout).toBe(bootId.stdout);
+    expect(joined.stderr).toContain('joined');
+    expect(joined.code).toBe(4);
+    console.log(`second container of a running pod (ctr run --rm): ${joined.ms} ms`);
+    const recs = podRecords();
+    expect(recs.filter((r) => r.vm.vmm)).toHaveLength(1);
+    expect(podOf('pod1')?.vm.vmm).toBe(vmm);
+
+    // A long-running second container, then deleted while the sandbox keeps running.
+    expect((await ctr(['run', '-d', '--runtime', RUNTIME, ...pod('container'), IMAGE, 'pod1-c2', 'sleep', '1000'])).code).toBe(0);
+    expect(await taskStatus('pod1-c2')).toBe('RUNNING');
+    expect(podOf('pod1-c2')?.vm.vmm).toBe(vmm);
+    expect((await ctr(['task', 'kill', '-s', 'SIGKILL', 'pod1-c2'])).code).toBe(0);
+    await until('pod1-c2 to stop', async () => ((await taskStatus('pod1-c2')) === 'STOPPED' ? true : undefined));
+    expect((await ctr(['task', 'rm', 'pod1-c2'])).code).toBe(0);
+    expect((await ctr(['c', 'rm', 'pod1-c2'])).code).toBe(0);
+    expect(await taskStatus('pod1')).toBe('RUNNING');
+    const after = await ctr(['task', 'exec', '--exec-id', 'b1', 'pod1', 'cat', '/proc/sys/kernel/random/boot_id']);
+    expect(after.stdout).toBe(bootId.stdout);
+
+    expect((await ctr(['task', 'kill', '-s', 'SIGKILL', 'pod1'])).code).toBe(0);
+    await until('pod1 to stop', async () => ((await taskStatus('pod1')) === 'STOPPED' ? true : undefined));
+    expect((await ctr(['task', 'rm', 'pod1'])).code).toBe(0);
+    expect((await ctr(['c', 'rm', 'pod1'])).code).toBe(0);
+    await until('cleanup', () => (leftovers().length === 0 ? true : undefined), 10_000);
+  });
+
   test("killing the shim: containerd's delete path removes the VM and the mounts", async () => {
     expect((await ctr(['run', '-d', '--runtime', RUNTIME, IMAGE, 'shimdies', 'sleep', '1000'])).code).toBe(0);
-    const rec = await until('the pod record', () => podRecords().find((r) => r.vm.vmm));
+    const rec = await until('the pod record', () => podOf('shimdies'));
     process.kill(rec.shimPid, 'SIGKILL');
     await until('containerd to drop the task', async () => ((await taskStatus('shimdies')) === undefined ? true : undefined));
     await until('cleanup', () => (leftovers().length === 0 ? true : undefined), 15_000);

@@ -2,7 +2,7 @@
 import { mkdirSync, writeFileSync, copyFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { hull, leaks, makeBundle, noLeaks, tempDir, repo } from '../helpers/hull.js';
+import { hull, leaks, makeBundle, noLeaks, tempDir, repo, expectNoLeaksThenRemove } from '../helpers/hull.js';
 
 const work = tempDir('hull-bad-');
 const root = path.join(work, 'root');
@@ -13,7 +13,7 @@ beforeAll(() => {
 });
 
 afterAll(() => {
-  expect(leaks(root)).toEqual(noLeaks);
+  expectNoLeaksThenRemove(root, work, (a, e) => expect(a).toEqual(e));
 });
 
 async function expectOneLineError(args: string[], pattern: RegExp, env?: Record<string, string>): Promise<void> {

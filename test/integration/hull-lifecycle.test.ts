@@ -3,14 +3,14 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { hull, hullDetached, leaks, makeBundle, noLeaks, tempDir } from '../helpers/hull.js';
+import { hull, hullDetached, leaks, makeBundle, noLeaks, tempDir, expectNoLeaksThenRemove } from '../helpers/hull.js';
 
 const work = tempDir('hull-life-');
 const root = path.join(work, 'root');
 
 afterAll(async () => {
   await hull(['delete', '--force', 'life'], { root });
-  expect(leaks(root)).toEqual(noLeaks);
+  expectNoLeaksThenRemove(root, work, (a, e) => expect(a).toEqual(e));
 });
 
 function stateOf(stdout: string): { status: string; pid: number; id: string; bundle: string; ociVersion: string; annotations?: Record<string, string> } {

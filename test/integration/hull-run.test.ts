@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { hull, hullBin, leaks, makeBundle, noLeaks, tempDir } from '../helpers/hull.js';
+import { hull, hullBin, leaks, makeBundle, noLeaks, tempDir, expectNoLeaksThenRemove } from '../helpers/hull.js';
 
 const work = tempDir('hull-run-');
 const root = path.join(work, 'root');
@@ -25,7 +25,7 @@ function hullBuffer(args: string[], rootDir: string): Promise<{ code: number | n
 }
 
 afterAll(() => {
-  expect(leaks(root)).toEqual(noLeaks);
+  expectNoLeaksThenRemove(root, work, (a, e) => expect(a).toEqual(e));
 });
 
 describe('hull run', () => {

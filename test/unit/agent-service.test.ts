@@ -310,6 +310,48 @@ describe('agent service over ttrpc with a fake helper', () => {
     await expect(h.agent.listProcesses('c1')).rejects.toMatchObject({ code: Code.NotFound });
   });
 
+  it('StatsContainer reads the container cgroup ("max" is 0, flat keyed files become maps)', async () => {
+    const h = harness();
+    await create(h, 'c1', ['sleep', '100'], { extra: { hostname: '', linux: { namespaces: [{ type: 'mount' }], resources: { pids: { limit: 64 } } } } });
+    const dir = path.join(h.cgroupRoot, 'hull', 'c1');
+    // A test directory stands in for cgroupfs: write what the kernel would show.
+    writeFileSync(path.join(dir, 'memory.current'), '1234567\n');
+    writeFileSync(path.join(dir, 'memory.max'), 'max\n');
+    writeFileSync(path.join(dir, 'memory.stat'), 'anon 4096\nfile 8192\ninactive_file 100\n');
+    writeFileSync(path.join(dir, 'cpu.stat'), 'usage_usec 900\nuser_usec 600\nsystem_usec 300\n');
+    writeFileSync(path.join(dir, 'pids.current'), '2\n');
+    writeFileSync(path.join(dir, 'memory.events'), 'low 0\nhigh 0\nmax 0\noom 1\noom_kill 1\n');
+    const stats = await h.agent.statsContainer('c1');
+    expect(stats).toMatchObject({
+      memoryCurrent: 1234567,
+      memoryMax: 0,
+      memorySwapCurrent: 0,
+      memoryStat: { anon: 4096, file: 8192, inactive_file: 100 },
+      cpuStat: { usage_usec: 900, user_usec: 600, system_usec: 300 },
+      pidsCurrent: 2,
+      pidsMax: 64,
+      memoryEvents: { oom: 1, oom_kill: 1 },
+    });
+    await expect(h.agent.statsContainer('nope')).rejects.toMatchObject({ code: Code.NotFound });
+  });
+
+  it('UpdateContainer writes new limits into the live cgroup, leaves the rest alone', async () => {
+    const h = harness();
+    await create(h, 'c1', ['sleep', '100'], {
+      extra: { hostname: '', linux: { namespaces: [{ type: 'mount' }], resources: { memory: { limit: 268435456 }, pids: { limit: 64 } } } },
+    });
+    const dir = path.join(h.cgroupRoot, 'hull', 'c1');
+    const read = (f: string) => readFileSync(path.join(dir, f), 'utf8');
+    await h.agent.startContainer('c1');
+    await h.agent.updateContainer({ containerId: 'c1', resourcesJson: JSON.stringify({ memory: { limit: 134217728 }, cpu: { quota: 20000, period: 100000 } }) });
+    expect(read('memory.max')).toBe('134217728');
+    expect(read('cpu.max')).toBe('20000 100000');
+    expect(read('pids.max')).toBe('64');
+    await expect(h.agent.updateContainer({ containerId: 'c1', resourcesJson: '[' })).rejects.toMatchObject({ code: Code.InvalidArgument });
+    await expect(h.agent.updateContainer({ containerId: 'c1', resourcesJson: '{"cpu":{"period":5}}' })).rejects.toMatchObject({ code: Code.InvalidArgument });
+    await expect(h.agent.updateContainer({ containerId: 'nope', resourcesJson: '{}' })).rejects.toMatchObject({ code: Code.NotFound });
+  });
+
   it('removes a container that was created but never started', async () => {
     const h = harness();
     const { pid } = await create(h, 'c1', ['sleep', '100']);

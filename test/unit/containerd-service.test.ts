@@ -7,7 +7,7 @@ import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
-import { TtrpcError } from '../../protocol/errors.js';
+import { ConnectionClosedError, TtrpcError } from '../../protocol/errors.js';
 import { TtrpcClient } from '../../protocol/ttrpc/client.js';
 import { Code } from '../../protocol/ttrpc/codes.js';
 import { duplexPair } from '../../protocol/ttrpc/duplex-pair.js';
@@ -41,6 +41,7 @@ interface FakeProc {
 class FakeAgent implements PodAgent {
   procs = new Map<string, FakeProc>();
   signals: Array<[string, string, number, boolean]> = [];
+  updates: Array<{ containerId: string; resourcesJson: string }> = [];
   removed: string[] = [];
   private nextPid = 100;
 
@@ -108,6 +109,22 @@ class FakeAgent implements PodAgent {
   }
   async listProcesses(c: string) {
     return [{ pid: 100, execId: '', command: `init of ${c}` }];
+  }
+  async statsContainer(_c: string) {
+    return {
+      memoryCurrent: 1000,
+      memoryMax: 0,
+      memorySwapCurrent: 0,
+      memorySwapMax: 0,
+      memoryStat: { anon: 600, file: 300, inactive_file: 100, workingset_refault_anon: 2, workingset_refault_file: 3, bogus: 9 },
+      cpuStat: { usage_usec: 7, user_usec: 3, system_usec: 4 },
+      pidsCurrent: 1,
+      pidsMax: 64,
+      memoryEvents: { oom_kill: 1 },
+    };
+  }
+  async updateContainer(req: { containerId: string; resourcesJson: string }) {
+    this.updates.push(req);
   }
   async removeContainer(c: string) {
     this.removed.push(c);
@@ -304,7 +321,7 @@ describe('task lifecycle', () => {
     expect(notFound.message).toBe('container not created');
     expect((await callError('Start', { id: 'nope' })).code).toBe(Code.NotFound);
     expect((await callError('Checkpoint', { id: 'nope' })).code).toBe(Code.Unimplemented);
-    expect((await callError('Update', { id: 'nope' })).code).toBe(Code.Unimplemented);
+    expect((await callError('Update', { id: 'nope' })).code).toBe(Code.NotFound);
 
     await call('Create', { id: 'c2', bundle: bundle('c2'), ...stdio('c2') });
     expect((await callError('Create', { id: 'c2', bundle: bundle('c2b'), ...stdio('c2') })).code).toBe(Code.AlreadyExists);
@@ -362,13 +379,27 @@ describe('task lifecycle', () => {
     expect((await call('Pids', { id: 'c4' })).processes.map((p: { pid: number }) => p.pid)).toEqual([100]);
     const stats = await call('Stats', { id: 'c4' });
     expect(stats.stats.typeUrl).toBe('io.containerd.cgroups.v2.Metrics');
+    // The guest cgroup's numbers; no memory limit in the guest → the VM's RAM is the limit; unknown keys dropped.
     expect(decode('io.containerd.cgroups.v2.Metrics', stats.stats.value)).toMatchObject({
-      pids: { current: 1 },
+      pids: { current: 1, limit: 64 },
       cpu: { usageUsec: 7, userUsec: 3, systemUsec: 4 },
-      memory: { usage: 1000, usageLimit: 2000 },
+      memory: { usage: 1000, usageLimit: 2000, anon: 600, file: 300, inactiveFile: 100, workingsetRefault: 5 },
+      memoryEvents: { oomKill: 1 },
     });
     expect(events.map((e) => e.topic)).toContain('/tasks/paused');
     expect(events.map((e) => e.topic)).toContain('/tasks/resumed');
+  });
+
+  test('Update hands LinuxResources (JSON) to the guest; bad or missing resources are InvalidArgument', async () => {
+    await call('Create', { id: 'c8', bundle: bundle('c8'), ...stdio('c8') });
+    await call('Start', { id: 'c8' });
+    const typeUrl = 'types.containerd.io/opencontainers/runtime-spec/1/LinuxResources';
+    const resources = { memory: { limit: 67108864 }, cpu: { quota: 20000, period: 100000 } };
+    await call('Update', { id: 'c8', resources: { typeUrl, value: Buffer.from(JSON.stringify(resources)) } });
+    expect(vms[0]!.agent.updates).toEqual([{ containerId: 'c8', resourcesJson: JSON.stringify(resources) }]);
+    expect((await callError('Update', { id: 'c8' })).code).toBe(Code.InvalidArgument);
+    expect((await callError('Update', { id: 'c8', resources: { typeUrl, value: Buffer.from('[1]') } })).code).toBe(Code.InvalidArgument);
+    expect((await callError('Update', { id: 'c8', resources: { typeUrl, value: Buffer.from('{') } })).code).toBe(Code.InvalidArgument);
   });
 
   test('containers of one pod share the VM; the last delete stops it', async () => {
@@ -403,6 +434,27 @@ describe('task lifecycle', () => {
     await call('Delete', { id: 'c5', execId: 'e' });
     await call('Delete', { id: 'c5' });
     expect(vms[0]!.shutdowns).toBe(1);
+  });
+
+  test('CloseIO that arrives before the exec was started still closes its stdin once it runs', async () => {
+    await call('Create', { id: 'c7', bundle: bundle('c7'), ...stdio('c7') });
+    await call('Start', { id: 'c7' });
+    const spec = { typeUrl: 't', value: Buffer.from('{"args":["cat"],"cwd":"/"}') };
+    await call('Exec', { id: 'c7', execId: 'in', spec, ...stdio('exec-in'), stdin: '/fifo/exec-in-stdin' });
+    await call('CloseIO', { id: 'c7', execId: 'in', stdin: true });
+    await call('Start', { id: 'c7', execId: 'in' });
+    const agent = vms[0]!.agent;
+    await until(() => agent.proc('c7', 'in').stdinClosed);
+  });
+
+  test('a lost agent connection ends the process only once the VM is known to be dead, however long that takes', async () => {
+    await call('Create', { id: 'c9', bundle: bundle('c9'), ...stdio('c9') });
+    await call('Start', { id: 'c9' });
+    vms[0]!.agent.proc('c9').exit.reject(new ConnectionClosedError('ttrpc connection closed by peer'));
+    await new Promise((r) => setTimeout(r, 1200)); // QEMU's exit takes a while to be seen (helpers are stopped first)
+    expect(events.filter((e) => e.topic === '/tasks/exit')).toEqual([]);
+    vms[0]!.kill('QEMU exited (crashed: QEMU died of SIGKILL)');
+    expect((await call('Wait', { id: 'c9' })).exitStatus).toBe(VM_DIED_STATUS);
   });
 
   test('TaskStart is published before the TaskExit of a process that exits at once', async () => {

@@ -21,7 +21,7 @@ import { hostTscKhz } from '../../hypervisor/host-tsc.js';
 import { tailLines } from '../../hypervisor/log-tail.js';
 import { checkSocketPath, findRepoRoot, sandboxPaths } from '../../hypervisor/paths.js';
 import { HostProcess, isAlive, procStartTime } from '../../hypervisor/process.js';
-import { buildQemuArgs, composeKernelCmdline, type QemuCommandSpec } from '../../hypervisor/qemu-command.js';
+import { buildQemuArgs, composeKernelCmdline, TCG_CPU_MODEL, type QemuCommandSpec } from '../../hypervisor/qemu-command.js';
 import { QmpClient, type QmpEvent } from '../../hypervisor/qmp.js';
 import { allocateGuestCid, connectHybridVsock } from '../../hypervisor/transport.js';
 import { startVirtiofsd, virtiofsdArgs } from '../../hypervisor/virtiofsd.js';
@@ -129,12 +129,14 @@ describe('buildQemuArgs', () => {
   const after = (args: string[], flag: string): string[] =>
     args.flatMap((a, i) => (a === flag ? [args[i + 1] as string] : []));
 
-  it('builds a microvm with shared memfd memory, TCG tb-size and max CPU', () => {
+  it('builds a microvm with shared memfd memory, TCG tb-size and the TCG CPU model', () => {
     const args = buildQemuArgs({ ...base, name: 'hull-a,b' });
     expect(after(args, '-name')).toEqual(['hull-a,,b,debug-threads=on']);
     expect(after(args, '-M')).toEqual(['microvm,memory-backend=mem,x-option-roms=off']);
     expect(after(args, '-accel')).toEqual(['tcg,tb-size=128']);
-    expect(after(args, '-cpu')).toEqual(['max']);
+    expect(after(args, '-cpu')).toEqual([TCG_CPU_MODEL]);
+    expect(TCG_CPU_MODEL).toMatch(/^qemu64,.*\+rdrand.*\+smep,\+smap,\+umip$/);
+    expect(after(buildQemuArgs({ ...base, tcgCpu: 'max' }), '-cpu')).toEqual(['max']);
     expect(after(args, '-smp')).toEqual(['2']);
     expect(after(args, '-m')).toEqual(['512M']);
     expect(after(args, '-object')).toEqual(['memory-backend-memfd,id=mem,size=512M,share=on']);

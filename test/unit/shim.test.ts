@@ -1,9 +1,9 @@
 // Unit tests of the host CLI's parsing and state handling (no VM).
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { PassThrough, Writable } from 'node:stream';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { loadBundle } from '../../shim/bundle.js';
 import { validateId } from '../../shim/ids.js';
 import { writePidFile } from '../../shim/pid-file.js';
@@ -13,7 +13,13 @@ import { currentStatus, ociState } from '../../shim/status.js';
 import { pumpInput, pumpOutput } from '../../shim/stdio-relay.js';
 import { vmSizeFor, DEFAULT_MEMORY_MIB } from '../../shim/vm-sizing.js';
 
-const tmp = (): string => mkdtempSync(path.join(os.tmpdir(), 'hull-unit-'));
+const made: string[] = [];
+const tmp = (): string => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'hull-unit-'));
+  made.push(dir);
+  return dir;
+};
+afterAll(() => made.forEach((dir) => rmSync(dir, { recursive: true, force: true })));
 
 function bundle(spec: unknown, withRootfs = true): string {
   const dir = tmp();

@@ -320,6 +320,18 @@ describe('agent API round trip', () => {
       ListProcesses: rec('ListProcesses', { processes: [{ pid: 42, execId: '', command: 'sh' }, { pid: 43, execId: 'e1', command: 'sleep' }] }),
       RemoveContainer: rec('RemoveContainer', {}),
       DestroySandbox: rec('DestroySandbox', {}),
+      StatsContainer: rec('StatsContainer', {
+        memoryCurrent: 2 ** 33,
+        memoryMax: 0,
+        memorySwapCurrent: 0,
+        memorySwapMax: 0,
+        memoryStat: { anon: 4096, inactive_file: 12 },
+        cpuStat: { usage_usec: 900 },
+        pidsCurrent: 2,
+        pidsMax: 64,
+        memoryEvents: { oom_kill: 1 },
+      }),
+      UpdateContainer: rec('UpdateContainer', {}),
     };
     expect(Object.keys(handlers).sort()).toEqual(Object.keys(agentService().methods).sort());
 
@@ -357,6 +369,20 @@ describe('agent API round trip', () => {
     expect(seen.RemoveContainer).toEqual({ containerId: 'c1', timeoutMs: 500 });
     await agent.destroySandbox();
     expect(seen.DestroySandbox).toEqual({});
+    expect(await agent.statsContainer('c1')).toEqual({
+      memoryCurrent: 2 ** 33,
+      memoryMax: 0,
+      memorySwapCurrent: 0,
+      memorySwapMax: 0,
+      memoryStat: { anon: 4096, inactive_file: 12 },
+      cpuStat: { usage_usec: 900 },
+      pidsCurrent: 2,
+      pidsMax: 64,
+      memoryEvents: { oom_kill: 1 },
+    });
+    expect(seen.StatsContainer).toEqual({ containerId: 'c1' });
+    await agent.updateContainer({ containerId: 'c1', resourcesJson: '{"pids":{"limit":10}}' });
+    expect(seen.UpdateContainer).toEqual({ containerId: 'c1', resourcesJson: '{"pids":{"limit":10}}' });
   });
 
   it('surfaces agent error codes as TtrpcError', async () => {
