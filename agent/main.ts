@@ -1,94 +1,11 @@
-// hull guest agent entry point: serves hull.agent.v1.Agent over ttrpc on vsock port 1024 (or a Unix socket for
-// host-side tests). In the guest it runs as PID 1 (`exec node /hull/agent.mjs` from /init).
-//
-//   node agent.mjs [--vsock-port 1024] [--listen-unix <path>] [--helper /hull/hull-container-init]
-//                  [--cgroup-root /sys/fs/cgroup | --no-cgroups] [--log-level info]
-//
-// Environment: HULL_AGENT_HELPER, HULL_AGENT_CGROUP_ROOT, HULL_AGENT_LOG_LEVEL stand in for the flags.
-// DestroySandbox powers the machine off only when the agent is PID 1; otherwise it just exits.
-import { existsSync, unlinkSync } from 'node:fs';
-import net from 'node:net';
-import { parseArgs } from 'node:util';
-import type { Duplex } from 'node:stream';
-import { vsockListen } from '../native/addon/index.js';
-import { agentService } from '../protocol/proto.js';
-import { TtrpcServer } from '../protocol/ttrpc/server.js';
-import { CgroupManager } from './cgroups.js';
-import { createLogger, kernelDebugFlag } from './logger.js';
-import { installProcessGuards } from './pid1.js';
-import { powerOffMachine, syncFilesystems } from './power.js';
-import { AgentService } from './service.js';
-import { AGENT_VERSION } from './version.js';
+// hull guest agent entry point (ESM, bundled to dist/agent.mjs): `node agent.mjs [options]`, options in start.ts.
+// In the guest it runs as PID 1 when the image has no start-up snapshot (see agent/snapshot.ts).
+import { prepareAgent, runAgent } from './start.js';
 
-const { values: args } = parseArgs({
-  options: {
-    'vsock-port': { type: 'string', default: '1024' },
-    'listen-unix': { type: 'string' },
-    helper: { type: 'string', default: process.env.HULL_AGENT_HELPER ?? '/hull/hull-container-init' },
-    'cgroup-root': { type: 'string', default: process.env.HULL_AGENT_CGROUP_ROOT ?? '/sys/fs/cgroup' },
-    'no-cgroups': { type: 'boolean', default: false },
-    'log-level': { type: 'string', default: process.env.HULL_AGENT_LOG_LEVEL ?? (kernelDebugFlag() ? 'debug' : 'info') },
-  },
-  strict: true,
-});
-
-const pid1 = process.pid === 1;
-const log = createLogger(args['log-level']!);
-const stopHandlers: Array<() => void> = [];
-installProcessGuards(log, { pid1, onStop: () => stopHandlers.forEach((h) => h()) });
-
-const cgroups = args['no-cgroups'] ? null : new CgroupManager(args['cgroup-root']);
-if (cgroups && !cgroups.available()) log.warn({ root: cgroups.root }, 'no cgroup hierarchy; containers run without limits');
-
-const service = new AgentService({
-  helperPath: args.helper!,
-  cgroups: cgroups?.available() ? cgroups : null,
-  log,
-  sync: pid1 ? syncFilesystems : undefined,
-  powerOff: () => {
-    if (pid1) powerOffMachine(log);
-    else process.exit(0); // never power off the host a test runs on
-  },
-});
-
-const server = new TtrpcServer({
-  onHandlerError: (err, _service, method) =>
-    log.error({ method, err: err instanceof Error ? { message: err.message, stack: err.stack } : String(err) }, 'handler failed'),
-});
-server.registerService(agentService(), service.handlers());
-
-function serve(stream: Duplex, peer: string): void {
-  log.debug({ peer }, 'connection');
-  stream.on('error', (err) => log.debug({ peer, err: err.message }, 'connection error'));
-  server.serve(stream);
-}
-
-const listenUnix = args['listen-unix'];
-if (listenUnix) {
-  if (existsSync(listenUnix)) unlinkSync(listenUnix);
-  const unix = net.createServer((sock) => serve(sock, 'unix'));
-  unix.on('error', (err) => log.error({ err: err.message }, 'unix listener failed'));
-  unix.listen(listenUnix, () => log.info({ path: listenUnix, version: AGENT_VERSION }, 'agent listening'));
-  stopHandlers.push(() => unix.close());
-} else {
-  listenVsock(Number(args['vsock-port']));
-}
-
-/** The vsock transport module may still be settling when the agent starts: retry for a while before giving up. */
-function listenVsock(port: number, attempt = 1): void {
-  try {
-    const l = vsockListen(port);
-    l.on('connection', (s) => serve(s, `vsock:${s.remoteCid ?? '?'}`));
-    l.on('error', (err) => log.warn({ err: err.message }, 'vsock accept failed'));
-    log.info({ port, version: AGENT_VERSION }, 'agent listening on vsock');
-  } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    if (attempt >= 50) {
-      log.fatal({ port, code: e.code, err: e.message }, 'cannot listen on vsock; the host cannot reach this agent');
-      // As PID 1 this panics the guest, which (panic=-1, -no-reboot) ends the VM at once: the host fails fast and
-      // the line above is the last one on the console.
-      process.exit(1);
-    }
-    setTimeout(() => listenVsock(port, attempt + 1), 200);
-  }
-}
+// `__hullT0` (scripts/bundle.mjs banner): ms since the process started when the bundle's first line ran; `modules`:
+// all modules evaluated.
+declare const __hullT0: number | undefined;
+const marks: Record<string, number> = { firstJs: typeof __hullT0 === 'number' ? __hullT0 : NaN, modules: performance.now() };
+prepareAgent();
+marks['prepared'] = performance.now();
+runAgent(process.argv.slice(2), marks);

@@ -215,6 +215,9 @@ export class QemuMicrovm implements Hypervisor {
     });
 
     const tb = options.tbSizeMiB ?? defaultTbSize();
+    // Environment overrides for A/B measurements (bench/run.mjs, guest-image/README.md): HULL_QEMU_MACHINE_OPTIONS
+    // (comma list of extra -M microvm properties), HULL_TCG_CPU (-cpu under TCG instead of TCG_CPU_MODEL).
+    const machineOptions = options.machineOptions ?? envList('HULL_QEMU_MACHINE_OPTIONS');
     const args = buildQemuArgs({
       qemuPath: qemu,
       name: `hull-${config.id}`,
@@ -229,7 +232,8 @@ export class QemuMicrovm implements Hypervisor {
       ...(config.rootImagePath !== undefined ? { rootImagePath: config.rootImagePath } : {}),
       sharedFs: true,
       ...(vsock ? { vsock } : {}),
-      ...(options.machineOptions ? { machineOptions: options.machineOptions } : {}),
+      ...(machineOptions ? { machineOptions } : {}),
+      ...(process.env['HULL_TCG_CPU'] ? { tcgCpu: process.env['HULL_TCG_CPU'] } : {}),
     });
     rmSync(paths.qmpSock, { force: true });
     writeFileSync(paths.consoleLog, ''); // this boot's console only
@@ -473,6 +477,12 @@ export class QemuMicrovm implements Hypervisor {
       this.log.warn({ err: (err as Error).message }, 'reattached without QMP');
     }
   }
+}
+
+/** A comma-separated list from the environment (experiments and benchmarks), undefined when unset or empty. */
+function envList(name: string): string[] | undefined {
+  const v = process.env[name];
+  return v ? v.split(',').filter(Boolean) : undefined;
 }
 
 function shellQuote(arg: string): string {

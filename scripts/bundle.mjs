@@ -11,7 +11,10 @@ import * as esbuild from 'esbuild';
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
 // CJS dependencies (pino, protobufjs) call require(); ESM output has none, so define it, plus __filename/__dirname.
+// `__hullT0`: ms since the process started (performance.now()) when the bundle's first line ran; the agent reports it
+// under hull.debug=1 to split Node's own start-up from module evaluation.
 const banner = [
+  'const __hullT0 = performance.now();',
   "import { createRequire as __hullCreateRequire } from 'node:module';",
   "import { fileURLToPath as __hullFileURLToPath } from 'node:url';",
   "import { dirname as __hullDirname } from 'node:path';",
@@ -36,9 +39,18 @@ const rawTextPlugin = {
   },
 };
 
+// The guest agent's start-up snapshot entry is CommonJS: `node --build-snapshot` runs a script, not a module. It only
+// ever runs in the guest, where it is /hull/agent-snapshot.cjs: import.meta.url (the addon loader's base) says so.
+const snapshotBanner = "var __hullImportMetaUrl = 'file:///hull/agent-snapshot.cjs';";
+
 const entries = [
   { in: 'shim/cli.ts', out: 'dist/hull.mjs' },
   { in: 'agent/main.ts', out: 'dist/agent.mjs' },
+  {
+    in: 'agent/snapshot.ts',
+    out: 'dist/agent-snapshot.cjs',
+    options: { format: 'cjs', banner: { js: snapshotBanner }, define: { 'import.meta.url': '__hullImportMetaUrl' } },
+  },
   { in: 'shim/containerd/main.ts', out: 'dist/containerd-shim-hull-v2.mjs' },
 ];
 
@@ -64,6 +76,7 @@ for (const entry of entries) {
       external: ['*.node'],
       plugins: [rawTextPlugin],
       logLevel: 'error',
+      ...entry.options,
     });
     console.log(`bundle: ${entry.in} → ${entry.out}`);
   } catch {
