@@ -28,6 +28,7 @@ export function encodePlan(plan: Plan): Buffer {
   put('gid', plan.gid);
   put('groups', plan.groups.join(','));
   put('cwd', plan.cwd);
+  if (plan.terminal) put('console', '-');
   for (const e of plan.env) put('env', e);
   for (const a of plan.args) put('arg', a);
   return Buffer.from(out.map((s) => `${s}\0`).join(''), 'utf8');

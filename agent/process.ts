@@ -4,10 +4,11 @@
 // process's exit. fd 4 reaching EOF after the start byte, without an error line, means exec succeeded.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { constants as osConstants } from 'node:os';
-import type { Duplex, Readable, Writable } from 'node:stream';
+import { PassThrough, type Duplex, type Readable, type Writable } from 'node:stream';
 import type { Logger } from 'pino';
 import { TtrpcError } from '../protocol/errors.js';
 import { Code } from '../protocol/ttrpc/codes.js';
+import { fdStream, openpty, setWindowSize, type FdStream, type Pty } from '../native/addon/index.js';
 import { HelperError, InternalError, StateError } from './errors.js';
 import { OutputBuffer } from './output-buffer.js';
 
@@ -28,6 +29,14 @@ export interface HelperOptions {
   outputCap?: number;
   /** How long setup may take before CreateContainer/ExecProcess gives up. */
   setupTimeoutMs?: number;
+  /**
+   * process.terminal: the plan has `console -`; at start the agent allocates a pty in the container's own devpts
+   * (ptmxPaths, first that opens), sends the slave path after the start byte, and the master carries stdin and
+   * stdout (stderr stays empty).
+   */
+  terminal?: boolean;
+  /** Where to open ptmx for the workload pid; default /proc/<pid>/root/dev/pts/ptmx, then …/dev/ptmx. */
+  ptmxPaths?: (workloadPid: number) => string[];
   log: Logger;
 }
 
@@ -52,6 +61,12 @@ export class HelperProcess {
   private exitResult: ExitStatus | undefined;
   private spawnError: Error | undefined;
   private listeners: Array<() => void> = [];
+  /** Terminal processes: what the host reads as stdout / writes as stdin, connected to the master at start. */
+  private readonly ptyOut: PassThrough | null = null;
+  private readonly ptyIn: PassThrough | null = null;
+  private master: FdStream | null = null;
+  private masterFd = -1;
+  private windowSize: { rows: number; cols: number } | undefined;
 
   private constructor(
     private readonly child: ChildProcess,
@@ -59,9 +74,13 @@ export class HelperProcess {
   ) {
     // Node types child.stdio as a 5-tuple; with six 'pipe' entries there are six streams.
     const stdio = child.stdio as unknown as Array<Duplex | null>;
-    this.stdinPipe = opts.stdin ? stdio[0]! : null;
+    if (opts.terminal) {
+      this.ptyOut = new PassThrough();
+      this.ptyIn = opts.stdin ? new PassThrough() : null;
+    }
+    this.stdinPipe = opts.stdin ? (this.ptyIn ?? stdio[0]!) : null;
     this.stdinClosed = !opts.stdin;
-    this.stdout = new OutputBuffer(stdio[1]!, opts.outputCap);
+    this.stdout = new OutputBuffer(this.ptyOut ?? stdio[1]!, opts.outputCap);
     this.stderr = new OutputBuffer(stdio[2]!, opts.outputCap);
     this.startPipe = stdio[5]!;
     const statusPipe: Readable = stdio[4]!;
@@ -114,7 +133,7 @@ export class HelperProcess {
   /** Spawns the helper and waits until it is set up (`ready`). On failure nothing is left running. */
   static async spawn(opts: HelperOptions): Promise<HelperProcess> {
     const child = spawn(opts.helperPath, [], {
-      stdio: [opts.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe', 'pipe', 'pipe', 'pipe'],
+      stdio: [opts.stdin && !opts.terminal ? 'pipe' : 'ignore', 'pipe', 'pipe', 'pipe', 'pipe', 'pipe'],
       env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' },
     });
     const proc = new HelperProcess(child, opts);
@@ -148,8 +167,9 @@ export class HelperProcess {
   async start(timeoutMs = 10_000): Promise<void> {
     if (this.started) throw new StateError(`${this.opts.label} was already started`);
     if (!this.running) throw new StateError(`${this.opts.label} has already exited`);
+    const slavePath = this.opts.terminal ? this.attachPty() : '';
     this.started = true;
-    this.startPipe.end(Buffer.from([1]));
+    this.startPipe.end(Buffer.concat([Buffer.from([1]), Buffer.from(slavePath)]));
     const settled = await this.waitUntil(() => this.statusEnded || this.errorMessage !== undefined || !this.running, timeoutMs);
     if (!settled) {
       this.opts.log.warn({ process: this.opts.label }, 'no exec confirmation from the helper yet; assuming it started');
@@ -157,6 +177,50 @@ export class HelperProcess {
     }
     if (!this.running && !this.statusEnded) await this.waitUntil(() => this.statusEnded, STATUS_GRACE_MS);
     if (this.errorMessage !== undefined) throw new HelperError(`${this.opts.label}: ${this.errorMessage}`);
+  }
+
+  get terminal(): boolean {
+    return this.opts.terminal === true;
+  }
+
+  /** Sets the terminal's window size (now, or at start when the pty does not exist yet). */
+  resize(rows: number, cols: number): void {
+    if (!this.opts.terminal) throw new StateError(`${this.opts.label} has no terminal`);
+    this.windowSize = { rows, cols };
+    if (this.masterFd >= 0) setWindowSize(this.masterFd, rows, cols);
+  }
+
+  /** Allocates the pty in the workload's devpts and connects it to ptyIn/ptyOut; returns the slave path. */
+  private attachPty(): string {
+    const paths = this.opts.ptmxPaths?.(this.pid) ?? [`/proc/${this.pid}/root/dev/pts/ptmx`, `/proc/${this.pid}/root/dev/ptmx`];
+    let pty: Pty | undefined;
+    let lastErr: Error | undefined;
+    for (const p of paths) {
+      try {
+        pty = openpty(p);
+        break;
+      } catch (err) {
+        lastErr = err as Error;
+      }
+    }
+    if (!pty) throw new HelperError(`${this.opts.label}: cannot allocate a terminal: ${lastErr?.message ?? 'no ptmx path'}`);
+    this.masterFd = pty.master;
+    if (this.windowSize) setWindowSize(pty.master, this.windowSize.rows, this.windowSize.cols);
+    const master = fdStream(pty.master);
+    this.master = master;
+    const out = this.ptyOut!;
+    master.pipe(out);
+    // EIO once every slave fd is closed: that is the terminal's EOF.
+    master.on('error', () => out.end());
+    master.on('close', () => {
+      this.masterFd = -1;
+      out.end();
+    });
+    if (this.ptyIn) {
+      this.ptyIn.pipe(master, { end: false });
+      this.ptyIn.on('error', () => {});
+    }
+    return pty.slavePath;
   }
 
   /** Sends a signal to the workload. False when it has exited already. */
@@ -198,6 +262,9 @@ export class HelperProcess {
   /** Drops the pipes (after removal): pending reads see EOF. */
   destroyStdio(): void {
     for (const s of this.child.stdio as unknown as Array<Duplex | null>) s?.destroy();
+    this.ptyIn?.destroy();
+    this.master?.destroy();
+    this.ptyOut?.end();
   }
 
   private async waitReady(): Promise<void> {

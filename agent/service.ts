@@ -42,6 +42,8 @@ export interface AgentServiceOptions {
   /** For bind sources (fs.realpathSync by default). */
   realpath?: (p: string) => string;
   procRoot?: string;
+  /** Where a terminal process's pty is opened (see HelperOptions.ptmxPaths); tests point it at the host's. */
+  ptmxPaths?: (workloadPid: number) => string[];
 }
 
 export class AgentService {
@@ -70,6 +72,7 @@ export class AgentService {
       DestroySandbox: () => this.destroySandbox(),
       StatsContainer: (r: T.ContainerRef) => this.statsContainer(r),
       UpdateContainer: (r: T.UpdateContainerRequest) => this.updateContainer(r),
+      ResizePty: (r: T.ResizePtyRequest) => this.resizePty(r),
     };
   }
 
@@ -119,6 +122,8 @@ export class AgentService {
         helperPath: this.opts.helperPath,
         plan: encodePlan(plan),
         stdin: req.stdin,
+        terminal: plan.terminal === true,
+        ptmxPaths: this.opts.ptmxPaths,
         label: `container ${id}`,
         outputCap: this.opts.outputCap,
         setupTimeoutMs: this.opts.setupTimeoutMs,
@@ -164,6 +169,8 @@ export class AgentService {
         helperPath: this.opts.helperPath,
         plan: encodePlan(plan),
         stdin: req.stdin,
+        terminal: plan.terminal === true,
+        ptmxPaths: this.opts.ptmxPaths,
         label: `exec ${execId} in container ${c.id}`,
         outputCap: this.opts.outputCap,
         setupTimeoutMs: this.opts.setupTimeoutMs,
@@ -238,6 +245,14 @@ export class AgentService {
     const c = this.get(req.containerId);
     if (!c.cgroup) throw new StateError(`container ${c.id} has no cgroup: no statistics`);
     return readCgroupStats(c.cgroup.path);
+  }
+
+  resizePty(req: T.ResizePtyRequest): T.Empty {
+    const p = this.get(req.containerId).process(req.execId);
+    if (!p.terminal) throw new StateError(`process ${req.execId || 'init'} of container ${req.containerId} has no terminal`);
+    if (req.width > 0xffff || req.height > 0xffff) throw new SpecError(`window size ${req.width}x${req.height} is too large`);
+    p.resize(req.height, req.width);
+    return {};
   }
 
   updateContainer(req: T.UpdateContainerRequest): T.Empty {

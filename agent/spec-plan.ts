@@ -53,6 +53,8 @@ export interface Plan {
   cwd: string;
   env: string[];
   args: string[];
+  /** process.terminal: the helper gets `console -` (docs/design.md). */
+  terminal?: boolean;
   unenforced: UnenforcedSecurity;
 }
 
@@ -183,7 +185,7 @@ export function computeExecPlan(input: ExecPlanInput): PlanResult {
   };
 }
 
-type ProcessPlanFields = Pick<Plan, 'rlimits' | 'uid' | 'gid' | 'groups' | 'cwd' | 'env' | 'args'>;
+type ProcessPlanFields = Pick<Plan, 'rlimits' | 'uid' | 'gid' | 'groups' | 'cwd' | 'env' | 'args' | 'terminal'>;
 
 function processFields(value: unknown, where: string, warnings: string[]): { fields: ProcessPlanFields; unenforced: UnenforcedSecurity } {
   if (value === undefined || value === null) throw new SpecError(`${where} is required`);
@@ -224,12 +226,13 @@ function processFields(value: unknown, where: string, warnings: string[]): { fie
     rlimits.push({ resource, soft: rlimitValue(soft), hard: rlimitValue(hard) });
   });
 
-  if (p.terminal === true) warnings.push('process.terminal is not supported yet; the process gets pipes');
   const unenforced: UnenforcedSecurity = {};
   if (p.capabilities !== undefined && p.capabilities !== null) unenforced.capabilities = p.capabilities;
   if (p.noNewPrivileges === true) unenforced.noNewPrivileges = true;
 
-  return { fields: { rlimits, uid, gid, groups, cwd, env, args }, unenforced };
+  const fields: ProcessPlanFields = { rlimits, uid, gid, groups, cwd, env, args };
+  if (p.terminal === true) fields.terminal = true;
+  return { fields, unenforced };
 }
 
 function namespacesFrom(spec: OciSpec, warnings: string[]): NamespaceName[] {

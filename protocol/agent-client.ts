@@ -109,6 +109,11 @@ export class AgentClient {
     await this.call('UpdateContainer', req, opts);
   }
 
+  /** Sets the window size of the process's terminal (the process must have been started with process.terminal). */
+  async resizePty(req: T.ResizePtyRequest, opts?: CallOptions): Promise<void> {
+    await this.call('ResizePty', req, opts);
+  }
+
   /** The agent kills every container, syncs and powers the guest off after replying. */
   async destroySandbox(opts?: CallOptions): Promise<void> {
     await this.call('DestroySandbox', {}, opts);

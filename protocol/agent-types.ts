@@ -98,6 +98,16 @@ export interface RemoveContainerRequest {
   timeoutMs: number;
 }
 
+export interface ResizePtyRequest {
+  containerId: string;
+  /** Empty for the container's init process. */
+  execId: string;
+  /** Columns. */
+  width: number;
+  /** Rows. */
+  height: number;
+}
+
 export interface UpdateContainerRequest {
   containerId: string;
   /** An OCI LinuxResources object as JSON text. */

@@ -2,7 +2,7 @@
 import { Command, Option } from 'commander';
 import path from 'node:path';
 import * as commands from './commands.js';
-import { HullError, oneLine } from './errors.js';
+import { HullError, invalidArgument, oneLine } from './errors.js';
 import { createLogger, type LogFormat } from './log.js';
 
 const VERSION = '0.1.0';
@@ -26,6 +26,13 @@ function globals(program: Command): commands.Globals {
 }
 
 let exitCodeOnError = 1;
+
+/** runc sends the pty master over --console-socket (SCM_RIGHTS); hull's pty lives in the guest, so there is no fd. */
+function refuseConsoleSocket(socket: string | undefined): void {
+  if (socket !== undefined) {
+    throw invalidArgument('--console-socket is not supported: the pty lives inside the VM, so there is no host fd to send');
+  }
+}
 
 function action<A extends unknown[]>(program: Command, body: (g: commands.Globals, ...args: A) => Promise<number> | number) {
   return async (...args: A): Promise<void> => {
@@ -64,7 +71,7 @@ export function buildProgram(): Command {
   const bundleOption = () => new Option('-b, --bundle <dir>', 'path to the bundle').default(process.cwd(), 'current directory');
   const compatible = (cmd: Command): Command =>
     cmd
-      .option('--console-socket <path>', 'terminal console socket (not supported yet)')
+      .option('--console-socket <path>', 'refused: the pty lives inside the VM (use run/exec --tty from a terminal)')
       .option('--no-pivot', 'accepted for compatibility')
       .option('--no-new-keyring', 'accepted for compatibility');
 
@@ -77,7 +84,10 @@ export function buildProgram(): Command {
       .option('-d, --detach', 'detach from the container', false)
       .argument('<id>'),
   ).action(
-    action(program, (g, id: string, o: { bundle: string; pidFile?: string; detach: boolean }) => commands.run(g, id, o)),
+    action(program, (g, id: string, o: { bundle: string; pidFile?: string; detach: boolean; consoleSocket?: string }) => {
+      refuseConsoleSocket(o.consoleSocket);
+      return commands.run(g, id, o);
+    }),
   );
 
   compatible(
@@ -87,7 +97,12 @@ export function buildProgram(): Command {
       .addOption(bundleOption())
       .option('--pid-file <file>', 'write the host pid standing for the container')
       .argument('<id>'),
-  ).action(action(program, (g, id: string, o: { bundle: string; pidFile?: string }) => commands.create(g, id, o)));
+  ).action(
+    action(program, (g, id: string, o: { bundle: string; pidFile?: string; consoleSocket?: string }) => {
+      refuseConsoleSocket(o.consoleSocket);
+      return commands.create(g, id, o);
+    }),
+  );
 
   program
     .command('_monitor', { hidden: true })
@@ -132,13 +147,16 @@ export function buildProgram(): Command {
     .option('-u, --user <uid[:gid]>', 'user to run as')
     .option('-d, --detach', 'detach from the process', false)
     .option('--pid-file <file>', 'write the host pid standing for the process')
-    .option('--console-socket <path>', 'terminal console socket (not supported yet)')
+    .option('--console-socket <path>', 'refused: the pty lives inside the VM (use --tty from a terminal)')
     .argument('<id>')
     .argument('[command...]')
     .passThroughOptions()
     .action(async (id: string, args: string[], o: commands.ExecOptions) => {
       exitCodeOnError = 255; // runc: exec exits 255 on a runtime error, the process's status otherwise
-      await action(program, (g) => commands.exec(g, id, args, o))();
+      await action(program, (g) => {
+        refuseConsoleSocket((o as { consoleSocket?: string }).consoleSocket);
+        return commands.exec(g, id, args, o);
+      })();
     });
 
   program

@@ -17,6 +17,7 @@ import { parseSignal } from './signals.js';
 import { listIds, readState, sandboxDir, updateState } from './state.js';
 import { currentStatus, ociState } from './status.js';
 import { attachStdio, flush } from './stdio-relay.js';
+import { attachHostTerminal } from './terminal.js';
 import { destroySandbox, waitForExit } from './teardown.js';
 
 export interface Globals {
@@ -203,7 +204,9 @@ export async function exec(g: Globals, id: string, args: string[], opts: ExecOpt
   const status = currentStatus(current);
   if (status !== 'running') throw failedPrecondition(`cannot exec in container ${id}: it is ${status}, not running`);
   const processSpec = execProcessSpec(current.bundle, opts, args);
-  if (processSpec.terminal) throw invalidArgument('exec --tty is not supported yet');
+  if (processSpec.terminal && opts.detach) {
+    throw invalidArgument('exec --tty --detach needs --console-socket, which hull does not support (the pty lives in the VM)');
+  }
   if (opts.detach) {
     const forwarded = ['_exec', '--process-json', JSON.stringify(processSpec), id];
     const pid = await spawnDetached([...g.passThrough, ...forwarded]);
@@ -225,10 +228,18 @@ export async function execAttached(
   try {
     await agent.execProcess({ containerId: id, execId, processJson: JSON.stringify(processSpec), stdin: true });
     onStarted(process.pid);
+    const restoreTerminal = processSpec.terminal
+      ? attachHostTerminal((width, height) => agent.resizePty({ containerId: id, execId, width, height }), g.logger)
+      : () => undefined;
     const { outputs, input } = attachStdio(agent, id, execId);
     input.done.catch((err: unknown) => g.logger.debug({ err: oneLine(err) }, 'exec stdin relay ended'));
-    const { exitStatus } = await agent.waitProcess(id, execId);
-    await outputs;
+    let exitStatus: number;
+    try {
+      ({ exitStatus } = await agent.waitProcess(id, execId));
+      await outputs;
+    } finally {
+      restoreTerminal();
+    }
     input.stop();
     await Promise.all([flush(process.stdout), flush(process.stderr)]);
     return exitStatusFromGuest(exitStatus);

@@ -17,6 +17,7 @@ import {
   type ContainerState,
 } from './state.js';
 import { attachStdio, flush } from './stdio-relay.js';
+import { attachHostTerminal } from './terminal.js';
 import { vmSizeFor } from './vm-sizing.js';
 import { killRecordedVm } from './vmm.js';
 
@@ -87,7 +88,7 @@ export async function runContainer(options: RunOptions): Promise<number> {
   }
 
   options.onCreated({ ok: true, pid: process.pid });
-  const exitStatus = await superviseContainer(options, sandbox);
+  const exitStatus = await superviseContainer(options, sandbox, bundle.spec.process?.terminal === true);
   return exitStatus;
 }
 
@@ -114,7 +115,20 @@ function readStateQuietly(root: string, id: string): ContainerState | undefined 
 }
 
 /** Relays stdio, starts the container when asked, waits for its exit or the VM's death, then powers off. */
-async function superviseContainer(options: RunOptions, sandbox: Sandbox): Promise<number> {
+async function superviseContainer(options: RunOptions, sandbox: Sandbox, terminal: boolean): Promise<number> {
+  const { root, id, logger } = options;
+  const agent = sandbox.agent;
+  const restoreTerminal = terminal && !options.detached
+    ? attachHostTerminal((width, height) => agent.resizePty({ containerId: id, execId: '', width, height }), logger)
+    : () => undefined;
+  try {
+    return await superviseAttached(options, sandbox);
+  } finally {
+    restoreTerminal();
+  }
+}
+
+async function superviseAttached(options: RunOptions, sandbox: Sandbox): Promise<number> {
   const { root, id, logger } = options;
   const agent = sandbox.agent;
   const { outputs, input } = attachStdio(agent, id, '');

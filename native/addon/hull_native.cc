@@ -1,4 +1,4 @@
-// hull_native: what Node cannot do by itself in hull — AF_VSOCK sockets and streams over raw socket fds.
+// hull_native: what Node cannot do by itself in hull — AF_VSOCK sockets, streams over raw socket fds, and ptys.
 // Only N-API (node-addon-api) plus libuv's uv_poll_t through napi_get_uv_event_loop. Functions that make fds
 // return the fd, or -errno on failure (the TS wrapper in index.ts turns that into an Error with .code).
 #include <errno.h>
@@ -10,6 +10,7 @@
 #include "fd_handle.h"
 #include "listener.h"
 #include "peercred.h"
+#include "pty.h"
 
 namespace hull {
 namespace {
@@ -98,6 +99,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("vsockConnect", Napi::Function::New(env, VsockConnect, "vsockConnect"));
   exports.Set("vsockLocalAddress", Napi::Function::New(env, VsockLocalAddress, "vsockLocalAddress"));
   exports.Set("closeFd", Napi::Function::New(env, CloseFd, "closeFd"));
+  exports.Set("openpty", Napi::Function::New(env, OpenPty, "openpty"));
+  exports.Set("setWindowSize", Napi::Function::New(env, SetWindowSize, "setWindowSize"));
+  exports.Set("getWindowSize", Napi::Function::New(env, GetWindowSize, "getWindowSize"));
   exports.Set("peerCredentials", Napi::Function::New(env, PeerCredentials, "peerCredentials"));
   exports.Set("VMADDR_CID_ANY", Napi::Number::New(env, VMADDR_CID_ANY));
   exports.Set("VMADDR_PORT_ANY", Napi::Number::New(env, VMADDR_PORT_ANY));

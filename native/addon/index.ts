@@ -45,6 +45,9 @@ interface NativeAddon {
   vsockConnect(cid: number, port: number): number;
   vsockLocalAddress(fd: number): [number, number] | number;
   closeFd(fd: number): number;
+  openpty(ptmxPath?: string): { master: number; slavePath: string } | number;
+  setWindowSize(fd: number, rows: number, cols: number): number;
+  getWindowSize(fd: number): [number, number] | number;
 }
 
 let addon: NativeAddon | undefined;
@@ -208,6 +211,36 @@ export function socketpair(): [number, number] {
 export function closeFd(fd: number): void {
   const r = load().closeFd(fd);
   if (r < 0) throw errnoError(r, 'close');
+}
+
+/** A pseudo-terminal: the master fd (non-blocking, close-on-exec) and the slave's path as its devpts names it. */
+export interface Pty {
+  master: number;
+  slavePath: string;
+}
+
+/**
+ * Allocates a pty from `ptmxPath` (default /dev/ptmx; e.g. /proc/<pid>/root/dev/pts/ptmx for a container's own
+ * devpts instance, whose slave path "/dev/pts/N" is then valid inside that container). Wrap the master with
+ * fdStream(); reads end with EIO (an error on the stream) once every slave fd is closed.
+ */
+export function openpty(ptmxPath?: string): Pty {
+  const r = load().openpty(ptmxPath);
+  if (typeof r === 'number') throw errnoError(r, 'openpty', ptmxPath ?? '/dev/ptmx');
+  return r;
+}
+
+/** TIOCSWINSZ on a terminal fd (master or slave): the foreground process group gets SIGWINCH. */
+export function setWindowSize(fd: number, rows: number, cols: number): void {
+  const r = load().setWindowSize(fd, rows, cols);
+  if (r < 0) throw errnoError(r, 'ioctl', 'TIOCSWINSZ');
+}
+
+/** TIOCGWINSZ: { rows, cols } of a terminal fd. */
+export function getWindowSize(fd: number): { rows: number; cols: number } {
+  const r = load().getWindowSize(fd);
+  if (typeof r === 'number') throw errnoError(r, 'ioctl', 'TIOCGWINSZ');
+  return { rows: r[0], cols: r[1] };
 }
 
 export interface VsockServerEvents {

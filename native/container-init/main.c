@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
@@ -92,7 +93,46 @@ static void wait_for_start(void)
 		if (errno != EINTR)
 			fail("read start fd");
 	}
-	close(FD_START);
+}
+
+/* The terminal becomes the controlling tty and fds 0-2 (runc does the same with its console). Done as root, after
+ * the rootfs setup, so the path is looked up in the container's own devpts instance. */
+static void attach_console(const struct plan *p)
+{
+	char buf[256];
+	const char *path = p->console;
+	if (strcmp(path, "-") == 0) {
+		size_t len = 0;
+		for (;;) {
+			ssize_t n = read(FD_START, buf + len, sizeof(buf) - 1 - len);
+			if (n > 0) {
+				len += (size_t)n;
+				if (len == sizeof(buf) - 1)
+					failx("console path on the start fd is too long");
+				continue;
+			}
+			if (n == 0)
+				break;
+			if (errno != EINTR)
+				fail("read console path");
+		}
+		buf[len] = '\0';
+		if (len == 0 || buf[0] != '/')
+			failx("no console path after the start byte");
+		path = buf;
+	}
+	int fd = open(path, O_RDWR | O_NOCTTY | O_CLOEXEC);
+	if (fd < 0)
+		fail_arg("open console", path);
+	if (setsid() < 0)
+		fail("setsid");
+	if (ioctl(fd, TIOCSCTTY, 0) < 0)
+		fail_arg("TIOCSCTTY", path);
+	for (int i = 0; i <= 2; i++)
+		if (dup2(fd, i) < 0)
+			fail("dup2 console");
+	if (fd > 2)
+		close(fd);
 }
 
 static void set_user(const struct plan *p)
@@ -215,6 +255,9 @@ static _Noreturn void child_main(const struct plan *p, int syncfd)
 	}
 
 	wait_for_start();
+	if (p->console)
+		attach_console(p);
+	close(FD_START);
 	set_user(p);
 	if (chdir(p->cwd ? p->cwd : "/") < 0)
 		fail_arg("chdir", p->cwd ? p->cwd : "/");

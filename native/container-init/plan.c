@@ -196,6 +196,7 @@ int plan_read(int fd, struct plan *p, char *err, size_t errlen)
 			{ "mode", 1 }, { "join_pid", 1 }, { "namespaces", 1 }, { "rootfs", 1 }, { "readonly_root", 1 },
 			{ "hostname", 1 }, { "mount", 5 }, { "cgroup", 1 }, { "rlimit", 3 }, { "uid", 1 },
 			{ "gid", 1 }, { "groups", 1 }, { "cwd", 1 }, { "env", 1 }, { "arg", 1 },
+			{ "console", 1 },
 		};
 		int nvals = -1;
 		for (size_t i = 0; i < sizeof(arity) / sizeof(arity[0]); i++)
@@ -275,6 +276,10 @@ int plan_read(int fd, struct plan *p, char *err, size_t errlen)
 		} else if (strcmp(key, "groups") == 0) {
 			if (parse_groups(v[0], p))
 				return errf(err, errlen, "plan: bad groups \"%.128s\"", v[0]);
+		} else if (strcmp(key, "console") == 0) {
+			if (strcmp(v[0], "-") != 0 && v[0][0] != '/')
+				return errf(err, errlen, "plan: console must be \"-\" or an absolute path");
+			p->console = v[0];
 		} else if (strcmp(key, "cwd") == 0) {
 			if (v[0][0] != '/')
 				return errf(err, errlen, "plan: cwd must be absolute");

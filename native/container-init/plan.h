@@ -35,6 +35,7 @@ struct plan {
 	const char *hostname; /* NULL: leave as is */
 	const char *cgroup;   /* NULL: stay in the agent's cgroup */
 	const char *cwd;      /* NULL: "/" */
+	const char *console;  /* NULL: keep the agent's stdio; "-": slave path follows the start byte on fd 5 */
 	uid_t uid;
 	gid_t gid;
 	bool has_groups;

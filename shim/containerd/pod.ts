@@ -17,6 +17,7 @@ export type PodAgent = Pick<
   | 'removeContainer'
   | 'statsContainer'
   | 'updateContainer'
+  | 'resizePty'
 >;
 
 /** Host-side accounting of the whole VM (container statistics come from the guest: PodAgent.statsContainer). */

@@ -44,6 +44,8 @@ interface Proc {
   inputStarted: boolean;
   /** CloseIO{stdin} arrived (possibly before Start opened the exec's stdio). */
   stdinCloseRequested: boolean;
+  /** ResizePty of an exec before its Start: applied once the agent has started it. */
+  pendingSize?: { width: number; height: number };
 }
 
 interface Container {
@@ -285,6 +287,12 @@ export class TaskService {
             stdin: Boolean(p.stdio.stdin),
           });
           p.pid = pid;
+          if (p.pendingSize) {
+            const size = p.pendingSize;
+            await vm.agent
+              .resizePty({ containerId: c.id, execId: p.execId, ...size })
+              .catch((err: unknown) => this.log.debug({ err: oneLine(err) }, 'resize after exec start'));
+          }
         } catch (err) {
           await p.io?.close().catch(() => undefined);
           p.io = undefined;
@@ -524,8 +532,16 @@ export class TaskService {
     return {};
   }
 
-  resizePty(req: { id: string; execId: string }): object {
-    this.proc(req.id, req.execId); // hull gives processes pipes, not a pty: nothing to resize
+  /** The pty lives in the guest (the agent's, for process.terminal): the agent sets its window size. */
+  async resizePty(req: { id: string; execId: string; width: number; height: number }): Promise<object> {
+    const { c, p } = this.proc(req.id, req.execId);
+    if (!p.stdio.terminal) throw new TtrpcError(Code.FailedPrecondition, `process ${req.execId || req.id} has no terminal`);
+    if (p.status === 'stopped') return {};
+    if (p.execId && p.status === 'created') {
+      p.pendingSize = { width: req.width, height: req.height }; // the agent has no such exec until Start
+      return {};
+    }
+    await this.liveVm().agent.resizePty({ containerId: c.id, execId: p.execId, width: req.width, height: req.height });
     return {};
   }
 

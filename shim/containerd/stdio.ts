@@ -147,7 +147,8 @@ async function startLoggingBinary(path: string, query: URLSearchParams, ctx: IoC
   io.stderr.on('error', () => undefined);
 }
 
-/** Opens the stdio containerd gave for one process. With a terminal (hull has no pty yet) stderr joins stdout. */
+/** Opens the stdio containerd gave for one process. With a terminal the guest's pty output is stdout and its stderr
+ *  is empty (the stderr FIFO is not opened; the empty stream goes to stdout). */
 export const openProcessIo: IoOpener = async (paths, ctx) => {
   const io = new OpenedIo();
   try {

@@ -201,6 +201,23 @@ async function updateTask(id: string, resources: object): Promise<void> {
   }
 }
 
+/** Sends containerd.task.v2.Task/ResizePty straight to the task's shim (what `ctr` sends on SIGWINCH). */
+async function resizeTask(id: string, width: number, height: number): Promise<void> {
+  const address = socketAddress(sock, NS, id);
+  const conn = await new Promise<net.Socket>((resolve, reject) => {
+    const s = net.createConnection(address.slice('unix://'.length));
+    s.once('connect', () => resolve(s));
+    s.once('error', reject);
+  });
+  const client = new TtrpcClient(conn);
+  try {
+    const m = taskService().methods['ResizePty']!;
+    await client.call(TASK_SERVICE, 'ResizePty', m.resolvedRequestType!, m.resolvedResponseType!, { id, execId: '', width, height }, { timeoutMs: 10_000 });
+  } finally {
+    client.close();
+  }
+}
+
 /** Removes whatever tasks and containers a test left (a failed assertion must not leave its VM to the next test). */
 async function removeAll(): Promise<void> {
   const tasks = (await ctr(['task', 'ls', '-q']).catch(() => undefined))?.stdout.split('\n').filter(Boolean) ?? [];
@@ -291,6 +308,36 @@ describe.skipIf(missing.length > 0)(`containerd 1.6 with ${RUNTIME}`, () => {
     console.log(`ctr run --rm … true through hull: ${t.ms} ms`);
     expect((await ctr(['c', 'ls', '-q'])).stdout.trim()).toBe('');
     await until('the VMs to be gone', () => (leftovers().length === 0 ? true : undefined), 10_000);
+  });
+
+  test('ctr run -t: the task gets a pty in the guest, sized by ResizePty from ctr\'s terminal (ctr under script)', async () => {
+    // script(1) gives ctr a terminal; ctr -t puts it in raw mode and sends its size (stty below) as ResizePty.
+    const probe = 'tty; test -t 0 && test -t 1 && echo stdin-and-stdout-are-ttys; ' +
+      'for i in 1 2 3 4 5 6 7 8 9 10; do s=$(stty size); [ "$s" != "0 0" ] && break; sleep 1; done; echo "size=$s"; ' +
+      'for i in $(seq 1 30); do s=$(stty size); [ "$s" = "20 50" ] && break; sleep 1; done; echo "resized=$s"';
+    const ctrCmd = ['ctr', '-a', sock, '-n', NS, 'run', '-t', '--rm', '--runtime', RUNTIME, IMAGE, 'tty1', 'sh', '-c', probe];
+    const quoted = ctrCmd.map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
+    const child = spawn('script', ['-qfec', `stty rows 27 cols 77; exec ${quoted}`, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    let resized = false;
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      out += d;
+      // Once the first size is in, a ResizePty through the Task API changes it while the task runs.
+      if (!resized && out.includes('size=27 77')) {
+        resized = true;
+        void resizeTask('tty1', 50, 20).catch((err: unknown) => (out += `\nresize failed: ${String(err)}\n`));
+      }
+    });
+    const timer = setTimeout(() => child.kill('SIGKILL'), 90_000);
+    const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    clearTimeout(timer);
+    child.stdin.end();
+    const lines = out.split('\n').map((l) => l.replace(/\r/g, ''));
+    expect(code, out).toBe(0);
+    expect(lines[0]).toMatch(/^\/dev\/pts\/\d+$/);
+    expect(lines).toContain('stdin-and-stdout-are-ttys');
+    expect(lines).toContain('size=27 77');
+    expect(lines).toContain('resized=20 50');
   });
 
   test('stdin reaches the task and EOF ends it', async () => {

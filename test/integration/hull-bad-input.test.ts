@@ -32,6 +32,11 @@ function bundleWith(name: string, edit: (spec: Record<string, any>) => void): st
 describe('bad input', () => {
   it('missing bundle directory', () => expectOneLineError(['run', '-b', path.join(work, 'nope'), 'x'], /bundle directory .*nope does not exist/));
 
+  it('--console-socket (the pty master lives in the VM, there is no host fd to send)', async () => {
+    await expectOneLineError(['run', '--console-socket', path.join(work, 'console.sock'), '-b', good, 'x'], /--console-socket is not supported: the pty lives inside the VM/);
+    await expectOneLineError(['create', '--console-socket', path.join(work, 'console.sock'), '-b', good, 'x'], /--console-socket is not supported/);
+  });
+
   it('missing config.json', () => {
     const dir = path.join(work, 'empty');
     mkdirSync(dir, { recursive: true });

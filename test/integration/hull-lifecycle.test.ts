@@ -1,9 +1,10 @@
 // The runc lifecycle across separate CLI processes: create → state → start → exec → ps → list → kill → delete,
 // against one real microVM.
+import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { hull, hullDetached, leaks, makeBundle, noLeaks, tempDir, expectNoLeaksThenRemove } from '../helpers/hull.js';
+import { hull, hullBin, hullDetached, leaks, makeBundle, noLeaks, tempDir, expectNoLeaksThenRemove } from '../helpers/hull.js';
 
 const work = tempDir('hull-life-');
 const root = path.join(work, 'root');
@@ -64,6 +65,23 @@ describe('hull lifecycle', () => {
     expect(result.stdout).toBe('got:hello\n');
     expect(result.stderr).toBe('err\n');
     expect(result.code).toBe(5);
+  });
+
+  it('exec --tty gives the process a pty in the guest, sized from hull\'s terminal (hull under script)', async () => {
+    const cmd = `stty rows 22 cols 66; exec ${hullBin} --root ${root} exec --tty life sh -c 'tty; test -t 0 && echo is-a-tty; stty size; exit 4'`;
+    const child = spawn('script', ['-qfec', cmd, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    child.stdin.end();
+    const lines = out.split('\n').map((l) => l.replace(/\r/g, ''));
+    expect(code, out).toBe(4);
+    expect(lines[0]).toMatch(/^\/dev\/pts\/\d+$/);
+    expect(lines).toContain('is-a-tty');
+    expect(lines).toContain('22 66');
+    const detached = await hull(['exec', '--tty', '--detach', 'life', 'true'], { root });
+    expect(detached.code).not.toBe(0);
+    expect(detached.stderr).toMatch(/--tty --detach needs --console-socket/);
   });
 
   it('exec --process FILE, sharing the container’s namespaces and root (virtio-fs both ways)', async () => {

@@ -84,6 +84,25 @@ describe('hull run', () => {
     expect(leaks(root)).toEqual(noLeaks);
   });
 
+  it('gives a process.terminal process a real pty, and sizes it from the host terminal (hull under script)', async () => {
+    const bundle = makeBundle(path.join(work, 'tty'), ['sh', '-c', 'tty; test -t 0 && test -t 1 && echo stdin-and-stdout-are-ttys; stty size; echo to-stderr >&2'], (spec) => {
+      spec.process.terminal = true;
+    });
+    // script(1) gives hull a terminal as stdin/stdout; `stty` sets that terminal's size, which hull sends as ResizePty.
+    const cmd = `stty rows 31 cols 101; exec ${hullBin} --root ${root} run --bundle ${bundle} tty1`;
+    const child = spawn('script', ['-qfec', cmd, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    child.stdin.end();
+    expect(code).toBe(0);
+    const lines = out.split(/\r?\n/).map((l) => l.replace(/\r/g, ''));
+    expect(lines[0]).toMatch(/^\/dev\/pts\/\d+$/);
+    expect(lines).toContain('stdin-and-stdout-are-ttys');
+    expect(lines).toContain('31 101');
+    expect(lines).toContain('to-stderr'); // stderr shares the pty
+  });
+
   it('forwards stdin and closes it at EOF', async () => {
     const bundle = makeBundle(path.join(work, 'wc'), ['wc', '-l']);
     const result = await hull(['run', '--bundle', bundle, 'wc'], { root, input: 'a\nb\n' });

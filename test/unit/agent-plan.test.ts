@@ -206,9 +206,10 @@ describe('create plan', () => {
       }),
     );
     expect(Object.keys(p.unenforced).sort()).toEqual(['capabilities', 'maskedPaths', 'noNewPrivileges', 'readonlyPaths', 'seccomp', 'sysctl']);
+    expect(warnings.some((w) => w.includes('terminal'))).toBe(false);
+    expect(p.terminal).toBe(true);
     expect(warnings).toEqual(
       expect.arrayContaining([
-        expect.stringContaining('terminal'),
         'seccomp is not enforced yet',
         'maskedPaths is not enforced yet',
         'readonlyPaths is not enforced yet',
@@ -277,6 +278,13 @@ describe('plan encoding', () => {
     for (const k of ['namespaces', 'rootfs', 'mount', 'hostname', 'cgroup']) expect(s).not.toContain(k);
     expect(s).toContain('groups');
     expect(s[s.indexOf('groups') + 1]).toBe(''); // always written, so the helper drops the agent's groups
+  });
+
+  it('writes `console -` only for process.terminal', () => {
+    const withTty = decodePlanStrings(encodePlan(computeExecPlan({ process: { args: ['sh'], terminal: true }, joinPid: 7 }).plan));
+    expect(withTty[withTty.indexOf('console') + 1]).toBe('-');
+    const without = decodePlanStrings(encodePlan(computeExecPlan({ process: { args: ['sh'], terminal: false }, joinPid: 7 }).plan));
+    expect(without).not.toContain('console');
   });
 
   it('round-trips a computed plan and never emits NUL inside a value', () => {

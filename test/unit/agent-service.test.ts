@@ -128,6 +128,31 @@ describe('agent service over ttrpc with a fake helper', () => {
     expect(await outputs).toEqual(['hello world\n', 'oops\n']);
   });
 
+  it('gives a process.terminal process a pty: stdout carries it, stderr is empty, ResizePty sets its size', async () => {
+    const h = harness({ ptmxPaths: () => ['/dev/ptmx'] });
+    const script = 'test -t 0 && test -t 1 && test -t 2 && echo isatty; tty; read line; echo "got $line"; stty size; echo err >&2';
+    await create(h, 'c1', ['sh', '-c', script], { stdin: true, extra: { process: { args: ['sh', '-c', script], cwd: '/', terminal: true } } });
+    await h.agent.resizePty({ containerId: 'c1', execId: '', width: 120, height: 40 }); // before start: applied at start
+    const outputs = Promise.all([out(h, 'c1'), err(h, 'c1')]);
+    await h.agent.startContainer('c1');
+    await h.agent.writeStdin('c1', '', Buffer.from('hi\n'));
+    expect(await h.agent.waitProcess('c1')).toEqual({ exitStatus: 0, signal: 0 });
+    const [o, e] = await outputs;
+    expect(e).toBe('');
+    // The terminal echoes what stdin sent, wherever it landed.
+    expect(o).toContain('isatty\r\n');
+    expect(o).toMatch(/\/dev\/pts\/\d+\r\n/);
+    expect(o).toContain('got hi\r\n');
+    expect(o).toContain('40 120\r\nerr\r\n');
+    await expect(h.agent.resizePty({ containerId: 'c1', execId: 'nope', width: 1, height: 1 })).rejects.toThrow(/not found/);
+  });
+
+  it('refuses ResizePty for a process without a terminal', async () => {
+    const h = harness();
+    await create(h, 'c1', ['sleep', '5']);
+    await expect(h.agent.resizePty({ containerId: 'c1', execId: '', width: 80, height: 24 })).rejects.toThrow(/no terminal/);
+  });
+
   it('keeps output for reads after the process exited', async () => {
     const h = harness();
     await create(h, 'c1', ['sh', '-c', 'echo a; echo b']);

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { fdStream, openpty, setWindowSize } from '../../native/addon/index.ts';
 
 const REPO = resolve(import.meta.dirname, '../..');
 const HELPER = process.env.HULL_CONTAINER_INIT ?? join(REPO, 'build/native/hull-container-init-asan');
@@ -142,6 +143,11 @@ class HelperRun {
     this.#startFd().end();
   }
 
+  /** The start byte followed by more (the console path for `console -`). */
+  startWith(data: Buffer): void {
+    this.#startFd().end(data);
+  }
+
   /** Runs to completion: ready → start → exit. */
   async run(stdin?: string): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
     await this.ready();
@@ -184,7 +190,7 @@ describe.skipIf(!canRun)('hull-container-init', () => {
     chmodSync(join(rootfs, 'work'), 0o777);
     copyFileSync(BUSYBOX, join(rootfs, 'bin/busybox'));
     chmodSync(join(rootfs, 'bin/busybox'), 0o755);
-    for (const l of ['sh', 'echo', 'cat', 'id', 'hostname', 'ls', 'sleep', 'wc', 'ps', 'test', 'touch', 'readlink']) {
+    for (const l of ['sh', 'echo', 'cat', 'id', 'hostname', 'ls', 'sleep', 'wc', 'ps', 'test', 'touch', 'readlink', 'tty', 'stty']) {
       symlinkSync('busybox', join(rootfs, 'bin', l));
     }
   });
@@ -267,6 +273,34 @@ describe.skipIf(!canRun)('hull-container-init', () => {
     const { code } = await r.run('one\ntwo\nthree\n');
     expect(code).toBe(0);
     expect(r.stdout.trim()).toBe('3');
+  });
+
+  it('console -: a pty from the container devpts is the controlling terminal and fds 0-2', async () => {
+    const plan = createPlan({ args: ['sh', '-c', 'tty; test -t 0 && test -t 1 && test -t 2 && echo all-tty; stty size; echo err >&2'] });
+    plan.push('console', '-');
+    const r = helper(plan);
+    await r.ready();
+    const pty = openpty(`/proc/${r.pid}/root/dev/pts/ptmx`);
+    setWindowSize(pty.master, 25, 90);
+    const master = fdStream(pty.master);
+    let out = '';
+    master.setEncoding('utf8').on('data', (d: string) => (out += d));
+    const ended = new Promise<void>((res) => master.on('error', () => res()).on('end', () => res()));
+    r.startWith(Buffer.concat([Buffer.from('x'), Buffer.from(pty.slavePath)]));
+    expect((await r.withTimeout(r.exit)).code).toBe(0);
+    await r.withTimeout(ended);
+    master.destroy();
+    expect(pty.slavePath).toMatch(/^\/dev\/pts\/\d+$/);
+    expect(out).toBe(`${pty.slavePath}\r\nall-tty\r\n25 90\r\nerr\r\n`);
+    expect(r.stdout).toBe('');
+  });
+
+  it('refuses a relative console path', async () => {
+    const plan = createPlan({ args: ['true'] });
+    plan.push('console', 'dev/pts/0');
+    const r = helper(plan);
+    await r.withTimeout(r.exit);
+    expect(r.status.join('\n')).toMatch(/console must be/);
   });
 
   it('propagates the exit code', async () => {

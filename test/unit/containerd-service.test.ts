@@ -126,6 +126,10 @@ class FakeAgent implements PodAgent {
   async updateContainer(req: { containerId: string; resourcesJson: string }) {
     this.updates.push(req);
   }
+  resizes: Array<{ containerId: string; execId: string; width: number; height: number }> = [];
+  async resizePty(req: { containerId: string; execId: string; width: number; height: number }) {
+    this.resizes.push(req);
+  }
   async removeContainer(c: string) {
     this.removed.push(c);
     const p = this.procs.get(this.key(c, ''));
@@ -388,6 +392,23 @@ describe('task lifecycle', () => {
     });
     expect(events.map((e) => e.topic)).toContain('/tasks/paused');
     expect(events.map((e) => e.topic)).toContain('/tasks/resumed');
+  });
+
+  test('ResizePty goes to the agent for terminal processes (an exec not started yet gets it at Start)', async () => {
+    await call('Create', { id: 'c9', bundle: bundle('c9'), ...stdio('c9'), terminal: true });
+    await call('Start', { id: 'c9' });
+    await call('ResizePty', { id: 'c9', width: 100, height: 30 });
+    const spec = { typeUrl: 'types.containerd.io/opencontainers/runtime-spec/1/Process', value: Buffer.from(JSON.stringify({ args: ['sh'], terminal: true })) };
+    await call('Exec', { id: 'c9', execId: 'e1', stdout: '/fifo/exec-e1', stderr: '', terminal: true, spec });
+    await call('ResizePty', { id: 'c9', execId: 'e1', width: 80, height: 24 });
+    expect(vms[0]!.agent.resizes).toEqual([{ containerId: 'c9', execId: '', width: 100, height: 30 }]);
+    await call('Start', { id: 'c9', execId: 'e1' });
+    expect(vms[0]!.agent.resizes).toEqual([
+      { containerId: 'c9', execId: '', width: 100, height: 30 },
+      { containerId: 'c9', execId: 'e1', width: 80, height: 24 },
+    ]);
+    await call('Create', { id: 'c10', bundle: bundle('c10'), ...stdio('c10') });
+    expect((await callError('ResizePty', { id: 'c10', width: 1, height: 1 })).code).toBe(Code.FailedPrecondition);
   });
 
   test('Update hands LinuxResources (JSON) to the guest; bad or missing resources are InvalidArgument', async () => {

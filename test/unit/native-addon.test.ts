@@ -8,7 +8,9 @@ import { once } from 'node:events';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { addonPath, fdStream, socketpair, vsockConnect, vsockListen, VMADDR_CID_ANY, type FdStream } from '../../native/addon/index.ts';
+import { spawnSync } from 'node:child_process';
+import { closeSync, openSync } from 'node:fs';
+import { addonPath, fdStream, getWindowSize, openpty, setWindowSize, socketpair, closeFd, vsockConnect, vsockListen, VMADDR_CID_ANY, type FdStream } from '../../native/addon/index.ts';
 
 const REPO = resolve(import.meta.dirname, '../..');
 const ADDON = join(REPO, 'native/addon/build/Release/hull_native.node');
@@ -213,5 +215,36 @@ describe('hull_native addon', () => {
     await closed;
     // A CID nobody has: a clean rejection with a code, no hang.
     await expect(vsockConnect(0x7fff_fff0, 1024)).rejects.toMatchObject({ code: expect.stringMatching(/^E[A-Z]+$/) });
+  });
+
+  it('openpty: a non-blocking CLOEXEC master whose slave is a terminal; output ends with EIO', async () => {
+    const pty = openpty();
+    expect(pty.slavePath).toMatch(/^\/dev\/pts\/\d+$/);
+    const flags = spawnSync('cat', [`/proc/${process.pid}/fdinfo/${pty.master}`]).stdout.toString();
+    const oflags = parseInt(/flags:\s+(\d+)/.exec(flags)![1]!, 8);
+    expect(oflags & 0o4000).toBe(0o4000); // O_NONBLOCK
+    expect(oflags & 0o2000000).toBe(0o2000000); // O_CLOEXEC
+    setWindowSize(pty.master, 33, 111);
+    expect(getWindowSize(pty.master)).toEqual({ rows: 33, cols: 111 });
+    const master = fdStream(pty.master);
+    const chunks: Buffer[] = [];
+    master.on('data', (c: Buffer) => chunks.push(c));
+    const ended = new Promise<void>((res) => master.on('error', () => res()).on('end', () => res()));
+    const slave = openSync(pty.slavePath, 'r+');
+    const r = spawnSync('sh', ['-c', 'test -t 0 && test -t 1 && stty size && echo done'], { stdio: [slave, slave, slave] });
+    closeSync(slave);
+    expect(r.status).toBe(0);
+    await ended;
+    expect(Buffer.concat(chunks).toString()).toBe('33 111\r\ndone\r\n');
+    master.destroy();
+    await closed(master);
+  });
+
+  it('openpty/setWindowSize fail with a code', () => {
+    expect(() => openpty('/nonexistent/ptmx')).toThrow(expect.objectContaining({ code: 'ENOENT' }));
+    const [a, b] = socketpair();
+    expect(() => setWindowSize(a, 1, 1)).toThrow(expect.objectContaining({ code: 'ENOTTY' }));
+    closeFd(a);
+    closeFd(b);
   });
 });

@@ -332,6 +332,7 @@ describe('agent API round trip', () => {
         memoryEvents: { oom_kill: 1 },
       }),
       UpdateContainer: rec('UpdateContainer', {}),
+      ResizePty: rec('ResizePty', {}),
     };
     expect(Object.keys(handlers).sort()).toEqual(Object.keys(agentService().methods).sort());
 
@@ -367,6 +368,8 @@ describe('agent API round trip', () => {
     ]);
     await agent.removeContainer('c1', 500);
     expect(seen.RemoveContainer).toEqual({ containerId: 'c1', timeoutMs: 500 });
+    await agent.resizePty({ containerId: 'c1', execId: 'e1', width: 132, height: 43 });
+    expect(seen.ResizePty).toEqual({ containerId: 'c1', execId: 'e1', width: 132, height: 43 });
     await agent.destroySandbox();
     expect(seen.DestroySandbox).toEqual({});
     expect(await agent.statsContainer('c1')).toEqual({
