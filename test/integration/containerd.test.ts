@@ -14,6 +14,7 @@ import { TtrpcClient } from '../../protocol/ttrpc/client.js';
 import { socketAddress } from '../../shim/containerd/address.js';
 import { TASK_SERVICE, taskService } from '../../shim/containerd/protos.js';
 import { repo } from '../helpers/hull.js';
+import { prerequisitesMet } from '../helpers/prerequisites.js';
 
 const IMAGE = 'docker.io/hull/busybox:latest';
 const RUNTIME = 'io.containerd.hull.v2';
@@ -248,7 +249,7 @@ function leftovers(): string[] {
   return found;
 }
 
-describe.skipIf(missing.length > 0)(`containerd 1.6 with ${RUNTIME}`, () => {
+describe.runIf(prerequisitesMet('containerd tests', missing))(`containerd 1.6 with ${RUNTIME}`, () => {
   beforeAll(async () => {
     tmp = mkdtempSync(path.join(os.tmpdir(), 'hull-ctd-'));
     sock = path.join(tmp, 'c.sock');

@@ -12,6 +12,7 @@ import { isAlive } from '../../hypervisor/process.js';
 import { repoRoot, sandboxPaths, sandboxSockets, vsockBackendPath } from '../../hypervisor/paths.js';
 import { QemuMicrovm, type QemuMicrovmOptions } from '../../hypervisor/qemu.js';
 import type { VmConfig, VmExit, VmProcesses } from '../../hypervisor/types.js';
+import { prerequisitesMet } from '../helpers/prerequisites.js';
 
 const kernelDir = process.env['HULL_TEST_KERNEL_DIR'] ?? path.join(repoRoot(), 'build', 'kernel');
 const vmlinux = path.join(kernelDir, 'vmlinux');
@@ -144,7 +145,13 @@ async function waitForConsole(vm: QemuMicrovm, marker: string, timeoutMs: number
   }
 }
 
-describe.runIf(haveKernel && haveQemu)('QemuMicrovm (real QEMU, TCG here)', () => {
+describe.runIf(
+  prerequisitesMet('hypervisor integration', [
+    !haveKernel && 'build/kernel (bash guest-image/kernel.sh)',
+    !haveQemu && 'qemu-system-x86 and virtiofsd',
+    !haveBackend && 'build/native/hull-vsock-backend (make -C native)',
+  ]),
+)('QemuMicrovm (real QEMU, TCG here)', () => {
   beforeAll(() => {
     work = mkdtempSync(path.join(os.tmpdir(), 'hull-hv-'));
     initrd = buildInitramfs(work);
@@ -257,40 +264,4 @@ describe.runIf(haveKernel && haveQemu)('QemuMicrovm (real QEMU, TCG here)', () =
     expect(exit.reason).toBe('crashed');
     expect(exit.detail).toMatch(/code 1/);
   });
-
-  // Measurement, not a check: HULL_MEASURE=1 prints QEMU's PSS and boot time for several TCG tb-size values. With
-  // HULL_MEASURE_GUEST=<dir holding vmlinux, initrd.img, manifest.json[, rootfs.erofs]> it boots that guest image and
-  // counts "booted" from the agent accepting on vsock port 1024 (needs the vsock backend).
-  it.runIf(process.env['HULL_MEASURE'] === '1')('measures PSS and boot time by tb-size', async () => {
-    const guest = process.env['HULL_MEASURE_GUEST'];
-    const rows: string[] = [];
-    for (const tb of (process.env['HULL_MEASURE_TB'] ?? '0,256,128,64,32').split(',').map(Number)) {
-      let extra: Partial<VmConfig> = { kernelCmdline: 'quiet hulltest.mode=hang' };
-      if (guest) {
-        const manifest = JSON.parse(readFileSync(path.join(guest, 'manifest.json'), 'utf8')) as { kernelCmdline: string };
-        const rootfs = path.join(guest, 'rootfs.erofs');
-        extra = {
-          kernelPath: path.join(guest, 'vmlinux'),
-          initrdPath: path.join(guest, 'initrd.img'),
-          kernelCmdline: manifest.kernelCmdline,
-          memoryMiB: 512,
-          ...(existsSync(rootfs) ? { rootImagePath: rootfs } : {}),
-        };
-      }
-      const vm = makeVm(`measure-${tb}`, extra, { tbSizeMiB: tb });
-      const t0 = Date.now();
-      await vm.start();
-      if (guest) (await vm.connectVsock(1024, 90_000)).destroy();
-      else await waitForConsole(vm, 'HULLTEST done', 60_000);
-      const bootMs = Date.now() - t0;
-      await new Promise((r) => setTimeout(r, 2000));
-      const pss = pssBreakdown(vm.processes().vmm as number);
-      rows.push(
-        `tb-size=${tb === 0 ? 'default(1024)' : tb} MiB: ready after ${bootMs} ms; QEMU PSS ${mib(pss.Pss)} ` +
-          `(anon ${mib(pss.Pss_Anon)}, guest RAM shmem ${mib(pss.Pss_Shmem)}, file ${mib(pss.Pss_File)})`,
-      );
-      await vm.kill();
-      console.log(rows.at(-1));
-    }
-  }, 600_000);
 });

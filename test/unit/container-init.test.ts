@@ -8,6 +8,7 @@ import { join, resolve } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fdStream, openpty, setWindowSize } from '../../native/addon/index.ts';
+import { prerequisitesMet } from '../helpers/prerequisites.js';
 
 const REPO = resolve(import.meta.dirname, '../..');
 const HELPER = process.env.HULL_CONTAINER_INIT ?? join(REPO, 'build/native/hull-container-init-asan');
@@ -179,7 +180,7 @@ function helper(plan: string[], binary?: string): HelperRun {
   return r;
 }
 
-describe.skipIf(!canRun)('hull-container-init', () => {
+describe.runIf(prerequisitesMet('hull-container-init', [!canRun && 'root and /bin/busybox']))('hull-container-init', () => {
   beforeAll(() => {
     execFileSync('make', ['-C', join(REPO, 'native'), 'container-init', 'container-init-asan'], { stdio: 'pipe' });
     root = mkdtempSync(join(tmpdir(), 'hull-ci-'));
