@@ -116,7 +116,7 @@ function readStateQuietly(root: string, id: string): ContainerState | undefined 
 
 /** Relays stdio, starts the container when asked, waits for its exit or the VM's death, then powers off. */
 async function superviseContainer(options: RunOptions, sandbox: Sandbox, terminal: boolean): Promise<number> {
-  const { root, id, logger } = options;
+  const { id, logger } = options;
   const agent = sandbox.agent;
   const restoreTerminal = terminal && !options.detached
     ? attachHostTerminal((width, height) => agent.resizePty({ containerId: id, execId: '', width, height }), logger)

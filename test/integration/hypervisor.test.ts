@@ -114,16 +114,6 @@ function leftoverSockets(dir: string): string[] {
   return sandboxSockets(sandboxPaths(dir)).filter((s) => existsSync(s));
 }
 
-function pssBreakdown(pid: number): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const m of readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8').matchAll(/^(Pss\w*):\s+(\d+) kB/gm)) {
-    out[m[1] as string] = Number(m[2]);
-  }
-  return out;
-}
-
-const mib = (kib: number | undefined): string => `${((kib ?? NaN) / 1024).toFixed(1)} MiB`;
-
 /** vm.wait(), bounded, failing with the console tail so a hung guest explains itself. */
 async function waitExit(vm: QemuMicrovm, timeoutMs: number): Promise<VmExit> {
   let timer: NodeJS.Timeout | undefined;
