@@ -17,7 +17,6 @@ constexpr size_t kMaxIov = 1024;    // IOV_MAX on Linux
 
 thread_local char read_scratch[kReadChunk];
 
-void DeletePoll(uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); }
 
 }  // namespace
 
@@ -42,60 +41,27 @@ FdHandle::FdHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<FdHandle>(
     return;
   }
   int fd = info[0].As<Napi::Number>().Int32Value();
-  int fl = fcntl(fd, F_GETFL);
-  if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) {
-    Napi::Error e = Napi::Error::New(env, "fdStream: bad fd");
-    e.Set("code", Napi::String::New(env, "EBADF"));
-    e.ThrowAsJavaScriptException();
-    return;
-  }
-  poll_ = new uv_poll_t;
-  int rc = uv_poll_init(LoopOf(env), poll_, fd);
+  int rc = io_.Open(env, fd, this);
   if (rc < 0) {
-    delete poll_;
-    poll_ = nullptr;
-    Napi::Error e = Napi::Error::New(env, std::string("fdStream: cannot poll fd: ") + uv_strerror(rc));
+    Napi::Error e = Napi::Error::New(env, std::string("fdStream: cannot watch fd: ") + uv_strerror(rc));
     e.Set("code", Napi::String::New(env, uv_err_name(rc)));
     e.ThrowAsJavaScriptException();
     return;
   }
-  poll_->data = this;
-  fd_ = fd;
   on_read_ = Napi::Persistent(info[1].As<Napi::Function>());
   async_ = std::make_unique<Napi::AsyncContext>(env, "HullFdHandle");
-  if (napi_add_env_cleanup_hook(env, OnCleanup, this) == napi_ok) cleanup_hook_ = true;
   Ref();  // no GC while the fd is open: libuv holds a pointer to us
 }
 
-FdHandle::~FdHandle() {
-  if (cleanup_hook_) napi_remove_env_cleanup_hook(Env(), OnCleanup, this);
-  cleanup_hook_ = false;
-  if (poll_) {
-    uv_close(reinterpret_cast<uv_handle_t*>(poll_), DeletePoll);
-    poll_ = nullptr;
-  }
-  if (fd_ >= 0) close(fd_);
-  fd_ = -1;
-}
-
-void FdHandle::OnCleanup(void* arg) {
-  FdHandle* self = static_cast<FdHandle*>(arg);
-  self->cleanup_hook_ = false;  // the env is going away; it removes the hook itself
-  if (self->poll_) {
-    uv_close(reinterpret_cast<uv_handle_t*>(self->poll_), DeletePoll);
-    self->poll_ = nullptr;
-  }
-  if (self->fd_ >= 0) close(self->fd_);
-  self->fd_ = -1;
-}
+FdHandle::~FdHandle() = default;  // io_ closes the watcher and the fd
 
 void FdHandle::UpdatePoll() {
-  if (!poll_ || fd_ < 0) return;
+  if (!io_.poll() || io_.fd() < 0) return;
   int ev = (reading_ ? UV_READABLE : 0) | ((write_pending_ || connect_pending_) ? UV_WRITABLE : 0);
   if (ev)
-    uv_poll_start(poll_, ev, OnPoll);
+    uv_poll_start(io_.poll(), ev, OnPoll);
   else
-    uv_poll_stop(poll_);
+    uv_poll_stop(io_.poll());
 }
 
 void FdHandle::OnPoll(uv_poll_t* poll, int status, int events) {
@@ -105,13 +71,13 @@ void FdHandle::OnPoll(uv_poll_t* poll, int status, int events) {
   if (status < 0) {
     self->HandlePollError(status);
   } else {
-    if ((events & UV_WRITABLE) && self->fd_ >= 0) {
+    if ((events & UV_WRITABLE) && self->io_.fd() >= 0) {
       if (self->connect_pending_)
         self->HandleConnected();
       else if (self->write_pending_)
         self->HandleWritable();
     }
-    if ((events & UV_READABLE) && self->fd_ >= 0 && self->reading_) self->HandleReadable();
+    if ((events & UV_READABLE) && self->io_.fd() >= 0 && self->reading_) self->HandleReadable();
     self->UpdatePoll();
   }
   self->Unref();
@@ -121,7 +87,7 @@ void FdHandle::OnPoll(uv_poll_t* poll, int status, int events) {
 void FdHandle::HandlePollError(int status) {
   int soerr = 0;
   socklen_t len = sizeof(soerr);
-  if (getsockopt(fd_, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0) soerr = 0;
+  if (getsockopt(io_.fd(), SOL_SOCKET, SO_ERROR, &soerr, &len) < 0) soerr = 0;
   int err = soerr ? -soerr : 0;
   if (connect_pending_) {
     connect_pending_ = false;
@@ -131,12 +97,12 @@ void FdHandle::HandlePollError(int status) {
     CallFromLoop(Env(), cb, *async_, {Napi::Number::New(Env(), err)});
     return;
   }
-  if (fd_ >= 0 && write_pending_) {
+  if (io_.fd() >= 0 && write_pending_) {
     int r = err ? err : FlushWrites();
     if (r == 1) r = -EPIPE;
     FinishWrite(r);
   }
-  if (fd_ >= 0 && reading_) {
+  if (io_.fd() >= 0 && reading_) {
     if (err) {
       reading_ = false;
       UpdatePoll();
@@ -150,8 +116,8 @@ void FdHandle::HandlePollError(int status) {
 
 void FdHandle::HandleReadable() {
   Napi::Env env = Env();
-  for (int i = 0; i < kReadsPerEvent && reading_ && fd_ >= 0; i++) {
-    ssize_t n = read(fd_, read_scratch, kReadChunk);
+  for (int i = 0; i < kReadsPerEvent && reading_ && io_.fd() >= 0; i++) {
+    ssize_t n = read(io_.fd(), read_scratch, kReadChunk);
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) return;
@@ -170,7 +136,7 @@ void FdHandle::HandleReadable() {
     Napi::Buffer<char> buf = Napi::Buffer<char>::Copy(env, read_scratch, static_cast<size_t>(n));
     uint64_t starts = read_starts_;
     Napi::Value more = CallFromLoop(env, on_read_, *async_, {Napi::Number::New(env, static_cast<double>(n)), buf});
-    if (fd_ < 0) return;
+    if (io_.fd() < 0) return;
     // push() returned false: stop until the Duplex calls _read (readStart) again. MakeCallback runs nextTicks
     // before returning, so a consumer may already have asked for more (readStart) inside it: that wins.
     if (!more.IsEmpty() && more.IsBoolean() && !more.As<Napi::Boolean>().Value() && starts == read_starts_)
@@ -187,8 +153,8 @@ int FdHandle::FlushWrites() {
     struct msghdr msg = {};
     msg.msg_iov = &iov_[iov_pos_];
     msg.msg_iovlen = cnt;
-    ssize_t n = sendmsg(fd_, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (n < 0 && errno == ENOTSOCK) n = writev(fd_, &iov_[iov_pos_], static_cast<int>(cnt));
+    ssize_t n = sendmsg(io_.fd(), &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n < 0 && errno == ENOTSOCK) n = writev(io_.fd(), &iov_[iov_pos_], static_cast<int>(cnt));
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) return 1;
@@ -230,7 +196,7 @@ void FdHandle::HandleWritable() {
 void FdHandle::HandleConnected() {
   int soerr = 0;
   socklen_t len = sizeof(soerr);
-  if (getsockopt(fd_, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0) soerr = errno;
+  if (getsockopt(io_.fd(), SOL_SOCKET, SO_ERROR, &soerr, &len) < 0) soerr = errno;
   connect_pending_ = false;
   Napi::FunctionReference cb = std::move(on_connect_);
   UpdatePoll();
@@ -239,7 +205,7 @@ void FdHandle::HandleConnected() {
 
 Napi::Value FdHandle::ReadStart(const Napi::CallbackInfo& info) {
   read_starts_++;
-  if (fd_ >= 0 && !reading_) {
+  if (io_.fd() >= 0 && !reading_) {
     reading_ = true;
     UpdatePoll();
   }
@@ -258,7 +224,7 @@ Napi::Value FdHandle::ReadStop(const Napi::CallbackInfo& info) {
 // -errno: failed now.
 Napi::Value FdHandle::Write(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (fd_ < 0) return Napi::Number::New(env, -EBADF);
+  if (io_.fd() < 0) return Napi::Number::New(env, -EBADF);
   if (write_pending_) return Napi::Number::New(env, -EBUSY);
   if (info.Length() < 2 || !info[0].IsArray() || !info[1].IsFunction()) {
     Napi::TypeError::New(env, "write(buffers, cb)").ThrowAsJavaScriptException();
@@ -299,7 +265,7 @@ Napi::Value FdHandle::WaitConnected(const Napi::CallbackInfo& info) {
     Napi::TypeError::New(env, "waitConnected(cb)").ThrowAsJavaScriptException();
     return env.Undefined();
   }
-  if (fd_ < 0) return Napi::Number::New(env, -EBADF);
+  if (io_.fd() < 0) return Napi::Number::New(env, -EBADF);
   on_connect_ = Napi::Persistent(info[0].As<Napi::Function>());
   connect_pending_ = true;
   UpdatePoll();
@@ -307,29 +273,20 @@ Napi::Value FdHandle::WaitConnected(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value FdHandle::Shutdown(const Napi::CallbackInfo& info) {
-  if (fd_ < 0) return Napi::Number::New(info.Env(), -EBADF);
-  int r = shutdown(fd_, SHUT_WR) < 0 ? -errno : 0;
+  if (io_.fd() < 0) return Napi::Number::New(info.Env(), -EBADF);
+  int r = shutdown(io_.fd(), SHUT_WR) < 0 ? -errno : 0;
   return Napi::Number::New(info.Env(), r);
 }
 
 void FdHandle::DoClose() {
-  if (fd_ < 0) return;
-  if (poll_) {
-    uv_close(reinterpret_cast<uv_handle_t*>(poll_), DeletePoll);  // stops the watcher before the fd goes
-    poll_ = nullptr;
-  }
-  close(fd_);
-  fd_ = -1;
+  if (io_.fd() < 0) return;
+  io_.Close();
   reading_ = write_pending_ = connect_pending_ = false;
   iov_.clear();
   write_bufs_.Reset();
   on_read_.Reset();
   on_write_.Reset();
   on_connect_.Reset();
-  if (cleanup_hook_) {
-    napi_remove_env_cleanup_hook(Env(), OnCleanup, this);
-    cleanup_hook_ = false;
-  }
   Unref();
 }
 
@@ -339,12 +296,7 @@ Napi::Value FdHandle::Close(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value FdHandle::SetRef(const Napi::CallbackInfo& info) {
-  if (poll_) {
-    if (info.Length() > 0 && info[0].ToBoolean().Value())
-      uv_ref(reinterpret_cast<uv_handle_t*>(poll_));
-    else
-      uv_unref(reinterpret_cast<uv_handle_t*>(poll_));
-  }
+  io_.SetRef(info.Length() > 0 && info[0].ToBoolean().Value());
   return info.Env().Undefined();
 }
 

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "common.h"
+#include "polled_fd.h"
 
 namespace hull {
 
@@ -30,7 +31,6 @@ class FdHandle : public Napi::ObjectWrap<FdHandle> {
   Napi::Value SetRef(const Napi::CallbackInfo& info);
 
   static void OnPoll(uv_poll_t* poll, int status, int events);
-  static void OnCleanup(void* arg);
   void HandleReadable();
   void HandleWritable();
   void HandleConnected();
@@ -41,13 +41,11 @@ class FdHandle : public Napi::ObjectWrap<FdHandle> {
   void UpdatePoll();
   void DoClose();
 
-  int fd_ = -1;
-  uv_poll_t* poll_ = nullptr;  // owned until its close callback runs
+  PolledFd io_;
   bool reading_ = false;
   uint64_t read_starts_ = 0;  // ReadStart calls, to spot one made from inside a read callback
   bool write_pending_ = false;
   bool connect_pending_ = false;
-  bool cleanup_hook_ = false;
   std::vector<struct iovec> iov_;
   size_t iov_pos_ = 0;
   Napi::Reference<Napi::Array> write_bufs_;  // keeps the Buffers behind iov_ alive

@@ -11,7 +11,6 @@ namespace hull {
 
 namespace {
 constexpr int kAcceptsPerEvent = 64;
-void DeletePoll(uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); }
 }  // namespace
 
 Napi::Function Listener::Init(Napi::Env env) {
@@ -32,45 +31,18 @@ Listener::Listener(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Listener>(
     return;
   }
   int fd = info[0].As<Napi::Number>().Int32Value();
-  int fl = fcntl(fd, F_GETFL);
-  if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) {
-    Napi::Error::New(env, "Listener: bad fd").ThrowAsJavaScriptException();
-    return;
-  }
-  poll_ = new uv_poll_t;
-  int rc = uv_poll_init(LoopOf(env), poll_, fd);
+  int rc = io_.Open(env, fd, this);
   if (rc < 0) {
-    delete poll_;
-    poll_ = nullptr;
-    Napi::Error::New(env, std::string("Listener: cannot poll fd: ") + uv_strerror(rc)).ThrowAsJavaScriptException();
+    Napi::Error::New(env, std::string("Listener: cannot watch fd: ") + uv_strerror(rc)).ThrowAsJavaScriptException();
     return;
   }
-  poll_->data = this;
-  fd_ = fd;
   on_connection_ = Napi::Persistent(info[1].As<Napi::Function>());
   async_ = std::make_unique<Napi::AsyncContext>(env, "HullListener");
-  if (napi_add_env_cleanup_hook(env, OnCleanup, this) == napi_ok) cleanup_hook_ = true;
   Ref();
-  uv_poll_start(poll_, UV_READABLE, OnPoll);
+  uv_poll_start(io_.poll(), UV_READABLE, OnPoll);
 }
 
-Listener::~Listener() {
-  if (cleanup_hook_) napi_remove_env_cleanup_hook(Env(), OnCleanup, this);
-  cleanup_hook_ = false;
-  if (poll_) uv_close(reinterpret_cast<uv_handle_t*>(poll_), DeletePoll);
-  poll_ = nullptr;
-  if (fd_ >= 0) close(fd_);
-  fd_ = -1;
-}
-
-void Listener::OnCleanup(void* arg) {
-  Listener* self = static_cast<Listener*>(arg);
-  self->cleanup_hook_ = false;
-  if (self->poll_) uv_close(reinterpret_cast<uv_handle_t*>(self->poll_), DeletePoll);
-  self->poll_ = nullptr;
-  if (self->fd_ >= 0) close(self->fd_);
-  self->fd_ = -1;
-}
+Listener::~Listener() = default;  // io_ closes the watcher and the fd
 
 void Listener::OnPoll(uv_poll_t* poll, int status, int /*events*/) {
   Listener* self = static_cast<Listener*>(poll->data);
@@ -89,16 +61,16 @@ void Listener::OnPoll(uv_poll_t* poll, int status, int /*events*/) {
 
 void Listener::AcceptAll() {
   Napi::Env env = Env();
-  for (int i = 0; i < kAcceptsPerEvent && fd_ >= 0; i++) {
+  for (int i = 0; i < kAcceptsPerEvent && io_.fd() >= 0; i++) {
     struct sockaddr_storage ss = {};
     socklen_t len = sizeof(ss);
-    int cfd = accept4(fd_, reinterpret_cast<struct sockaddr*>(&ss), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    int cfd = accept4(io_.fd(), reinterpret_cast<struct sockaddr*>(&ss), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (cfd < 0) {
       if (errno == EINTR || errno == ECONNABORTED) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) return;
       // EMFILE and friends: pause instead of spinning on a listener that stays readable; JS resumes later.
       int err = -errno;
-      uv_poll_stop(poll_);
+      uv_poll_stop(io_.poll());
       CallFromLoop(env, on_connection_, *async_,
                    {Napi::Number::New(env, err), Napi::Number::New(env, 0), Napi::Number::New(env, 0)});
       return;
@@ -115,21 +87,14 @@ void Listener::AcceptAll() {
 }
 
 Napi::Value Listener::Start(const Napi::CallbackInfo& info) {
-  if (poll_ && fd_ >= 0) uv_poll_start(poll_, UV_READABLE, OnPoll);
+  if (io_.poll() && io_.fd() >= 0) uv_poll_start(io_.poll(), UV_READABLE, OnPoll);
   return info.Env().Undefined();
 }
 
 void Listener::DoClose() {
-  if (fd_ < 0) return;
-  if (poll_) uv_close(reinterpret_cast<uv_handle_t*>(poll_), DeletePoll);
-  poll_ = nullptr;
-  close(fd_);
-  fd_ = -1;
+  if (io_.fd() < 0) return;
+  io_.Close();
   on_connection_.Reset();
-  if (cleanup_hook_) {
-    napi_remove_env_cleanup_hook(Env(), OnCleanup, this);
-    cleanup_hook_ = false;
-  }
   Unref();
 }
 
@@ -139,12 +104,7 @@ Napi::Value Listener::Close(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value Listener::SetRef(const Napi::CallbackInfo& info) {
-  if (poll_) {
-    if (info.Length() > 0 && info[0].ToBoolean().Value())
-      uv_ref(reinterpret_cast<uv_handle_t*>(poll_));
-    else
-      uv_unref(reinterpret_cast<uv_handle_t*>(poll_));
-  }
+  io_.SetRef(info.Length() > 0 && info[0].ToBoolean().Value());
   return info.Env().Undefined();
 }
 

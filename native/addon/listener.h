@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "common.h"
+#include "polled_fd.h"
 
 namespace hull {
 
@@ -19,13 +20,10 @@ class Listener : public Napi::ObjectWrap<Listener> {
   Napi::Value Close(const Napi::CallbackInfo& info);
   Napi::Value SetRef(const Napi::CallbackInfo& info);
   static void OnPoll(uv_poll_t* poll, int status, int events);
-  static void OnCleanup(void* arg);
   void AcceptAll();
   void DoClose();
 
-  int fd_ = -1;
-  uv_poll_t* poll_ = nullptr;
-  bool cleanup_hook_ = false;
+  PolledFd io_;
   Napi::FunctionReference on_connection_;
   std::unique_ptr<Napi::AsyncContext> async_;
 };
