@@ -20,7 +20,8 @@ export function tailLines(file: string, lines = 20): string {
       .toString('utf8')
       .replace(/\r\n?/g, '\n')
       // eslint-disable-next-line no-control-regex
-      .replace(/[\u0000-\u0008\u000b-\u001f\u007f\u009b]/g, '?');
+      // C1 controls too: U+009B is CSI, U+009D OSC, U+0090 DCS, and some terminals honour all of them.
+      .replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g, '?');
     const all = text.split('\n');
     if (all.at(-1) === '') all.pop();
     if (length < size) all.shift(); // the first line was cut in the middle

@@ -25,8 +25,19 @@ export const notFound = (message: string): HullError => new HullError('not-found
 export const alreadyExists = (message: string): HullError => new HullError('already-exists', message);
 export const failedPrecondition = (message: string): HullError => new HullError('failed-precondition', message);
 
-/** One line, whatever the error was: multi-line messages (console tails) keep only what a terminal can show. */
+/** Longest message oneLine returns: error texts may quote the guest (agent replies, console tails), which is untrusted. */
+export const ONE_LINE_MAX = 16 * 1024;
+
+/**
+ * One line, whatever the error was: multi-line messages (console tails) keep only what a terminal can show. Other
+ * control characters (escape sequences a hostile guest put in an error reply) become '?', and the length is capped.
+ */
 export function oneLine(err: unknown): string {
   const message = err instanceof Error ? err.message : String(err);
-  return message.replace(/\s*\n\s*/g, ' | ').trim();
+  const line = message
+    .replace(/\s*\n\s*/g, ' | ')
+    // eslint-disable-next-line no-control-regex
+    .replace(/[\u0000-\u001f\u007f-\u009f]/g, '?')
+    .trim();
+  return line.length > ONE_LINE_MAX ? `${line.slice(0, ONE_LINE_MAX)}…` : line;
 }

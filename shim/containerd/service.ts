@@ -11,6 +11,7 @@ import { Code } from '../../protocol/ttrpc/codes.js';
 import type { Handler } from '../../protocol/ttrpc/server.js';
 import { loadBundle } from '../bundle.js';
 import { HullError, oneLine } from '../errors.js';
+import { exitStatusFromGuest, pidFromGuest } from '../guest-values.js';
 import type { OciSpec } from '../oci-spec.js';
 import { pumpInput, pumpOutput, STDIO_CHUNK } from '../stdio-relay.js';
 import { Topic, type EventSink } from './events.js';
@@ -243,7 +244,7 @@ export class TaskService {
         rootfsPath: booted.guestRootfs,
         stdin: Boolean(req.stdin),
       });
-      c.init.pid = pid;
+      c.init.pid = pidFromGuest(pid);
       this.containers.set(id, c);
       this.notifyContainers();
       this.watch(vm, c, c.init);
@@ -253,10 +254,10 @@ export class TaskService {
         rootfs: req.rootfs,
         io: { stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, terminal: req.terminal },
         checkpoint: req.checkpoint,
-        pid,
+        pid: c.init.pid,
       });
-      log.info({ pid }, 'container created');
-      return { pid };
+      log.info({ pid: c.init.pid }, 'container created');
+      return { pid: c.init.pid };
     } catch (err) {
       log.error({ err: oneLine(err) }, 'create failed');
       await this.releaseContainer(c, vm).catch((e: unknown) => log.warn({ err: oneLine(e) }, 'cleanup after failed create'));
@@ -273,7 +274,7 @@ export class TaskService {
       if (p.status !== 'created') throw new TtrpcError(Code.FailedPrecondition, `process ${req.execId || req.id} was already started`);
       if (!p.execId) {
         const { pid } = await vm.agent.startContainer(c.id);
-        p.pid = pid || p.pid;
+        p.pid = pidFromGuest(pid) || p.pid;
         p.status = 'running';
         this.opts.events.publish(Topic.start, { containerId: c.id, pid: p.pid });
       } else {
@@ -286,7 +287,7 @@ export class TaskService {
             processJson: p.processJson ?? '{}',
             stdin: Boolean(p.stdio.stdin),
           });
-          p.pid = pid;
+          p.pid = pidFromGuest(pid);
           if (p.pendingSize) {
             const size = p.pendingSize;
             await vm.agent
@@ -329,7 +330,7 @@ export class TaskService {
       let vmDied: string | undefined;
       try {
         const outcome = await Promise.race([
-          agent.waitProcess(c.id, p.execId).then((r) => ({ status: r.exitStatus, died: undefined as string | undefined })),
+          agent.waitProcess(c.id, p.execId).then((r) => ({ status: exitStatusFromGuest(r.exitStatus), died: undefined as string | undefined })),
           vm.died.then((reason) => ({ status: VM_DIED_STATUS, died: reason })),
         ]);
         status = outcome.status;
@@ -466,7 +467,7 @@ export class TaskService {
     const c = this.container(req.id);
     if (c.init.status === 'stopped' || !this.vm || this.vmDeadReason) return { processes: [] };
     const list = await this.vm.agent.listProcesses(c.id);
-    return { processes: list.map((p) => ({ pid: p.pid })) };
+    return { processes: list.map((p) => ({ pid: pidFromGuest(p.pid) })) };
   }
 
   private checkPausable(c: Container): PodVm {

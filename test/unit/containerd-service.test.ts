@@ -394,6 +394,21 @@ describe('task lifecycle', () => {
     expect(events.map((e) => e.topic)).toContain('/tasks/resumed');
   });
 
+  test('pids and exit statuses the guest reports are clamped before they reach containerd', async () => {
+    await call('Create', { id: 'c10', bundle: bundle('c10'), ...stdio('c10') });
+    await call('Start', { id: 'c10' });
+    const agent = vms[0]!.agent;
+    agent.listProcesses = async () => [
+      { pid: 2 ** 32 - 1, execId: '', command: 'x' },
+      { pid: 0, execId: '', command: 'y' },
+      { pid: 7, execId: '', command: 'z' },
+    ];
+    expect((await call('Pids', { id: 'c10' })).processes.map((p: { pid: number }) => p.pid)).toEqual([0, 0, 7]);
+    const waiting = call('Wait', { id: 'c10' });
+    agent.finish('c10', '', 70_000);
+    expect((await waiting).exitStatus).toBe(255);
+  });
+
   test('ResizePty goes to the agent for terminal processes (an exec not started yet gets it at Start)', async () => {
     await call('Create', { id: 'c9', bundle: bundle('c9'), ...stdio('c9'), terminal: true });
     await call('Start', { id: 'c9' });

@@ -541,6 +541,8 @@ describe('small pieces', () => {
     const f = path.join(tmp, 'console.log');
     writeFileSync(f, 'one\r\ntwo\n\u001b[31mthree\u001b[0m\n');
     expect(tailLines(f, 2)).toBe('two\n?[31mthree?[0m');
+    writeFileSync(f, 'a\u009b2Jb\u009d0;title\u009cc\u0090d\n');
+    expect(tailLines(f)).toBe('a?2Jb?0;title?c?d');
     expect(tailLines(path.join(tmp, 'missing.log'))).toBe('');
   });
 });

@@ -155,6 +155,16 @@ describe('values from the guest', async () => {
   });
 });
 
+describe('oneLine', async () => {
+  const { oneLine, ONE_LINE_MAX } = await import('../../shim/errors.js');
+  it('joins lines, defuses terminal escapes a guest put in an error, and caps the length', () => {
+    expect(oneLine(new Error('a\n  b\r\nc'))).toBe('a | b | c');
+    expect(oneLine(new Error('bad \u001b]0;pwned\u0007 \u009b2J\rx'))).toBe('bad ?]0;pwned? ?2J?x');
+    const long = oneLine(new Error('x'.repeat(ONE_LINE_MAX * 2)));
+    expect(long.length).toBe(ONE_LINE_MAX + 1);
+  });
+});
+
 describe('logging', async () => {
   const { createLogger } = await import('../../shim/log.js');
   it('writes --log files synchronously, as JSON or as text lines', () => {
