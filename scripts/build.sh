@@ -4,6 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 make -s -C native all
-(cd native/addon && npx --no-install node-gyp rebuild --loglevel=error >/dev/null)
+# Node's headers come with Debian's/NodeSource's nodejs package; pointing node-gyp at them keeps it offline.
+nodedir=()
+[ -f /usr/include/node/node_api.h ] && nodedir=(--nodedir=/usr)
+(cd native/addon && npx --no-install node-gyp rebuild "${nodedir[@]}" --loglevel=error >/dev/null)
 node scripts/bundle.mjs
 bash guest-image/build.sh
