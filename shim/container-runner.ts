@@ -142,7 +142,7 @@ async function superviseAttached(options: RunOptions, sandbox: Sandbox): Promise
 
   let exitStatus: number;
   let stopReason: string | undefined;
-  const vmDied = sandbox.hypervisor.wait().then((exit) => exit);
+  const vmDied = sandbox.hypervisor.wait();
   const outcome = await Promise.race([
     agent.waitProcess(id, '').then((r) => ({ kind: 'exit' as const, status: exitStatusFromGuest(r.exitStatus) })),
     vmDied.then((exit) => ({ kind: 'vm' as const, exit })),
