@@ -36,6 +36,9 @@ export async function run(g: Globals, id: string, opts: { bundle: string; pidFil
     await start(g, id);
     return 0;
   }
+  // Only what this run created is deleted afterwards: a duplicate id must leave the existing container alone, and
+  // a failed create has already cleaned up after itself.
+  let created = false;
   try {
     return await runContainer({
       root: g.root,
@@ -45,11 +48,14 @@ export async function run(g: Globals, id: string, opts: { bundle: string; pidFil
       startImmediately: true,
       detached: false,
       onCreated: (result) => {
+        created = result.ok;
         if (result.ok && opts.pidFile) writePidFile(opts.pidFile, result.pid);
       },
     });
   } finally {
-    await destroySandbox(g.root, id, 0).catch((err: unknown) => g.logger.warn({ err: oneLine(err) }, 'cleanup after run'));
+    if (created) {
+      await destroySandbox(g.root, id, 0).catch((err: unknown) => g.logger.warn({ err: oneLine(err) }, 'cleanup after run'));
+    }
   }
 }
 

@@ -57,6 +57,14 @@ describe('hull lifecycle', () => {
     expect(readFileSync(stdio.stdout, 'utf8')).toBe('started\n');
   });
 
+  it('run with the id of a running container fails and leaves that container running', async () => {
+    const dup = await hull(['run', '--bundle', bundle, 'life'], { root });
+    expect(dup.code).not.toBe(0);
+    expect(dup.stderr).toBe('hull: container life already exists\n');
+    const state = stateOf((await hull(['state', 'life'], { root })).stdout);
+    expect(state.status).toBe('running');
+  });
+
   it('exec runs another process with its own stdio and exit code (trailing command)', async () => {
     const result = await hull(['exec', 'life', 'sh', '-c', 'read line; echo got:$line; echo err >&2; exit 5'], {
       root,
