@@ -1,7 +1,7 @@
 // Bounded waiting for a helper to get ready, failing early (with its log tail) if it exits first.
-import { closeSync, openSync, readSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { HelperStartError } from './errors.js';
-import { tailLines } from './log-tail.js';
+import { readRange, tailLines } from './log-tail.js';
 import type { HostProcess } from './process.js';
 
 export function fileSize(file: string): number {
@@ -14,19 +14,7 @@ export function fileSize(file: string): number {
 
 /** What was appended to a log since `offset` (at most 64 KiB of it: readiness lines come first). */
 export function readSince(file: string, offset: number): string {
-  let fd: number;
-  try {
-    fd = openSync(file, 'r');
-  } catch {
-    return '';
-  }
-  try {
-    const buf = Buffer.alloc(64 * 1024);
-    const n = readSync(fd, buf, 0, buf.length, offset);
-    return buf.subarray(0, n).toString('utf8');
-  } finally {
-    closeSync(fd);
-  }
+  return readRange(file, 64 * 1024, () => offset).text;
 }
 
 export interface ReadyWait {

@@ -44,19 +44,35 @@ export async function connectHybridVsock(udsPath: string, port: number, timeoutM
   if (!Number.isInteger(port) || port < 0 || port > 0xffffffff) {
     throw new RangeError(`vsock port must be a u32, got ${port}`);
   }
+  return connectWithRetry(udsPath, port, timeoutMs, (budgetMs) => attemptHybrid(udsPath, port, budgetMs), (err) => {
+    if (!(err instanceof RetryableError)) throw err;
+    return err.message;
+  });
+}
+
+/**
+ * Calls `attempt` every RETRY_MS until it connects or the deadline passes (the guest is still booting, or its
+ * agent does not listen yet). `retryable` returns why an error is worth another try, or rethrows it.
+ */
+async function connectWithRetry<T>(
+  target: string,
+  port: number,
+  timeoutMs: number,
+  attempt: (budgetMs: number) => Promise<T>,
+  retryable: (err: unknown) => string,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let attempts = 0;
   let lastError = 'no attempt made';
   for (;;) {
     attempts++;
     try {
-      return await attemptHybrid(udsPath, port, Math.max(1, deadline - Date.now()));
+      return await attempt(Math.max(1, deadline - Date.now()));
     } catch (err) {
-      if (!(err instanceof RetryableError)) throw err;
-      lastError = err.message;
+      lastError = retryable(err);
     }
     if (Date.now() + RETRY_MS >= deadline) {
-      throw new AgentUnreachableError(udsPath, port, timeoutMs, attempts, lastError);
+      throw new AgentUnreachableError(target, port, timeoutMs, attempts, lastError);
     }
     await new Promise((r) => setTimeout(r, RETRY_MS));
   }
@@ -152,25 +168,19 @@ export class KernelVsockTransport implements AgentTransport {
 
   async connect(port: number, timeoutMs: number): Promise<Duplex> {
     const addon = await loadAddon();
-    const deadline = Date.now() + timeoutMs;
-    let attempts = 0;
-    let lastError = 'no attempt made';
-    for (;;) {
-      attempts++;
-      try {
-        return await addon.vsockConnect(this.guestCid, port);
-      } catch (err) {
+    return connectWithRetry(
+      `AF_VSOCK cid ${this.guestCid}`,
+      port,
+      timeoutMs,
+      async () => addon.vsockConnect(this.guestCid, port),
+      (err) => {
         // An errno (ECONNRESET/ECONNREFUSED until the guest listens) is retried; anything else is the addon itself.
         if ((err as NodeJS.ErrnoException).code === undefined) {
           throw new VsockAddonError(`AF_VSOCK connect failed: ${(err as Error).message}`, { cause: err });
         }
-        lastError = (err as Error).message;
-      }
-      if (Date.now() + RETRY_MS >= deadline) {
-        throw new AgentUnreachableError(`AF_VSOCK cid ${this.guestCid}`, port, timeoutMs, attempts, lastError);
-      }
-      await new Promise((r) => setTimeout(r, RETRY_MS));
-    }
+        return (err as Error).message;
+      },
+    );
   }
 }
 
