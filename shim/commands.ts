@@ -14,7 +14,7 @@ import type { OciProcess, OciSpec } from './oci-spec.js';
 import { writePidFile } from './pid-file.js';
 import { connectToSandbox } from './sandbox.js';
 import { parseSignal } from './signals.js';
-import { listIds, readState, sandboxDir, updateState } from './state.js';
+import { listIds, monitorOf, readState, sandboxDir, updateState } from './state.js';
 import { currentStatus, ociState } from './status.js';
 import { attachStdio, flush } from './stdio-relay.js';
 import { attachHostTerminal } from './terminal.js';
@@ -156,7 +156,7 @@ export async function remove(g: Globals, id: string, force: boolean): Promise<nu
     } catch (err) {
       g.logger.warn({ err: oneLine(err) }, 'could not signal the container; destroying its VM');
     }
-    await waitForExit(current.pid, MONITOR_WAIT_MS);
+    await waitForExit(monitorOf(current), MONITOR_WAIT_MS);
   }
   await destroySandbox(g.root, id, MONITOR_WAIT_MS);
   return 0;

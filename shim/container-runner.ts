@@ -4,6 +4,7 @@
 import os from 'node:os';
 import type { Logger } from 'pino';
 import { loadBundle } from './bundle.js';
+import { procStartTime } from '../hypervisor/process.js';
 import { oneLine } from './errors.js';
 import { exitStatusFromGuest, pidFromGuest } from './guest-values.js';
 import { releaseMounts, Sandbox, guestRootfs } from './sandbox.js';
@@ -47,6 +48,7 @@ export async function runContainer(options: RunOptions): Promise<number> {
     rootfs: bundle.rootfs,
     status: 'creating',
     pid: process.pid,
+    pidStartTime: procStartTime(process.pid),
     annotations: bundle.spec.annotations ?? {},
     created: new Date().toISOString(),
     owner: os.userInfo().username,

@@ -4,6 +4,7 @@
 import { closeSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, unlinkSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { alreadyExists, HullError, notFound } from './errors.js';
+import { isAlive, type RecordedProcess } from '../hypervisor/process.js';
 import type { VmProcesses } from '../hypervisor/types.js';
 
 export type ContainerStatus = 'creating' | 'created' | 'running' | 'stopped';
@@ -16,6 +17,8 @@ export interface ContainerState {
   status: ContainerStatus;
   /** Host pid that stands for the container: the monitor, which exits with the container's status. */
   pid: number;
+  /** The monitor's start time (/proc/<pid>/stat), so a later call never mistakes a reused pid for it. */
+  pidStartTime?: number;
   /** pid of the container's init inside the guest. */
   guestPid?: number;
   annotations: Record<string, string>;
@@ -82,15 +85,6 @@ export function writeState(root: string, state: ContainerState): void {
   renameSync(temp, file);
 }
 
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 function sleepSync(ms: number): void {
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
@@ -112,7 +106,7 @@ function acquireLock(lockPath: string, id: string): void {
     } catch {
       continue; // released between our open and read
     }
-    if (Number.isInteger(holder) && holder > 0 && !pidAlive(holder)) {
+    if (Number.isInteger(holder) && holder > 0 && !isAlive({ pid: holder })) {
       rmSync(lockPath, { force: true });
       continue;
     }
@@ -150,4 +144,8 @@ export function listIds(root: string): string[] {
   }
 }
 
-export { pidAlive };
+
+/** The monitor as a recorded process: pid plus start time, so a reused pid is never taken for it. */
+export function monitorOf(state: ContainerState): RecordedProcess {
+  return state.pidStartTime === undefined ? { pid: state.pid } : { pid: state.pid, startTime: state.pidStartTime };
+}

@@ -1,10 +1,11 @@
 // What `state` and `list` report. The state file says what the monitor last recorded; a monitor that is gone
 // without recording an exit means the container is stopped (it died with its VM or was killed).
-import { pidAlive, type ContainerState, type ContainerStatus } from './state.js';
+import { isAlive } from '../hypervisor/process.js';
+import { monitorOf, type ContainerState, type ContainerStatus } from './state.js';
 
 export function currentStatus(state: ContainerState): ContainerStatus {
   if (state.status === 'stopped') return 'stopped';
-  return pidAlive(state.pid) ? state.status : 'stopped';
+  return isAlive(monitorOf(state)) ? state.status : 'stopped';
 }
 
 export interface OciState {

@@ -2,12 +2,13 @@
 // the mounts and the state directory. Used by delete, and after failures.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { releaseMounts } from './sandbox.js';
-import { pidAlive, readState, removeSandboxDir, sandboxDir } from './state.js';
+import { isAlive, type RecordedProcess } from '../hypervisor/process.js';
+import { monitorOf, readState, removeSandboxDir, sandboxDir } from './state.js';
 import { killRecordedVm } from './vmm.js';
 
-export async function waitForExit(pid: number, timeoutMs: number): Promise<boolean> {
+export async function waitForExit(proc: RecordedProcess, timeoutMs: number): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
-  while (pidAlive(pid)) {
+  while (isAlive(proc)) {
     if (Date.now() > deadline) return false;
     await sleep(20);
   }
@@ -22,13 +23,14 @@ export async function destroySandbox(root: string, id: string, monitorWaitMs: nu
     removeSandboxDir(root, id);
     return;
   }
-  if (state.pid !== process.pid && pidAlive(state.pid) && !(await waitForExit(state.pid, monitorWaitMs))) {
+  const monitor = monitorOf(state);
+  if (state.pid !== process.pid && isAlive(monitor) && !(await waitForExit(monitor, monitorWaitMs))) {
     try {
       process.kill(state.pid, 'SIGKILL');
     } catch {
       // exited in between
     }
-    await waitForExit(state.pid, 2_000);
+    await waitForExit(monitor, 2_000);
   }
   const latest = readState(root, id);
   await killRecordedVm(latest.vm);

@@ -103,6 +103,9 @@ describe('state store', () => {
     expect(ociState(dead)).toMatchObject({ status: 'stopped', pid: 0 });
     const alive = sample('y', process.pid);
     expect(ociState(alive)).toMatchObject({ status: 'created', pid: process.pid });
+    // A live process that reused the monitor's pid is not the monitor: its start time differs.
+    const reused = { ...sample('z', process.pid), pidStartTime: 1 };
+    expect(currentStatus(reused)).toBe('stopped');
   });
 
   it('writes pid files with no newline', () => {
