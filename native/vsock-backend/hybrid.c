@@ -169,6 +169,19 @@ static void account_written(struct conn *c, size_t n)
         c->send_credit_update = true;
 }
 
+/* Non-blocking sendmsg, retried on EINTR: bytes sent, or -errno (-EAGAIN when the socket is full). */
+static ssize_t send_nb(int fd, struct iovec *iov, unsigned n)
+{
+    struct msghdr mh = { .msg_iov = iov, .msg_iovlen = n };
+    for (;;) {
+        ssize_t w = sendmsg(fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w >= 0)
+            return w;
+        if (errno != EINTR)
+            return -errno;
+    }
+}
+
 static bool write_failed(struct vsock_dev *dev, struct conn *c, int err)
 {
     LOG_DBG("host socket of %u<->%u: write failed: %s", c->local_port, c->peer_port, strerror(err));
@@ -186,15 +199,11 @@ bool hybrid_write_g2h(struct vsock_dev *dev, struct conn *c, const struct vq_cha
             unsigned n = iov_slice(ch->iov, ch->nread, off + done, len - done, iov, 64);
             if (n == 0)
                 break;
-            struct msghdr mh = { .msg_iov = iov, .msg_iovlen = n };
-            ssize_t w = sendmsg(c->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
-            if (w < 0) {
-                if (errno == EINTR)
-                    continue;
-                if (errno == EAGAIN)
-                    break;
-                return write_failed(dev, c, errno);
-            }
+            ssize_t w = send_nb(c->fd, iov, n);
+            if (w == -EAGAIN)
+                break;
+            if (w < 0)
+                return write_failed(dev, c, (int)-w);
             done += (size_t)w;
             account_written(c, (size_t)w);
         }
@@ -221,15 +230,11 @@ bool hybrid_flush_g2h(struct vsock_dev *dev, struct conn *c)
     while (c->g2h.len > 0 && c->fd >= 0) {
         struct iovec sp[2];
         unsigned ns = rb_data_spans(&c->g2h, c->g2h.len, sp);
-        struct msghdr mh = { .msg_iov = sp, .msg_iovlen = ns };
-        ssize_t w = sendmsg(c->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN)
-                break;
-            return write_failed(dev, c, errno);
-        }
+        ssize_t w = send_nb(c->fd, sp, ns);
+        if (w == -EAGAIN)
+            break;
+        if (w < 0)
+            return write_failed(dev, c, (int)-w);
         rb_consume(&c->g2h, (uint32_t)w);
         account_written(c, (size_t)w);
     }

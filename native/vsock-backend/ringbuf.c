@@ -70,18 +70,16 @@ uint32_t rb_reserve(struct ringbuf *rb, uint32_t want)
     return freeb < want ? freeb : want;
 }
 
-unsigned rb_free_spans(const struct ringbuf *rb, uint32_t limit, struct iovec iov[2])
+/* The ≤ 2 contiguous pieces of the ring range [start + off, start + off + limit), wrapping at cap. */
+static unsigned rb_spans(const struct ringbuf *rb, uint32_t off, uint32_t limit, struct iovec iov[2])
 {
-    uint32_t freeb = rb->cap - rb->len;
-    if (limit > freeb)
-        limit = freeb;
     if (!limit)
         return 0;
-    uint32_t wpos = (rb->start + rb->len) % rb->cap;
-    uint32_t first = rb->cap - wpos;
+    uint32_t pos = (rb->start + off) % rb->cap;
+    uint32_t first = rb->cap - pos;
     if (first > limit)
         first = limit;
-    iov[0].iov_base = rb->buf + wpos;
+    iov[0].iov_base = rb->buf + pos;
     iov[0].iov_len = first;
     if (first == limit)
         return 1;
@@ -90,22 +88,19 @@ unsigned rb_free_spans(const struct ringbuf *rb, uint32_t limit, struct iovec io
     return 2;
 }
 
+unsigned rb_free_spans(const struct ringbuf *rb, uint32_t limit, struct iovec iov[2])
+{
+    uint32_t freeb = rb->cap - rb->len;
+    if (limit > freeb)
+        limit = freeb;
+    return rb_spans(rb, rb->len, limit, iov);
+}
+
 unsigned rb_data_spans(const struct ringbuf *rb, uint32_t limit, struct iovec iov[2])
 {
     if (limit > rb->len)
         limit = rb->len;
-    if (!limit)
-        return 0;
-    uint32_t first = rb->cap - rb->start;
-    if (first > limit)
-        first = limit;
-    iov[0].iov_base = rb->buf + rb->start;
-    iov[0].iov_len = first;
-    if (first == limit)
-        return 1;
-    iov[1].iov_base = rb->buf;
-    iov[1].iov_len = limit - first;
-    return 2;
+    return rb_spans(rb, 0, limit, iov);
 }
 
 void rb_commit(struct ringbuf *rb, uint32_t n)

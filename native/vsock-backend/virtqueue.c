@@ -175,6 +175,24 @@ enum vq_pop_result vq_pop(struct vq *vq, struct vq_chain *c, enum hv_err *err)
     return VQ_POP_OK;
 }
 
+enum vq_next vq_next_chain(struct vq *vq, struct vq_chain *c)
+{
+    enum hv_err err;
+    switch (vq_pop(vq, c, &err)) {
+    case VQ_POP_OK:
+        return VQ_NEXT_READY;
+    case VQ_POP_EMPTY:
+        return vq_enable_kicks(vq) ? VQ_NEXT_RETRY : VQ_NEXT_STOP;
+    case VQ_POP_BAD_CHAIN:
+        if (err != HV_ERR_VQ_HEAD_OUT_OF_RANGE)
+            vq_push(vq, c->head, 0);
+        return VQ_NEXT_RETRY;
+    case VQ_POP_BROKEN:
+        break;
+    }
+    return VQ_NEXT_STOP;
+}
+
 void vq_unpop(struct vq *vq)
 {
     vq->last_avail_idx--;
@@ -242,7 +260,8 @@ bool vq_enable_kicks(struct vq *vq)
     return vq_avail_count(vq) > 0;
 }
 
-size_t iov_copy_from(const struct iovec *iov, unsigned n, size_t off, void *dst, size_t len)
+/* Copy len bytes between buf and the iovec range starting at off; to_iov picks the direction. */
+static size_t iov_copy(const struct iovec *iov, unsigned n, size_t off, uint8_t *buf, size_t len, bool to_iov)
 {
     size_t done = 0;
     for (unsigned i = 0; i < n && done < len; i++) {
@@ -254,30 +273,25 @@ size_t iov_copy_from(const struct iovec *iov, unsigned n, size_t off, void *dst,
         size_t take = l - off;
         if (take > len - done)
             take = len - done;
-        memcpy((uint8_t *)dst + done, (const uint8_t *)iov[i].iov_base + off, take);
+        uint8_t *seg = (uint8_t *)iov[i].iov_base + off;
+        if (to_iov)
+            memcpy(seg, buf + done, take);
+        else
+            memcpy(buf + done, seg, take);
         done += take;
         off = 0;
     }
     return done;
 }
 
+size_t iov_copy_from(const struct iovec *iov, unsigned n, size_t off, void *dst, size_t len)
+{
+    return iov_copy(iov, n, off, dst, len, false);
+}
+
 size_t iov_copy_to(const struct iovec *iov, unsigned n, size_t off, const void *src, size_t len)
 {
-    size_t done = 0;
-    for (unsigned i = 0; i < n && done < len; i++) {
-        size_t l = iov[i].iov_len;
-        if (off >= l) {
-            off -= l;
-            continue;
-        }
-        size_t take = l - off;
-        if (take > len - done)
-            take = len - done;
-        memcpy((uint8_t *)iov[i].iov_base + off, (const uint8_t *)src + done, take);
-        done += take;
-        off = 0;
-    }
-    return done;
+    return iov_copy(iov, n, off, (uint8_t *)(uintptr_t)src, len, true);
 }
 
 unsigned iov_slice(const struct iovec *iov, unsigned n, size_t off, size_t len, struct iovec *dst, unsigned max)

@@ -81,6 +81,13 @@ bool vq_ready(const struct vq *vq);
 /* Number of chains the guest has made available (0 when not ready). Sets broken on bad indices. */
 unsigned vq_avail_count(struct vq *vq);
 enum vq_pop_result vq_pop(struct vq *vq, struct vq_chain *c, enum hv_err *err);
+enum vq_next {
+    VQ_NEXT_STOP = 0,    /* nothing more now: ring empty (kicks re-enabled) or broken */
+    VQ_NEXT_READY = 1,   /* a well-formed chain is in *c */
+    VQ_NEXT_RETRY = 2,   /* a malformed chain was returned (length 0), or buffers arrived while re-enabling kicks */
+};
+/* vq_pop plus the handling every consumer needs; callers loop on VQ_NEXT_RETRY (counting it against any batch). */
+enum vq_next vq_next_chain(struct vq *vq, struct vq_chain *c);
 /* Give back the last popped chain without using it (only before anything was pushed for it). */
 void vq_unpop(struct vq *vq);
 void vq_push(struct vq *vq, uint16_t head, uint32_t len);

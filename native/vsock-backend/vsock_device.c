@@ -320,20 +320,11 @@ void dev_process_tx(struct vsock_dev *dev)
             dev->tx_more = true;
             break;
         }
-        enum hv_err err;
-        enum vq_pop_result r = vq_pop(vq, &dev->chain, &err);
-        if (r == VQ_POP_EMPTY) {
-            if (vq_enable_kicks(vq))
-                continue;
+        enum vq_next r = vq_next_chain(vq, &dev->chain);
+        if (r == VQ_NEXT_STOP)
             break;
-        }
-        if (r == VQ_POP_BROKEN)
-            break;
-        if (r == VQ_POP_BAD_CHAIN) {
-            if (err != HV_ERR_VQ_HEAD_OUT_OF_RANGE)
-                vq_push(vq, dev->chain.head, 0);
+        if (r == VQ_NEXT_RETRY)
             continue;
-        }
         dev_handle_tx_chain(dev, &dev->chain);
         vq_push(vq, dev->chain.head, 0);
     }
@@ -363,20 +354,11 @@ void dev_process_rx(struct vsock_dev *dev)
     struct vq_chain *ch = &dev->chain;
     unsigned idle = 0; /* consecutive connections that had nothing to put in a buffer after all */
     while ((dev->rstq_len || dev->pend_head) && idle <= dev->nconns) {
-        enum hv_err err;
-        enum vq_pop_result r = vq_pop(vq, ch, &err);
-        if (r == VQ_POP_EMPTY) {
-            if (vq_enable_kicks(vq))
-                continue;
+        enum vq_next r = vq_next_chain(vq, ch);
+        if (r == VQ_NEXT_STOP)
             break;
-        }
-        if (r == VQ_POP_BROKEN)
-            break;
-        if (r == VQ_POP_BAD_CHAIN) {
-            if (err != HV_ERR_VQ_HEAD_OUT_OF_RANGE)
-                vq_push(vq, ch->head, 0);
+        if (r == VQ_NEXT_RETRY)
             continue;
-        }
         if (ch->nread) {
             hv_fail(HV_ERR_PKT_RX_HAS_READABLE, "rx chain %u has device-readable descriptors", ch->head);
             vq_push(vq, ch->head, 0);

@@ -137,6 +137,21 @@ static int write_all(int fd, const void *p, size_t n)
     return 0;
 }
 
+/* Read up to and including the first '\n' (at most size - 1 bytes, one at a time so nothing past the line is
+ * consumed) and NUL-terminate. */
+static void read_line(int fd, char *line, size_t size)
+{
+    size_t l = 0;
+    while (l < size - 1) {
+        ssize_t n = read(fd, line + l, 1);
+        if (n <= 0)
+            break;
+        if (line[l++] == '\n')
+            break;
+    }
+    line[l] = 0;
+}
+
 static uint8_t buf[256 * 1024];
 
 static void serve_conn(int fd, const char *mode)
@@ -166,15 +181,7 @@ static void serve_conn(int fd, const char *mode)
         write_all(fd, line, (size_t)l);
     } else if (!strcmp(mode, "source")) {
         char line[64];
-        size_t l = 0;
-        while (l < sizeof line - 1) {
-            ssize_t n = read(fd, line + l, 1);
-            if (n <= 0)
-                break;
-            if (line[l++] == '\n')
-                break;
-        }
-        line[l] = 0;
+        read_line(fd, line, sizeof line);
         unsigned long long total = 0;
         unsigned long seed = 1;
         if (sscanf(line, "%llu %lu", &total, &seed) < 1)
@@ -201,15 +208,7 @@ static void serve_conn(int fd, const char *mode)
         write_all(fd, line, (size_t)l);
     } else if (!strcmp(mode, "zeros")) {
         char line[32];
-        size_t l = 0;
-        while (l < sizeof line - 1) {
-            ssize_t n = read(fd, line + l, 1);
-            if (n <= 0)
-                break;
-            if (line[l++] == '\n')
-                break;
-        }
-        line[l] = 0;
+        read_line(fd, line, sizeof line);
         unsigned long long total = strtoull(line, NULL, 10);
         memset(buf, 0, sizeof buf);
         while (total) {
