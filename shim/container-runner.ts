@@ -59,8 +59,10 @@ export async function runContainer(options: RunOptions): Promise<number> {
 
   let sandbox: Sandbox | undefined;
   try {
-    const mount = Sandbox.shareRootfs(dir, id, bundle.rootfs);
+    // On record before it exists, so a crash between the two still gets it unmounted.
+    const mount = Sandbox.rootfsTarget(dir, id);
     updateState(root, id, (s) => void s.mounts.push(mount));
+    Sandbox.shareRootfs(dir, id, bundle.rootfs);
     sandbox = await Sandbox.boot(
       {
         id,

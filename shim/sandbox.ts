@@ -51,9 +51,14 @@ export class Sandbox {
     return path.join(dir, 'shared');
   }
 
+  /** Where a container's rootfs is bind-mounted inside the share (recorded before the mount is made). */
+  static rootfsTarget(dir: string, containerId: string): string {
+    return path.join(Sandbox.sharedDir(dir), containerId, 'rootfs');
+  }
+
   /** Bind-mounts the container rootfs into the share; must happen before virtiofsd starts (it pins its view). */
   static shareRootfs(dir: string, containerId: string, hostRootfs: string): string {
-    const target = path.join(Sandbox.sharedDir(dir), containerId, 'rootfs');
+    const target = Sandbox.rootfsTarget(dir, containerId);
     bindMount(hostRootfs, target);
     return target;
   }

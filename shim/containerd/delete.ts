@@ -33,7 +33,7 @@ export async function deleteShim(flags: ShimFlags, root: string): Promise<Delete
     record.shimPid !== process.pid &&
     isAlive(record.shimStartTime === undefined ? { pid: record.shimPid } : { pid: record.shimPid, startTime: record.shimStartTime });
 
-  const share = path.join(Sandbox.sharedDir(dir), flags.id, 'rootfs');
+  const share = Sandbox.rootfsTarget(dir, flags.id);
   if (record && !shimAlive) {
     // The shim is gone: nothing else can use this pod's VM any more.
     try {

@@ -80,7 +80,7 @@ class VmPod implements PodVm {
 
   shareRootfs(containerId: string, hostRootfs: string): string {
     if (!this.shares.has(containerId)) {
-      const target = path.join(Sandbox.sharedDir(this.dir), containerId, 'rootfs');
+      const target = Sandbox.rootfsTarget(this.dir, containerId);
       updatePodRecord(this.dir, (r) => void r.mounts.push(target));
       Sandbox.shareRootfs(this.dir, containerId, hostRootfs);
       this.shares.set(containerId, target);
@@ -149,7 +149,7 @@ export class VmPodFactory implements PodVmFactory {
   async boot(req: BootRequest): Promise<PodVm> {
     mkdirSync(this.dir, { recursive: true, mode: 0o700 });
     const size = vmSizeFor(req.spec);
-    const target = path.join(Sandbox.sharedDir(this.dir), req.containerId, 'rootfs');
+    const target = Sandbox.rootfsTarget(this.dir, req.containerId);
     updatePodRecord(this.dir, (r) => void r.mounts.push(target));
     let mounted = false;
     try {
