@@ -1,7 +1,7 @@
 // How big a VM to give a container: from linux.resources when the spec sets limits (the guest must hold the
 // workload's limit plus the guest's own overhead), else small defaults. HULL_VCPUS / HULL_MEMORY_MIB override.
 import { invalidArgument } from './errors.js';
-import type { OciSpec } from './oci-spec.js';
+import type { OciLinuxResources, OciSpec } from './oci-spec.js';
 
 export const DEFAULT_VCPUS = 1;
 export const DEFAULT_MEMORY_MIB = 512;
@@ -33,4 +33,21 @@ export function vmSizeFor(spec: OciSpec): VmSize {
   const limit = resources?.memory?.limit;
   if (limit && limit > 0) memoryMiB = Math.max(DEFAULT_MEMORY_MIB, Math.ceil(limit / 2 ** 20) + GUEST_OVERHEAD_MIB);
   return { vcpus: envNumber('HULL_VCPUS') ?? vcpus, memoryMiB: envNumber('HULL_MEMORY_MIB') ?? memoryMiB };
+}
+
+/**
+ * Why a running VM of `size` cannot honour new limits, or undefined when it can. A microvm has no memory or CPU
+ * hotplug, so a limit above what the VM was booted with cannot be met by growing it; saying so beats a limit the
+ * guest can never reach.
+ */
+export function beyondVm(resources: OciLinuxResources, size: VmSize): string | undefined {
+  const limit = resources.memory?.limit;
+  if (limit !== undefined && limit > size.memoryMiB * 2 ** 20) {
+    return `memory limit ${Math.ceil(limit / 2 ** 20)} MiB is more than the pod VM's ${size.memoryMiB} MiB, and a running VM cannot grow (no memory hotplug on microvm)`;
+  }
+  const cpu = resources.cpu;
+  if (cpu?.quota && cpu.quota > 0 && cpu.period && cpu.period > 0 && cpu.quota / cpu.period > size.vcpus) {
+    return `CPU quota of ${(cpu.quota / cpu.period).toFixed(2)} CPUs is more than the pod VM's ${size.vcpus} vCPU(s), and a running VM cannot grow (no CPU hotplug on microvm)`;
+  }
+  return undefined;
 }

@@ -29,6 +29,8 @@ export interface VmUsage {
   rssBytes: number;
   /** Guest RAM size. */
   memoryLimitBytes: number;
+  /** The VM's vCPUs. */
+  vcpus: number;
 }
 
 export interface PodVm {

@@ -12,8 +12,9 @@ import type { Handler } from '../../protocol/ttrpc/server.js';
 import { loadBundle } from '../bundle.js';
 import { HullError, oneLine } from '../errors.js';
 import { exitStatusFromGuest, pidFromGuest } from '../guest-values.js';
-import type { OciSpec } from '../oci-spec.js';
+import type { OciLinuxResources, OciSpec } from '../oci-spec.js';
 import { pumpInput, pumpOutput, STDIO_CHUNK } from '../stdio-relay.js';
+import { beyondVm } from '../vm-sizing.js';
 import { Topic, type EventSink } from './events.js';
 import { metricsFromGuest } from './metrics.js';
 import type { MountSpec, PodVm, PodVmFactory, RootfsMounter } from './pod.js';
@@ -569,7 +570,8 @@ export class TaskService {
     return { stats: packAny('io.containerd.cgroups.v2.Metrics', metricsFromGuest(guest, vm.usage().memoryLimitBytes)) };
   }
 
-  /** Update{resources}: LinuxResources (JSON) applied to the container's cgroup in the guest. The VM keeps its size. */
+  /** Update{resources}: LinuxResources (JSON) applied to the container's cgroup in the guest. The VM keeps its size:
+   *  limits beyond it are refused (FailedPrecondition) rather than accepted and never reached. */
   async update(req: { id: string; resources?: AnyMessage | null }): Promise<object> {
     const c = this.container(req.id);
     const value = req.resources?.value;
@@ -585,7 +587,11 @@ export class TaskService {
       throw new TtrpcError(Code.InvalidArgument, 'update: resources must be a LinuxResources object');
     }
     if (c.init.status === 'stopped') throw new TtrpcError(Code.FailedPrecondition, `task ${c.id} is not running`);
-    await this.liveVm().agent.updateContainer({ containerId: c.id, resourcesJson });
+    const vm = this.liveVm();
+    const { memoryLimitBytes, vcpus } = vm.usage();
+    const tooBig = beyondVm(parsed as OciLinuxResources, { memoryMiB: memoryLimitBytes / 2 ** 20, vcpus });
+    if (tooBig) throw new TtrpcError(Code.FailedPrecondition, `update ${c.id}: ${tooBig}; nothing was changed`);
+    await vm.agent.updateContainer({ containerId: c.id, resourcesJson });
     this.log.info({ container: c.id, resources: parsed }, 'resources updated');
     return {};
   }

@@ -51,6 +51,7 @@ class VmPod implements PodVm {
     private readonly sandbox: Sandbox,
     private readonly dir: string,
     private readonly memoryMiB: number,
+    private readonly vcpus: number,
     private readonly log: Logger,
   ) {
     this.died = new Promise<string>((resolve) => (this.settleDied = resolve));
@@ -118,6 +119,7 @@ class VmPod implements PodVm {
       cpuSystemUsec: Math.round((t.system * 1e6) / CLK_TCK),
       rssBytes: t.rss,
       memoryLimitBytes: this.memoryMiB * 2 ** 20,
+      vcpus: this.vcpus,
     };
   }
 
@@ -167,7 +169,7 @@ export class VmPodFactory implements PodVmFactory {
         },
         [target],
       );
-      const pod = new VmPod(sandbox, this.dir, size.memoryMiB, this.log);
+      const pod = new VmPod(sandbox, this.dir, size.memoryMiB, size.vcpus, this.log);
       pod.adoptShare(req.containerId, target);
       return pod;
     } catch (err) {

@@ -158,7 +158,7 @@ class FakeVm implements PodVm {
     this.paused = false;
   }
   usage() {
-    return { cpuUserUsec: 3, cpuSystemUsec: 4, rssBytes: 1000, memoryLimitBytes: 2000 };
+    return { cpuUserUsec: 3, cpuSystemUsec: 4, rssBytes: 1000, memoryLimitBytes: 512 * 2 ** 20, vcpus: 1 };
   }
   kill(reason: string) {
     this.dying.resolve(reason);
@@ -387,7 +387,7 @@ describe('task lifecycle', () => {
     expect(decode('io.containerd.cgroups.v2.Metrics', stats.stats.value)).toMatchObject({
       pids: { current: 1, limit: 64 },
       cpu: { usageUsec: 7, userUsec: 3, systemUsec: 4 },
-      memory: { usage: 1000, usageLimit: 2000, anon: 600, file: 300, inactiveFile: 100, workingsetRefault: 5 },
+      memory: { usage: 1000, usageLimit: 512 * 2 ** 20, anon: 600, file: 300, inactiveFile: 100, workingsetRefault: 5 },
       memoryEvents: { oomKill: 1 },
     });
     expect(events.map((e) => e.topic)).toContain('/tasks/paused');
@@ -436,6 +436,13 @@ describe('task lifecycle', () => {
     expect((await callError('Update', { id: 'c8' })).code).toBe(Code.InvalidArgument);
     expect((await callError('Update', { id: 'c8', resources: { typeUrl, value: Buffer.from('[1]') } })).code).toBe(Code.InvalidArgument);
     expect((await callError('Update', { id: 'c8', resources: { typeUrl, value: Buffer.from('{') } })).code).toBe(Code.InvalidArgument);
+    // The VM (512 MiB, 1 vCPU here) cannot grow: limits beyond it are refused, and nothing reaches the guest.
+    for (const tooBig of [{ memory: { limit: 1024 * 2 ** 20 } }, { cpu: { quota: 200000, period: 100000 } }]) {
+      const err = await callError('Update', { id: 'c8', resources: { typeUrl, value: Buffer.from(JSON.stringify(tooBig)) } });
+      expect(err.code).toBe(Code.FailedPrecondition);
+      expect(err.message).toMatch(/cannot grow/);
+    }
+    expect(vms[0]!.agent.updates).toHaveLength(1);
   });
 
   test('containers of one pod share the VM; the last delete stops it', async () => {
