@@ -53,6 +53,8 @@ export function vsockBackendPath(): string {
 export interface SandboxPaths {
   dir: string;
   consoleLog: string;
+  /** The FIFO QEMU's console goes through; unlinked as soon as both ends are open (console-log.ts). */
+  consoleFifo: string;
   qmpSock: string;
   vhostVsockSock: string;
   vsockSock: string;
@@ -69,6 +71,7 @@ export function sandboxPaths(dir: string): SandboxPaths {
   return {
     dir,
     consoleLog: p('console.log'),
+    consoleFifo: p('console.fifo'),
     qmpSock: p('qmp.sock'),
     vhostVsockSock: p('vhost-vsock.sock'),
     vsockSock: p('vsock.sock'),

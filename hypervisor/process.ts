@@ -61,8 +61,10 @@ export interface SpawnOptions {
   name: string;
   path: string;
   args: string[];
-  /** stdout and stderr are appended here. */
+  /** stderr is appended here, and stdout too unless `stdoutFd`. */
   logFile: string;
+  /** The child's stdout instead of the log, e.g. the pipe QEMU's serial console goes to (console-log.ts). */
+  stdoutFd?: number;
   /** Own session and process group, not tied to our lifetime (the sandbox outlives the CLI call). */
   detached: boolean;
 }
@@ -91,7 +93,7 @@ export class HostProcess {
     const fd = openSync(opts.logFile, constants.O_WRONLY | constants.O_CREAT | constants.O_APPEND, 0o600);
     try {
       const child = spawn(opts.path, opts.args, {
-        stdio: ['ignore', fd, fd],
+        stdio: ['ignore', opts.stdoutFd ?? fd, fd],
         detached: opts.detached,
       });
       await new Promise<void>((resolve, reject) => {

@@ -93,9 +93,12 @@ export function buildQemuArgs(spec: QemuCommandSpec): string[] {
     '-no-user-config',
     '-nographic',
     '-no-reboot',
-    // chardev forms rather than `-serial file:` / `-qmp unix:` so that paths with commas can be escaped.
-    '-chardev', `file,id=console,path=${escapeOpt(paths.consoleLog)}`,
+    // The console goes to QEMU's stdout, a pipe that hull copies into a size-capped console.log (console-log.ts):
+    // a `file` chardev would let the guest grow it without bound. stdin is /dev/null; signal=off keeps QEMU from
+    // treating ^C as a signal should it ever be a terminal.
+    '-chardev', 'stdio,id=console,signal=off',
     '-serial', 'chardev:console',
+    // chardev form rather than `-qmp unix:` so that paths with commas can be escaped.
     '-chardev', `socket,id=qmp,path=${escapeOpt(paths.qmpSock)},server=on,wait=off`,
     '-mon', 'chardev=qmp,mode=control',
     '-kernel', spec.kernelPath,

@@ -5,6 +5,7 @@ import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { chooseAcceleration, type AccelerationProbes } from './acceleration.js';
+import { captureConsole, consoleFiles } from './console-log.js';
 import { HypervisorError, QmpProtocolError, VmStartError, VmStateError } from './errors.js';
 import { tailLines } from './log-tail.js';
 import {
@@ -78,6 +79,9 @@ export interface QemuMicrovmOptions {
 
 type State = 'new' | 'starting' | 'running' | 'exited';
 
+/** Bound on reading QEMU's console pipe to its end once QEMU has exited (only QEMU holds its write end). */
+const CONSOLE_DRAIN_MS = 1000;
+
 const ARGV_PREFIX = '# argv: ';
 
 const PROCESS_ORDER = ['vsockBackend', 'virtiofsd', 'vmm'] as const;
@@ -100,6 +104,8 @@ export class QemuMicrovm implements Hypervisor {
   private quitRequested = false;
   private killRequested = false;
   private teardownPromise: Promise<VmExit> | undefined;
+  /** Settles when QEMU's stdout (the console) has ended and console.log is closed. */
+  private consoleCopied: Promise<void> | undefined;
   private resolveExit!: (exit: VmExit) => void;
   private readonly exitPromise: Promise<VmExit>;
 
@@ -236,10 +242,24 @@ export class QemuMicrovm implements Hypervisor {
       ...(process.env['HULL_TCG_CPU'] ? { tcgCpu: process.env['HULL_TCG_CPU'] } : {}),
     });
     rmSync(paths.qmpSock, { force: true });
-    writeFileSync(paths.consoleLog, ''); // this boot's console only
     writeFileSync(paths.qemuLog, `${ARGV_PREFIX}${[qemu, ...args].map(shellQuote).join(' ')}\n`);
     this.log.debug({ argv: [qemu, ...args] }, 'spawning QEMU');
-    const vmm = await HostProcess.spawn({ name: 'QEMU', path: qemu, args, logFile: paths.qemuLog, detached });
+    // This process copies the console for as long as QEMU runs: both hull's monitor and the containerd shim live
+    // as long as the VM they boot. Should it die first, QEMU's serial writes fail and are dropped; the guest runs on.
+    const consoleCapture = captureConsole(paths.consoleLog, paths.consoleFifo, {
+      keepAlive: !detached,
+      onError: (err) => this.log.warn({ err: err.message, file: paths.consoleLog }, 'guest console output is dropped from here on'),
+    });
+    this.consoleCopied = consoleCapture.copied;
+    let vmm: HostProcess;
+    try {
+      vmm = await HostProcess.spawn({ name: 'QEMU', path: qemu, args, logFile: paths.qemuLog, detached, stdoutFd: consoleCapture.writeFd });
+    } catch (err) {
+      consoleCapture.abort();
+      throw err;
+    } finally {
+      consoleCapture.releaseWriteEnd(); // QEMU holds the only copy now: its exit ends the copy
+    }
     this.procs.vmm = vmm;
     this.cidLease?.setOwner(vmm.pid);
     vmm.onExit(() => void this.teardown());
@@ -301,6 +321,8 @@ export class QemuMicrovm implements Hypervisor {
     this.teardownPromise ??= (async () => {
       const vmm = this.procs.vmm;
       if (vmm) await vmm.wait();
+      // QEMU is gone, so its stdout ends: the console's last words are on disk before anyone reads why it exited.
+      if (this.consoleCopied) await settledWithin(this.consoleCopied, CONSOLE_DRAIN_MS);
       // The SHUTDOWN event is sent before QEMU exits; give the socket a moment to deliver it before judging why.
       if (this.qmp && !this.qmp.isClosed) {
         await Promise.race([this.qmp.closedPromise, new Promise((r) => setTimeout(r, 500))]);
@@ -423,7 +445,7 @@ export class QemuMicrovm implements Hypervisor {
   }
 
   consoleTail(lines = 20): string {
-    return tailLines(this.paths.consoleLog, lines);
+    return tailLines(consoleFiles(this.paths.consoleLog), lines);
   }
 
   private stderrTail(lines = 10): string {
@@ -477,6 +499,13 @@ export class QemuMicrovm implements Hypervisor {
       this.log.warn({ err: (err as Error).message }, 'reattached without QMP');
     }
   }
+}
+
+/** Waits for `promise` (which never rejects) at most `ms`, leaving no timer behind. */
+async function settledWithin(promise: Promise<void>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([promise, new Promise<void>((r) => (timer = setTimeout(r, ms)))]);
+  clearTimeout(timer);
 }
 
 /** A comma-separated list from the environment (experiments and benchmarks), undefined when unset or empty. */

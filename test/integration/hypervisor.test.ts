@@ -2,11 +2,23 @@
 // driver's promises: the guest sees the share, exit is detected with the right reason, and nothing is left behind.
 // Needs build/kernel/{vmlinux,modules} (bash guest-image/kernel.sh) or HULL_TEST_KERNEL_DIR with the same layout.
 import { execFileSync } from 'node:child_process';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { CONSOLE_FILE_MAX_BYTES, consoleFiles } from '../../hypervisor/console-log.js';
 import { AgentUnreachableError, VmStartError } from '../../hypervisor/errors.js';
 import { isAlive } from '../../hypervisor/process.js';
 import { repoRoot, sandboxPaths, sandboxSockets, vsockBackendPath } from '../../hypervisor/paths.js';
@@ -23,8 +35,11 @@ const haveBackend = existsSync(vsockBackendPath());
 const GUEST_MODULES = ['virtio_ring', 'virtio', 'virtio_mmio', 'fuse', 'virtiofs'];
 const VSOCK_MODULES = ['vsock', 'vmw_vsock_virtio_transport_common', 'vmw_vsock_virtio_transport'];
 
+/** How much a flooding guest prints: more than both console files hold, so the host must drop the oldest. */
+const FLOOD_BYTES = 3 * CONSOLE_FILE_MAX_BYTES;
+
 // /init: load the transports and virtio-fs, mount the share, write a file, copy the host's file back, then either
-// power off or (hulltest.mode=hang) wait forever.
+// power off, (hulltest.mode=hang) wait forever, or (hulltest.mode=flood) print FLOOD_BYTES to the console first.
 const INIT = `#!/bin/busybox sh
 /bin/busybox --install -s /bin
 export PATH=/bin
@@ -41,6 +56,11 @@ cat /mnt/from-host.txt > /mnt/echo.txt
 sync
 echo HULLTEST done
 grep -q hulltest.mode=hang /proc/cmdline && while :; do sleep 1; done
+if grep -q hulltest.mode=flood /proc/cmdline; then
+  yes 'HULLTEST flood: a guest that prints forever must not fill host memory' | head -c ${FLOOD_BYTES}
+  echo
+  echo HULLTEST flood-end
+fi
 poweroff -f
 `;
 
@@ -237,6 +257,36 @@ describe.runIf(
     expect(leftoverSockets(vm.config.dir)).toEqual([]);
     expect(existsSync(sandboxPaths(vm.config.dir).vmmRecord)).toBe(false);
     await vm.wait(); // the original object sees its child go too
+  });
+
+  it('caps the console of a guest that floods it, keeping the newest output', async () => {
+    const vm = makeVm('flood', { kernelCmdline: 'quiet hulltest.mode=flood' });
+    const files = consoleFiles(vm.consolePath);
+    const sizes = (): number[] => files.map((f) => (existsSync(f) ? statSync(f).size : 0));
+    const t0 = Date.now();
+    await vm.start();
+    const procs = vm.processes();
+    let largest = 0;
+    const sampler = setInterval(() => (largest = Math.max(largest, ...sizes())), 10);
+    let exit: VmExit;
+    try {
+      exit = await waitExit(vm, 100_000);
+    } finally {
+      clearInterval(sampler);
+    }
+    logger.info({ ms: Date.now() - t0, bytes: FLOOD_BYTES }, 'flood to power-off');
+    expect(exit.reason, vm.consoleTail(10)).toBe('shutdown');
+    // The rotated half is full (3× the cap was printed, so the oldest output is gone), and no file ever passed the cap.
+    expect(sizes()[0]).toBe(CONSOLE_FILE_MAX_BYTES);
+    expect(Math.max(largest, ...sizes())).toBeLessThanOrEqual(CONSOLE_FILE_MAX_BYTES);
+    const tail = vm.consoleTail(20).split('\n');
+    expect(tail, tail.join('\n')).toContain('HULLTEST flood-end');
+    expect(tail.some((l) => l.startsWith('HULLTEST flood: '))).toBe(true);
+    expect(readFileSync(sandboxPaths(vm.config.dir).qemuLog, 'utf8')).not.toContain('HULLTEST');
+    expect(allGone(procs)).toBe(true);
+    expect(readdirSync(vm.config.dir).sort()).toEqual(
+      ['console.log', 'console.log.1', 'qemu.log', 'shared', 'virtiofsd.log', ...(haveBackend ? ['vsock-backend.log'] : [])].sort(),
+    );
   });
 
   it('a bad kernel path gives a clear error and leaves no process', async () => {

@@ -151,7 +151,7 @@ describe('buildQemuArgs', () => {
   it('wires the console, QMP, virtio-fs and the vhost-user vsock device to the sandbox sockets', () => {
     const args = buildQemuArgs(base);
     expect(after(args, '-chardev')).toEqual([
-      'file,id=console,path=/run/hull/sb1/console.log',
+      'stdio,id=console,signal=off',
       'socket,id=qmp,path=/run/hull/sb1/qmp.sock,server=on,wait=off',
       'socket,id=fs,path=/run/hull/sb1/virtiofsd.sock',
       'socket,id=vsock,path=/run/hull/sb1/vhost-vsock.sock',
