@@ -18,6 +18,7 @@ export function encodePlan(plan: Plan): Buffer {
   put('mode', plan.mode);
   if (plan.mode === 'exec') put('join_pid', plan.joinPid ?? 0);
   if (plan.namespaces.length) put('namespaces', plan.namespaces.join(','));
+  for (const j of plan.joins) put('join_ns', j.type, j.pid, j.inode);
   if (plan.rootfs !== undefined) put('rootfs', plan.rootfs);
   put('readonly_root', plan.readonlyRoot ? '1' : '0');
   if (plan.hostname !== undefined) put('hostname', plan.hostname);

@@ -1,6 +1,6 @@
 // The hull.agent.v1.Agent service: owns the guest's containers and turns each RPC into helper runs, cgroup
 // operations and stdio buffer reads. Errors are typed (agent/errors.ts) and become ttrpc codes unchanged.
-import { existsSync, readFileSync, realpathSync } from 'node:fs';
+import { existsSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Logger } from 'pino';
@@ -11,11 +11,11 @@ import type { CallContext, Handler } from '../protocol/ttrpc/server.js';
 import { readCgroupStats } from './cgroup-stats.js';
 import { limitsFor, type CgroupManager, type Cgroup } from './cgroups.js';
 import { Container } from './container.js';
-import { AlreadyExistsError, NotFoundError, SpecError, StateError } from './errors.js';
+import { AlreadyExistsError, InternalError, NotFoundError, SpecError, StateError } from './errors.js';
 import type { OciLinuxResources, OciSpec } from './oci.js';
 import { encodePlan } from './plan-encode.js';
 import { HelperProcess, trySignal } from './process.js';
-import { computeCreatePlan, computeExecPlan } from './spec-plan.js';
+import { computeCreatePlan, computeExecPlan, type JoinableNamespace } from './spec-plan.js';
 import { AGENT_VERSION } from './version.js';
 
 /** ReadStdout/ReadStderr never return more than this, whatever max_len asks (well under the 4 MiB frame cap). */
@@ -105,6 +105,7 @@ export class AgentService {
         rootfsPath: req.rootfsPath,
         cgroupPath,
         resolvePath: this.opts.realpath ?? realpathSync,
+        containerNamespace: (pid, type) => this.containerNamespace(pid, type),
       });
       const limits = limitsFor(spec.linux?.resources);
       if (!existsSync(plan.rootfs!)) throw new SpecError(`rootfs ${plan.rootfs} does not exist in the guest`);
@@ -329,6 +330,26 @@ export class AgentService {
     if (c.cgroup) await removeCgroup(c.cgroup, deadline);
     this.containers.delete(c.id);
     this.opts.log.info({ container: c.id }, 'container removed');
+  }
+
+  /**
+   * For namespace paths in CreateContainer: the nsfs inode of namespace `type` of pid, when pid is the init of a running
+   * container of this agent (undefined otherwise). The workload stays its helper's child until the helper reaps it,
+   * so a parent check after the stat makes sure the inode is that container's, not a process's that reused the pid.
+   */
+  private containerNamespace(pid: number, type: JoinableNamespace): number | undefined {
+    const c = [...this.containers.values()].find((x) => x.init.pid === pid);
+    if (!c || c.state !== 'running') return undefined;
+    const procDir = path.join(this.opts.procRoot ?? '/proc', String(pid));
+    try {
+      const inode = statSync(path.join(procDir, 'ns', type)).ino;
+      const ppid = /^PPid:\s+(\d+)$/m.exec(readFileSync(path.join(procDir, 'status'), 'utf8'))?.[1];
+      return Number(ppid) === c.init.helperPid ? inode : undefined;
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ESRCH') return undefined; // exited since the state check
+      throw new InternalError(`cannot read the ${type} namespace of pid ${pid}: ${(err as Error).message}`, { cause: err });
+    }
   }
 
   private get(containerId: string): Container {

@@ -9,6 +9,17 @@ import { rlimitValue, RLIMITS } from './rlimits.js';
 
 export type NamespaceName = 'mount' | 'pid' | 'uts' | 'ipc' | 'cgroup' | 'net';
 
+/** Namespaces a new container may join (another container's) instead of creating: what CRI shares within a pod. */
+export type JoinableNamespace = 'pid' | 'ipc' | 'uts' | 'cgroup';
+const JOINABLE: readonly JoinableNamespace[] = ['pid', 'ipc', 'uts', 'cgroup'];
+
+/** "setns() into namespace `type` of `pid`", which must still be the namespace with this nsfs inode. */
+export interface NamespaceJoin {
+  type: JoinableNamespace;
+  pid: number;
+  inode: number;
+}
+
 export interface PlanMount {
   type: string;
   source: string;
@@ -41,6 +52,8 @@ export interface Plan {
   mode: 'create' | 'exec';
   joinPid?: number;
   namespaces: NamespaceName[];
+  /** create: namespaces joined (before the `namespaces` are created); none of their types is in `namespaces`. */
+  joins: NamespaceJoin[];
   rootfs?: string;
   readonlyRoot: boolean;
   hostname?: string;
@@ -78,6 +91,12 @@ export interface CreatePlanInput {
   shareDir?: string;
   /** Resolves symlinks of a bind source (fs.realpathSync in the agent); identity by default. */
   resolvePath?: (p: string) => string;
+  /**
+   * The nsfs inode of namespace `type` of `pid` when pid is the init of a running container this agent created;
+   * undefined for any other pid (the agent itself, an exec, a stranger). Default: undefined for every pid, so no
+   * namespace path is accepted.
+   */
+  containerNamespace?: (pid: number, type: JoinableNamespace) => number | undefined;
 }
 
 export interface ExecPlanInput {
@@ -123,12 +142,15 @@ export function computeCreatePlan(input: CreatePlanInput): PlanResult {
   const shareDir = path.posix.normalize(input.shareDir ?? path.posix.dirname(rootfs));
 
   const proc = processFields(spec.process, 'process', warnings);
-  const namespaces = namespacesFrom(spec, warnings);
+  const { namespaces, joins } = namespacesFrom(spec, input.containerNamespace ?? (() => undefined), warnings);
 
   let hostname: string | undefined;
   if (spec.hostname !== undefined && spec.hostname !== '') {
     hostname = str(spec.hostname, 'hostname');
-    if (!namespaces.includes('uts')) throw new SpecError('hostname needs a private UTS namespace (add "uts" to linux.namespaces)');
+    // As runc: a joined UTS namespace counts (the hostname is then set in the namespace shared with its owner).
+    if (!namespaces.includes('uts') && !joins.some((j) => j.type === 'uts')) {
+      throw new SpecError('hostname needs a private UTS namespace (add "uts" to linux.namespaces)');
+    }
   }
 
   const root = spec.root === undefined ? {} : asObject(spec.root, 'root');
@@ -153,6 +175,7 @@ export function computeCreatePlan(input: CreatePlanInput): PlanResult {
     plan: {
       mode: 'create',
       namespaces,
+      joins,
       rootfs,
       readonlyRoot,
       hostname,
@@ -175,6 +198,7 @@ export function computeExecPlan(input: ExecPlanInput): PlanResult {
       mode: 'exec',
       joinPid: input.joinPid,
       namespaces: [],
+      joins: [],
       readonlyRoot: false,
       mounts: [],
       cgroup: input.cgroupPath,
@@ -235,10 +259,17 @@ function processFields(value: unknown, where: string, warnings: string[]): { fie
   return { fields, unenforced };
 }
 
-function namespacesFrom(spec: OciSpec, warnings: string[]): NamespaceName[] {
+type ContainerNamespaceLookup = NonNullable<CreatePlanInput['containerNamespace']>;
+
+function namespacesFrom(
+  spec: OciSpec,
+  containerNamespace: ContainerNamespaceLookup,
+  warnings: string[],
+): { namespaces: NamespaceName[]; joins: NamespaceJoin[] } {
   const linux = spec.linux === undefined ? {} : asObject(spec.linux, 'linux');
   const list = linux.namespaces === undefined || linux.namespaces === null ? [] : arr(linux.namespaces, 'linux.namespaces');
   const out = new Set<NamespaceName>();
+  const joins: NamespaceJoin[] = [];
   const seen = new Set<string>();
   list.forEach((n, i) => {
     const at = `linux.namespaces[${i}]`;
@@ -254,7 +285,10 @@ function namespacesFrom(spec: OciSpec, warnings: string[]): NamespaceName[] {
       return;
     }
     if (type === 'time') throw new SpecError('time namespaces are not supported');
-    if (nsPath !== undefined) throw new SpecError(`${at}: joining an existing ${type} namespace (${nsPath}) is not supported yet`);
+    if (nsPath !== undefined) {
+      joins.push(namespaceJoin(type, nsPath, at, containerNamespace));
+      return;
+    }
     out.add(SPEC_NAMESPACES[type]!);
   });
   if (!out.has('mount')) {
@@ -263,7 +297,25 @@ function namespacesFrom(spec: OciSpec, warnings: string[]): NamespaceName[] {
     out.add('mount');
   }
   const order: NamespaceName[] = ['mount', 'pid', 'uts', 'ipc', 'cgroup', 'net'];
-  return order.filter((n) => out.has(n));
+  return { namespaces: order.filter((n) => out.has(n)), joins };
+}
+
+/**
+ * A namespace path is accepted only as exactly /proc/<pid>/ns/<type> where pid is the init of a running container of
+ * this agent: never the agent, an exec or any other guest process, and never a mount namespace.
+ */
+function namespaceJoin(type: string, nsPath: string, at: string, containerNamespace: ContainerNamespaceLookup): NamespaceJoin {
+  if (type === 'mount') {
+    throw new SpecError(`${at}: joining another mount namespace (${nsPath}) is not supported: every container pivots into its own root`);
+  }
+  const joinable = JOINABLE.find((j) => j === type);
+  if (joinable === undefined) throw new SpecError(`${at}: joining an existing ${type} namespace (${nsPath}) is not supported`);
+  const m = /^\/proc\/([1-9][0-9]{0,9})\/ns\/([a-z]+)$/.exec(nsPath);
+  if (!m || m[2] !== joinable) throw new SpecError(`${at}: ${type} namespace path "${nsPath}" must be /proc/<pid>/ns/${joinable}`);
+  const pid = Number(m[1]);
+  const inode = containerNamespace(pid, joinable);
+  if (inode === undefined) throw new SpecError(`${at}: ${nsPath}: pid ${pid} is not the init of a running container in this sandbox`);
+  return { type: joinable, pid, inode };
 }
 
 interface MountContext {

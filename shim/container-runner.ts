@@ -8,6 +8,7 @@ import { procStartTime } from '../hypervisor/process.js';
 import { oneLine } from './errors.js';
 import { exitStatusFromGuest, pidFromGuest } from './guest-values.js';
 import { releaseMounts, Sandbox, guestRootfs } from './sandbox.js';
+import { mountHostBinds, planHostBinds } from './share-mounts.js';
 import {
   createSandboxDir,
   readState,
@@ -40,6 +41,8 @@ export const VM_DIED_STATUS = 255;
 export async function runContainer(options: RunOptions): Promise<number> {
   const { root, id, logger } = options;
   const bundle = loadBundle(options.bundleDir, { requireProcess: true });
+  // Checked before anything exists, so a refused bind source leaves nothing behind.
+  const hostBinds = planHostBinds(bundle.specJson, id, bundle.dir);
   const dir = createSandboxDir(root, id);
   const state: ContainerState = {
     ociVersion: bundle.spec.ociVersion,
@@ -63,6 +66,8 @@ export async function runContainer(options: RunOptions): Promise<number> {
     const mount = Sandbox.rootfsTarget(dir, id);
     updateState(root, id, (s) => void s.mounts.push(mount));
     Sandbox.shareRootfs(dir, id, bundle.rootfs);
+    // Before boot: this VM's virtiofsd pins its view of the share when it starts.
+    mountHostBinds(dir, id, hostBinds.binds, (targets) => updateState(root, id, (s) => void s.mounts.push(...targets)));
     sandbox = await Sandbox.boot(
       {
         id,
@@ -76,7 +81,7 @@ export async function runContainer(options: RunOptions): Promise<number> {
     );
     const { pid } = await sandbox.agent.createContainer({
       containerId: id,
-      specJson: bundle.specJson,
+      specJson: hostBinds.specJson,
       rootfsPath: guestRootfs(id),
       stdin: true,
     });

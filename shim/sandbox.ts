@@ -9,7 +9,7 @@ import type { Hypervisor, VmConfig } from '../hypervisor/types.js';
 import { AgentClient } from '../protocol/agent-client.js';
 import { HullError, oneLine } from './errors.js';
 import { findGuestAssets } from './guest-assets.js';
-import { bindMount, unmount } from './host-mounts.js';
+import { bindMount, unmount, unmountAllUnder } from './host-mounts.js';
 import { createHypervisor, connectAgentStream } from './vmm.js';
 import type { VmSize } from './vm-sizing.js';
 
@@ -17,6 +17,8 @@ export const AGENT_PORT = 1024;
 /** Guest path of the virtio-fs share, and of one container's root inside it. */
 export const GUEST_SHARED_DIR = '/run/hull/shared';
 export const guestRootfs = (containerId: string): string => `${GUEST_SHARED_DIR}/${containerId}/rootfs`;
+/** Guest path of the host bind source that a container's spec mounts[n] names (see shim/share-mounts.ts). */
+export const guestHostMount = (containerId: string, n: number): string => `${GUEST_SHARED_DIR}/${containerId}/mounts/${n}`;
 
 const AGENT_WAIT_MS = Number(process.env.HULL_AGENT_TIMEOUT_MS ?? 90_000);
 const POWEROFF_WAIT_MS = 3_000;
@@ -51,9 +53,19 @@ export class Sandbox {
     return path.join(dir, 'shared');
   }
 
+  /** One container's directory in the share: its rootfs and its host bind sources are mounted below it. */
+  static containerShare(dir: string, containerId: string): string {
+    return path.join(Sandbox.sharedDir(dir), containerId);
+  }
+
   /** Where a container's rootfs is bind-mounted inside the share (recorded before the mount is made). */
   static rootfsTarget(dir: string, containerId: string): string {
-    return path.join(Sandbox.sharedDir(dir), containerId, 'rootfs');
+    return path.join(Sandbox.containerShare(dir, containerId), 'rootfs');
+  }
+
+  /** Where the host source of the container's spec mounts[n] is bind-mounted inside the share. */
+  static hostMountTarget(dir: string, containerId: string, n: number): string {
+    return path.join(Sandbox.containerShare(dir, containerId), 'mounts', String(n));
   }
 
   /** Bind-mounts the container rootfs into the share; must happen before virtiofsd starts (it pins its view). */
@@ -138,8 +150,24 @@ export async function connectToSandbox(dir: string): Promise<AgentClient> {
   return new AgentClient(stream);
 }
 
-/** Removes the host side of a sandbox's share: unmount each recorded mount, then the directories. */
+/**
+ * Removes the host side of a sandbox's share: each recorded mount, then whatever else is still mounted below the
+ * share (never deleted through), then the directories.
+ */
 export function releaseMounts(dir: string, mounts: string[]): void {
   for (const target of mounts) unmount(target);
-  rmSync(Sandbox.sharedDir(dir), { recursive: true, force: true });
+  const shared = Sandbox.sharedDir(dir);
+  unmountAllUnder(shared);
+  rmSync(shared, { recursive: true, force: true });
+}
+
+/**
+ * Removes one container's part of the share (its rootfs and host bind mounts), recorded or not. Returns the
+ * directory it removed, so the caller can drop every record below it.
+ */
+export function releaseContainerShare(dir: string, containerId: string): string {
+  const share = Sandbox.containerShare(dir, containerId);
+  unmountAllUnder(share);
+  rmSync(share, { recursive: true, force: true });
+  return share;
 }

@@ -4,6 +4,7 @@
 import { closeSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, unlinkSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { alreadyExists, HullError, notFound } from './errors.js';
+import { unmountAllUnder } from './host-mounts.js';
 import { isAlive, type RecordedProcess } from '../hypervisor/process.js';
 import type { VmProcesses } from '../hypervisor/types.js';
 
@@ -26,7 +27,8 @@ export interface ContainerState {
   owner: string;
   /** Processes of the VM, recorded so any later call can clean up after a crashed monitor. */
   vm: VmProcesses;
-  /** Host paths mounted for this sandbox, unmounted on teardown. */
+  /** Host paths mounted for this sandbox (the rootfs and the spec's host bind sources in the share), unmounted on
+   *  teardown. */
   mounts: string[];
   exitStatus?: number;
   exitedAt?: string;
@@ -55,8 +57,14 @@ export function createSandboxDir(root: string, id: string): string {
   return dir;
 }
 
+/**
+ * Removes the sandbox dir. Whatever is still mounted below it (a record lost in a crash) is unmounted first, and if
+ * that fails nothing is removed: a recursive delete would go through the mount into the host's files.
+ */
 export function removeSandboxDir(root: string, id: string): void {
-  rmSync(sandboxDir(root, id), { recursive: true, force: true });
+  const dir = sandboxDir(root, id);
+  unmountAllUnder(dir);
+  rmSync(dir, { recursive: true, force: true });
 }
 
 export function readState(root: string, id: string): ContainerState {
@@ -89,7 +97,7 @@ function sleepSync(ms: number): void {
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
 
-function acquireLock(lockPath: string, id: string): void {
+function acquireLock(lockPath: string, what: string): void {
   const deadline = Date.now() + LOCK_WAIT_MS;
   for (;;) {
     try {
@@ -110,27 +118,36 @@ function acquireLock(lockPath: string, id: string): void {
       rmSync(lockPath, { force: true });
       continue;
     }
-    if (Date.now() > deadline) throw new HullError('unavailable', `container ${id} is locked by process ${holder}`);
+    if (Date.now() > deadline) throw new HullError('unavailable', `${what} is locked by process ${holder}`);
     sleepSync(10);
+  }
+}
+
+/**
+ * Runs `fn` holding the lock file `lockPath` (created O_EXCL with our pid; a dead holder's lock is taken over), for
+ * read-modify-write cycles that other processes run too. `what` names the locked thing in the timeout error.
+ */
+export function withLockFile<T>(lockPath: string, what: string, fn: () => T): T {
+  acquireLock(lockPath, what);
+  try {
+    return fn();
+  } finally {
+    try {
+      unlinkSync(lockPath);
+    } catch {
+      // The dir may have been removed by a concurrent delete --force; nothing is left to unlock.
+    }
   }
 }
 
 /** Read-modify-write under the sandbox lock. Returns the state written. */
 export function updateState(root: string, id: string, change: (state: ContainerState) => void): ContainerState {
-  const lockPath = path.join(sandboxDir(root, id), LOCK_FILE);
-  acquireLock(lockPath, id);
-  try {
+  return withLockFile(path.join(sandboxDir(root, id), LOCK_FILE), `container ${id}`, () => {
     const state = readState(root, id);
     change(state);
     writeState(root, state);
     return state;
-  } finally {
-    try {
-      unlinkSync(lockPath);
-    } catch {
-      // The sandbox dir may have been removed by a concurrent delete --force; nothing is left to unlock.
-    }
-  }
+  });
 }
 
 export function listIds(root: string): string[] {

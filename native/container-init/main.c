@@ -4,9 +4,10 @@
  * (docs/design.md, "Container init helper"). The process layout:
  *
  *   helper (parent, stays in the agent's pid namespace)
- *     │  create: joins the cgroup, unshares the namespaces; exec: joins the cgroup and setns()es into join_pid's
+ *     │  create: joins the cgroup, setns()es into the join_ns namespaces (another container's), unshares the rest;
+ *     │  exec: joins the cgroup and setns()es into join_pid's
  *     │  writes "pid <n>", relays the child's status lines to fd 4, forwards signals, reaps, exits with the status
- *     └─ child (create: PID 1 of the new pid namespace)
+ *     └─ child (create: PID 1 of the new pid namespace, or one more process of a joined one)
  *          sets up the rootfs (create), reports "ready" over a CLOEXEC sync pipe, waits for the start byte on fd 5,
  *          drops privileges and execs. The sync pipe reaching EOF without an error line means exec succeeded.
  */
@@ -326,6 +327,36 @@ static void join_namespaces(pid_t pid)
 	}
 }
 
+/* create: setns() into the namespaces the plan joins. Each is opened and checked against the inode the agent approved
+ * before any is entered, so a pid reused since the agent's check is refused, not joined. Runs before unshare() and
+ * before fork(): a joined pid namespace takes effect for children only, and the workload is the forked child. */
+static void join_planned_namespaces(const struct plan *p)
+{
+	int fds[PLAN_MAX_JOINS];
+	char path[64];
+	for (size_t i = 0; i < p->n_joins; i++) {
+		const struct plan_join *j = &p->joins[i];
+		snprintf(path, sizeof(path), "/proc/%d/ns/%s", (int)j->pid, j->name);
+		fds[i] = open(path, O_RDONLY | O_CLOEXEC);
+		if (fds[i] < 0)
+			fail_arg("open", path);
+		struct stat st;
+		if (fstat(fds[i], &st) < 0)
+			fail_arg("stat", path);
+		if ((unsigned long long)st.st_ino != j->inode)
+			failx("join %s: %s is not the namespace the agent checked (inode %llu, expected %llu): the process exited",
+			      j->name, path, (unsigned long long)st.st_ino, j->inode);
+	}
+	for (size_t i = 0; i < p->n_joins; i++) {
+		if (setns(fds[i], p->joins[i].type) < 0) {
+			char what[32];
+			snprintf(what, sizeof(what), "%s namespace", p->joins[i].name);
+			fail_arg("setns", what);
+		}
+		close(fds[i]);
+	}
+}
+
 static int exit_status(int st)
 {
 	if (WIFEXITED(st))
@@ -453,6 +484,7 @@ int main(void)
 	if (p.cgroup)
 		join_cgroup(p.cgroup);
 	if (p.mode == MODE_CREATE) {
+		join_planned_namespaces(&p);
 		if (unshare(p.ns_flags) < 0)
 			fail("unshare");
 	} else {

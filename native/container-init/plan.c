@@ -95,6 +95,34 @@ static int parse_namespaces(const char *s, int *flags)
 	return rc;
 }
 
+/* join_ns [name] [pid] [inode] */
+static int parse_join(char **v, struct plan *p, char *err, size_t errlen)
+{
+	static const struct {
+		const char *name;
+		int type;
+	} joinable[] = { { "pid", CLONE_NEWPID }, { "ipc", CLONE_NEWIPC }, { "uts", CLONE_NEWUTS }, { "cgroup", CLONE_NEWCGROUP } };
+	struct plan_join j = { 0 };
+	for (size_t i = 0; i < sizeof(joinable) / sizeof(joinable[0]); i++)
+		if (strcmp(v[0], joinable[i].name) == 0) {
+			j.name = joinable[i].name;
+			j.type = joinable[i].type;
+		}
+	if (!j.name)
+		return errf(err, errlen, "plan: namespace \"%.32s\" cannot be joined", v[0]);
+	unsigned long long n;
+	if (parse_u64(v[1], INT_MAX, &n) || n == 0)
+		return errf(err, errlen, "plan: bad join_ns pid \"%.32s\"", v[1]);
+	j.pid = (pid_t)n;
+	if (parse_u64(v[2], UINT64_MAX, &j.inode) || j.inode == 0)
+		return errf(err, errlen, "plan: bad join_ns inode \"%.32s\"", v[2]);
+	for (size_t i = 0; i < p->n_joins; i++)
+		if (p->joins[i].type == j.type)
+			return errf(err, errlen, "plan: namespace %s is joined twice", j.name);
+	p->joins[p->n_joins++] = j; /* at most one per joinable type, so it fits */
+	return 0;
+}
+
 static int parse_groups(const char *s, struct plan *p)
 {
 	p->has_groups = true;
@@ -196,7 +224,7 @@ int plan_read(int fd, struct plan *p, char *err, size_t errlen)
 			{ "mode", 1 }, { "join_pid", 1 }, { "namespaces", 1 }, { "rootfs", 1 }, { "readonly_root", 1 },
 			{ "hostname", 1 }, { "mount", 5 }, { "cgroup", 1 }, { "rlimit", 3 }, { "uid", 1 },
 			{ "gid", 1 }, { "groups", 1 }, { "cwd", 1 }, { "env", 1 }, { "arg", 1 },
-			{ "console", 1 },
+			{ "console", 1 }, { "join_ns", 3 },
 		};
 		int nvals = -1;
 		for (size_t i = 0; i < sizeof(arity) / sizeof(arity[0]); i++)
@@ -226,6 +254,9 @@ int plan_read(int fd, struct plan *p, char *err, size_t errlen)
 		} else if (strcmp(key, "namespaces") == 0) {
 			if (parse_namespaces(v[0], &p->ns_flags))
 				return errf(err, errlen, "plan: bad namespaces \"%.128s\"", v[0]);
+		} else if (strcmp(key, "join_ns") == 0) {
+			if (parse_join(v, p, err, errlen))
+				return -1;
 		} else if (strcmp(key, "rootfs") == 0) {
 			if (v[0][0] != '/')
 				return errf(err, errlen, "plan: rootfs must be absolute");
@@ -308,11 +339,14 @@ int plan_read(int fd, struct plan *p, char *err, size_t errlen)
 			return errf(err, errlen, "plan: create needs the mount namespace");
 		if (p->join_pid)
 			return errf(err, errlen, "plan: join_pid is for exec only");
+		for (size_t i = 0; i < p->n_joins; i++)
+			if (p->ns_flags & p->joins[i].type)
+				return errf(err, errlen, "plan: namespace %s is both joined and created", p->joins[i].name);
 	} else {
 		if (!p->join_pid)
 			return errf(err, errlen, "plan: exec needs join_pid");
-		if (p->ns_flags || p->rootfs || p->n_mounts)
-			return errf(err, errlen, "plan: exec takes no namespaces, rootfs or mount");
+		if (p->ns_flags || p->n_joins || p->rootfs || p->n_mounts)
+			return errf(err, errlen, "plan: exec takes no namespaces, join_ns, rootfs or mount");
 	}
 	return 0;
 }

@@ -26,10 +26,22 @@ struct plan_rlimit {
 	struct rlimit limit;
 };
 
+/* create: setns() into namespace `name` of pid, which must still be the one with nsfs inode `inode` (the agent read
+ * it while checking that pid is another container's init). Only pid, ipc, uts and cgroup can be joined. */
+#define PLAN_MAX_JOINS 4
+struct plan_join {
+	const char *name; /* "pid", "ipc", "uts", "cgroup": the file under /proc/<pid>/ns/ */
+	int type;         /* CLONE_NEW* */
+	pid_t pid;
+	unsigned long long inode;
+};
+
 struct plan {
 	enum plan_mode mode;
 	pid_t join_pid;
-	int ns_flags; /* CLONE_NEW* */
+	int ns_flags; /* CLONE_NEW*: created (create mode) */
+	struct plan_join joins[PLAN_MAX_JOINS];
+	size_t n_joins;
 	const char *rootfs;
 	bool readonly_root;
 	const char *hostname; /* NULL: leave as is */

@@ -1,17 +1,17 @@
 // `containerd-shim-hull-v2 … delete`: containerd runs it when it cannot reach the shim (it died, or `start`
 // failed). It cleans up what the pod record says the dead shim left for this container — the VM and its helpers,
-// the share mount, <bundle>/rootfs — and prints a protobuf DeleteResponse (exit 137, now) on stdout.
+// the share mounts (its root and host bind sources), <bundle>/rootfs — and prints a protobuf DeleteResponse (exit
+// 137, now) on stdout.
 import { rmSync } from 'node:fs';
 import path from 'node:path';
 import { QemuMicrovm } from '../../hypervisor/qemu.js';
 import { isAlive } from '../../hypervisor/process.js';
 import { oneLine } from '../errors.js';
-import { unmount } from '../host-mounts.js';
-import { releaseMounts, Sandbox } from '../sandbox.js';
+import { releaseContainerShare, releaseMounts, Sandbox } from '../sandbox.js';
 import { groupIdForBundle, sandboxDirFor, socketAddress, socketPath } from './address.js';
 import type { ShimFlags } from './flags.js';
 import { encode, toTimestamp } from './protos.js';
-import { readPodRecord, writePodRecord } from './record.js';
+import { readPodRecord, withPodRecordLock, writePodRecord } from './record.js';
 import { hostRootfsMounter } from './rootfs-mount.js';
 
 export const DELETE_EXIT_STATUS = 137;
@@ -33,7 +33,7 @@ export async function deleteShim(flags: ShimFlags, root: string): Promise<Delete
     record.shimPid !== process.pid &&
     isAlive(record.shimStartTime === undefined ? { pid: record.shimPid } : { pid: record.shimPid, startTime: record.shimStartTime });
 
-  const share = Sandbox.rootfsTarget(dir, flags.id);
+  const share = Sandbox.containerShare(dir, flags.id);
   if (record && !shimAlive) {
     // The shim is gone: nothing else can use this pod's VM any more.
     try {
@@ -42,9 +42,11 @@ export async function deleteShim(flags: ShimFlags, root: string): Promise<Delete
       warnings.push(`killing the VM of pod ${groupId}: ${oneLine(err)}`);
     }
   }
+  let shareReleased = false;
   try {
-    unmount(share);
-    rmSync(path.dirname(share), { recursive: true, force: true });
+    // The container's root and its host bind sources, recorded or not.
+    releaseContainerShare(dir, flags.id);
+    shareReleased = true;
   } catch (err) {
     warnings.push(`unmounting ${share}: ${oneLine(err)}`);
   }
@@ -62,18 +64,28 @@ export async function deleteShim(flags: ShimFlags, root: string): Promise<Delete
     }
   }
   if (record && !shimAlive) {
-    record.containers = record.containers.filter((c) => c.id !== flags.id);
-    record.mounts = record.mounts.filter((m) => m !== share);
-    record.vm = {};
-    if (record.containers.length === 0) {
-      try {
-        releaseMounts(dir, record.mounts);
-        rmSync(dir, { recursive: true, force: true });
-      } catch (err) {
-        warnings.push(`removing ${dir}: ${oneLine(err)}`);
-      }
-    } else {
-      writePodRecord(dir, record);
+    // The deletes of the pod's other containers run at the same time: re-read the record under the lock.
+    try {
+      withPodRecordLock(dir, () => {
+        const current = readPodRecord(dir);
+        if (!current) return; // another delete removed the pod
+        current.containers = current.containers.filter((c) => c.id !== flags.id);
+        // Records of mounts that could not be removed stay, for the next attempt.
+        if (shareReleased) current.mounts = current.mounts.filter((m) => m !== share && !m.startsWith(`${share}/`));
+        current.vm = {};
+        if (current.containers.length === 0) {
+          try {
+            releaseMounts(dir, current.mounts);
+            rmSync(dir, { recursive: true, force: true });
+          } catch (err) {
+            warnings.push(`removing ${dir}: ${oneLine(err)}`);
+          }
+        } else {
+          writePodRecord(dir, current);
+        }
+      });
+    } catch (err) {
+      warnings.push(`updating the record of pod ${groupId}: ${oneLine(err)}`);
     }
   }
   const response = encode('containerd.task.v2.DeleteResponse', {

@@ -1,6 +1,7 @@
 // What the task service needs from a pod's VM, as an interface so the service can be tested with fakes. The real
 // one (vm-pod.ts) is a shim/sandbox.ts Sandbox: one QEMU microvm per pod, container roots shared in over virtio-fs.
 import type { AgentClient } from '../../protocol/agent-client.js';
+import type { HostBind } from '../share-mounts.js';
 
 export type PodAgent = Pick<
   AgentClient,
@@ -35,8 +36,11 @@ export interface VmUsage {
 
 export interface PodVm {
   readonly agent: PodAgent;
-  /** Makes a host directory visible in the guest as the root of `containerId`; returns the guest path. */
-  shareRootfs(containerId: string, hostRootfs: string): string;
+  /**
+   * Makes a host directory visible in the guest as the root of `containerId`, with the host sources its spec binds
+   * (shim/share-mounts.ts); returns the guest path of the root. unshareRootfs removes all of it.
+   */
+  shareRootfs(containerId: string, hostRootfs: string, binds: HostBind[]): string;
   unshareRootfs(containerId: string): void;
   pause(): Promise<void>;
   resume(): Promise<void>;
@@ -54,6 +58,8 @@ export interface BootRequest {
   /** The first container: its root is shared before the VM starts. */
   containerId: string;
   hostRootfs: string;
+  /** Its host bind sources, mounted into the share before the VM starts too. */
+  binds: HostBind[];
   /** Its OCI spec, for VM sizing. */
   spec: import('../oci-spec.js').OciSpec;
 }

@@ -3,6 +3,7 @@
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { VmProcesses } from '../../hypervisor/types.js';
+import { withLockFile } from '../state.js';
 
 export interface PodRecord {
   shimPid: number;
@@ -10,7 +11,7 @@ export interface PodRecord {
   namespace: string;
   groupId: string;
   vm: VmProcesses;
-  /** Share mounts (<pod dir>/shared/<id>/rootfs). */
+  /** Share mounts: <pod dir>/shared/<id>/rootfs, and mounts/<n> for each host bind source of the spec. */
   mounts: string[];
   /** Containers with their bundles (whose rootfs the shim may have mounted). */
   containers: Array<{ id: string; bundle: string }>;
@@ -32,6 +33,15 @@ export function writePodRecord(dir: string, record: PodRecord): void {
   const temp = `${file}.${process.pid}.tmp`;
   writeFileSync(temp, JSON.stringify(record, null, 2), { mode: 0o600 });
   renameSync(temp, file);
+}
+
+/**
+ * Runs `fn` holding `<pod dir>.lock`, for the `delete` commands: containerd runs one per container of a dead shim, all
+ * at once, and each one's read-modify-write of the record would otherwise lose the others'. The lock sits beside the
+ * pod dir, so the last delete can remove the dir while holding it.
+ */
+export function withPodRecordLock<T>(dir: string, fn: () => T): T {
+  return withLockFile(`${dir}.lock`, `pod record ${dir}`, fn);
 }
 
 /** Read-modify-write; only the shim daemon writes while it lives, so no lock is needed. */

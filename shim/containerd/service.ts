@@ -12,10 +12,12 @@ import type { Handler } from '../../protocol/ttrpc/server.js';
 import { loadBundle } from '../bundle.js';
 import { HullError, oneLine } from '../errors.js';
 import { exitStatusFromGuest, pidFromGuest } from '../guest-values.js';
-import type { OciLinuxResources, OciSpec } from '../oci-spec.js';
+import type { OciLinuxResources } from '../oci-spec.js';
+import { planHostBinds } from '../share-mounts.js';
 import { pumpInput, pumpOutput, STDIO_CHUNK } from '../stdio-relay.js';
 import { beyondVm } from '../vm-sizing.js';
 import { Topic, type EventSink } from './events.js';
+import { adaptSpecForGuest } from './guest-spec.js';
 import { metricsFromGuest } from './metrics.js';
 import type { MountSpec, PodVm, PodVmFactory, RootfsMounter } from './pod.js';
 import { TaskStatus, packAny, toTimestamp, type AnyMessage, type Timestamp } from './protos.js';
@@ -108,16 +110,6 @@ function newProc(containerId: string, execId: string, stdio: StdioPaths): Proc {
 
 const notCreated = (): TtrpcError => new TtrpcError(Code.NotFound, 'container not created');
 
-/** Namespaces of the guest that a spec asks to join by host path (CRI pods): every container of a pod is in one VM, so
- *  the sharing is the VM's; hull drops the paths (the agent cannot join host namespaces). */
-export function adaptSpecForGuest(specJson: string): string {
-  const spec = JSON.parse(specJson) as OciSpec & { linux?: { namespaces?: Array<{ type: string; path?: string }> } };
-  const nss = spec.linux?.namespaces;
-  if (!nss?.some((n) => n.path)) return specJson;
-  spec.linux!.namespaces = nss.map((n) => ({ type: n.type }));
-  return JSON.stringify(spec);
-}
-
 export class TaskService {
   private readonly containers = new Map<string, Container>();
   private readonly creating = new Set<string>();
@@ -190,6 +182,11 @@ export class TaskService {
     return { c, p };
   }
 
+  /** Guest pids of this pod's container inits that have not exited: the namespaces a new container may join. */
+  private liveInitPids(): Set<number> {
+    return new Set([...this.containers.values()].filter((c) => c.init.status !== 'stopped' && c.init.pid > 0).map((c) => c.init.pid));
+  }
+
   private notifyContainers(): void {
     this.opts.onContainersChanged?.([...this.containers.values()].map((c) => ({ id: c.id, bundle: c.bundle })));
   }
@@ -223,25 +220,28 @@ export class TaskService {
         c.mountedRootfs = rootfsDir;
       }
       const bundle = loadBundle(req.bundle, { requireProcess: true });
+      const hostBinds = planHostBinds(bundle.specJson, id, bundle.dir);
       c.init.io = await this.opts.openIo(stdio, { containerId: id, namespace: this.opts.namespace });
       const booted = await this.podLock.run(async () => {
         if (this.vmDeadReason) throw new HullError('unavailable', `the pod's VM died: ${this.vmDeadReason}`);
         if (!this.vm) {
           log.info('booting the pod VM');
           const started = Date.now();
-          this.vm = await this.opts.vms.boot({ containerId: id, hostRootfs: bundle.rootfs, spec: bundle.spec });
+          this.vm = await this.opts.vms.boot({ containerId: id, hostRootfs: bundle.rootfs, binds: hostBinds.binds, spec: bundle.spec });
           const booted = this.vm;
           log.info({ ms: Date.now() - started }, 'pod VM ready');
           void booted.died.then((reason) => this.onVmDied(booted, reason));
-          return { vm: booted, guestRootfs: booted.shareRootfs(id, bundle.rootfs) };
+          return { vm: booted, guestRootfs: booted.shareRootfs(id, bundle.rootfs, hostBinds.binds) };
         }
-        return { vm: this.vm, guestRootfs: this.vm.shareRootfs(id, bundle.rootfs) };
+        return { vm: this.vm, guestRootfs: this.vm.shareRootfs(id, bundle.rootfs, hostBinds.binds) };
       });
       vm = booted.vm;
       c.shared = true;
+      const guestSpec = adaptSpecForGuest(hostBinds.specJson, this.liveInitPids());
+      for (const note of guestSpec.notes) log.info(note);
       const { pid } = await vm.agent.createContainer({
         containerId: id,
-        specJson: adaptSpecForGuest(bundle.specJson),
+        specJson: guestSpec.specJson,
         rootfsPath: booted.guestRootfs,
         stdin: Boolean(req.stdin),
       });

@@ -2,16 +2,15 @@
 // directory. virtiofsd runs with its chroot sandbox so roots shared after boot (later containers of the pod) are
 // visible in the guest; every host resource is written to the pod record first, so `delete` can clean up after a
 // shim that died.
-import { mkdirSync, readFileSync, rmdirSync } from 'node:fs';
-import path from 'node:path';
+import { mkdirSync, readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { VmProcesses } from '../../hypervisor/types.js';
-import { oneLine } from '../errors.js';
-import { unmount } from '../host-mounts.js';
-import { guestRootfs, releaseMounts, Sandbox } from '../sandbox.js';
+import { HullError, oneLine } from '../errors.js';
+import { guestRootfs, releaseContainerShare, releaseMounts, Sandbox } from '../sandbox.js';
+import { mountHostBinds, type HostBind } from '../share-mounts.js';
 import { vmSizeFor } from '../vm-sizing.js';
 import type { BootRequest, PodVm, PodVmFactory, VmUsage } from './pod.js';
-import { updatePodRecord } from './record.js';
+import { readPodRecord, updatePodRecord } from './record.js';
 
 const CLK_TCK = 100;
 
@@ -25,6 +24,33 @@ function procTimes(pid: number | undefined): { user: number; system: number; rss
   } catch {
     return { user: 0, system: 0, rss: 0 };
   }
+}
+
+/**
+ * Shares one container into the pod's share: its root, then the host sources its spec binds, each written to the
+ * pod record before it is mounted. Undoes its own work when a step fails. Used before boot (the first container)
+ * and after (later ones), so the two paths cannot drift apart.
+ */
+function shareContainer(dir: string, containerId: string, hostRootfs: string, binds: HostBind[]): void {
+  const target = Sandbox.rootfsTarget(dir, containerId);
+  updatePodRecord(dir, (r) => void r.mounts.push(target));
+  try {
+    Sandbox.shareRootfs(dir, containerId, hostRootfs);
+    mountHostBinds(dir, containerId, binds, (targets) => updatePodRecord(dir, (r) => void r.mounts.push(...targets)));
+  } catch (err) {
+    try {
+      unshareContainer(dir, containerId);
+    } catch (cleanup) {
+      throw new HullError('internal', `${oneLine(err)}; undoing its mounts failed too: ${oneLine(cleanup)}`, { cause: err });
+    }
+    throw err;
+  }
+}
+
+/** Unmounts and removes a container's part of the share, then drops its mounts from the pod record. */
+function unshareContainer(dir: string, containerId: string): void {
+  const share = releaseContainerShare(dir, containerId);
+  updatePodRecord(dir, (r) => void (r.mounts = r.mounts.filter((m) => m !== share && !m.startsWith(`${share}/`))));
 }
 
 /** True while the process exists and is not a zombie (QEMU that died but was not reaped yet is a zombie). */
@@ -45,7 +71,8 @@ class VmPod implements PodVm {
   private stopped: Promise<void> | undefined;
   /** Why the shim stopped a VM whose agent connection was lost while QEMU still ran. */
   private stoppedBecause: string | undefined;
-  private readonly shares = new Map<string, string>();
+  /** Containers whose root (and host bind sources) are in the share. */
+  private readonly shares = new Set<string>();
 
   constructor(
     private readonly sandbox: Sandbox,
@@ -75,33 +102,23 @@ class VmPod implements PodVm {
     return this.sandbox.agent;
   }
 
-  adoptShare(containerId: string, target: string): void {
-    this.shares.set(containerId, target);
+  /** The first container, shared before boot by VmPodFactory. */
+  adoptShare(containerId: string): void {
+    this.shares.add(containerId);
   }
 
-  shareRootfs(containerId: string, hostRootfs: string): string {
+  shareRootfs(containerId: string, hostRootfs: string, binds: HostBind[]): string {
     if (!this.shares.has(containerId)) {
-      const target = Sandbox.rootfsTarget(this.dir, containerId);
-      updatePodRecord(this.dir, (r) => void r.mounts.push(target));
-      Sandbox.shareRootfs(this.dir, containerId, hostRootfs);
-      this.shares.set(containerId, target);
+      shareContainer(this.dir, containerId, hostRootfs, binds);
+      this.shares.add(containerId);
     }
     return guestRootfs(containerId);
   }
 
   unshareRootfs(containerId: string): void {
-    const target = this.shares.get(containerId);
-    if (!target) return;
-    unmount(target);
-    for (const d of [target, path.dirname(target)]) {
-      try {
-        rmdirSync(d);
-      } catch {
-        // not empty or gone
-      }
-    }
+    if (!this.shares.has(containerId)) return;
+    unshareContainer(this.dir, containerId);
     this.shares.delete(containerId);
-    updatePodRecord(this.dir, (r) => void (r.mounts = r.mounts.filter((m) => m !== target)));
   }
 
   pause(): Promise<void> {
@@ -128,8 +145,7 @@ class VmPod implements PodVm {
     this.settleDied('the pod VM was shut down');
     this.stopped ??= (async () => {
       await this.sandbox.shutdown().catch((err: unknown) => this.log.warn({ err: oneLine(err) }, 'sandbox shutdown'));
-      const mounts = [...this.shares.values()];
-      releaseMounts(this.dir, mounts);
+      releaseMounts(this.dir, readPodRecord(this.dir)?.mounts ?? []);
       this.shares.clear();
       updatePodRecord(this.dir, (r) => {
         r.vm = {};
@@ -151,12 +167,9 @@ export class VmPodFactory implements PodVmFactory {
   async boot(req: BootRequest): Promise<PodVm> {
     mkdirSync(this.dir, { recursive: true, mode: 0o700 });
     const size = vmSizeFor(req.spec);
-    const target = Sandbox.rootfsTarget(this.dir, req.containerId);
-    updatePodRecord(this.dir, (r) => void r.mounts.push(target));
-    let mounted = false;
+    // Shared before virtiofsd starts; later containers (shareRootfs) are seen through its chroot sandbox.
+    shareContainer(this.dir, req.containerId, req.hostRootfs, req.binds);
     try {
-      Sandbox.shareRootfs(this.dir, req.containerId, req.hostRootfs);
-      mounted = true;
       const sandbox = await Sandbox.boot(
         {
           id: this.sandboxId,
@@ -167,17 +180,14 @@ export class VmPodFactory implements PodVmFactory {
           virtiofsdSandbox: 'chroot',
           onResources: ({ vm }: { vm: VmProcesses }) => updatePodRecord(this.dir, (r) => void (r.vm = vm)),
         },
-        [target],
+        [Sandbox.rootfsTarget(this.dir, req.containerId)],
       );
       const pod = new VmPod(sandbox, this.dir, size.memoryMiB, size.vcpus, this.log);
-      pod.adoptShare(req.containerId, target);
+      pod.adoptShare(req.containerId);
       return pod;
     } catch (err) {
-      if (mounted) releaseMounts(this.dir, [target]);
-      updatePodRecord(this.dir, (r) => {
-        r.vm = {};
-        r.mounts = r.mounts.filter((m) => m !== target);
-      });
+      updatePodRecord(this.dir, (r) => void (r.vm = {}));
+      unshareContainer(this.dir, req.containerId);
       throw err;
     }
   }

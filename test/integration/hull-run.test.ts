@@ -2,7 +2,7 @@
 // guest agent. Nothing here is mocked.
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -146,5 +146,59 @@ describe('hull run', () => {
     expect([ra.stdout, ra.code]).toEqual(['I am box-a\n', 0]);
     expect([rb.stdout, rb.code]).toEqual(['I am box-b\n', 3]);
     expect(leaks(root)).toEqual(noLeaks);
+  });
+
+  it('host bind mounts reach the guest: a file read-only (on the host too), a directory read-write, /dev/null as before', async () => {
+    const hostFile = path.join(work, 'host-hosts');
+    const hostDir = path.join(work, 'host-data');
+    writeFileSync(hostFile, '10.1.2.3 from-the-host\n');
+    mkdirSync(hostDir, { recursive: true });
+    const script = [
+      'cat /etc/hosts',
+      '{ echo changed > /etc/hosts; } 2>/dev/null && echo file-writable || echo file-read-only',
+      // The container is root in the guest: even with the guest mount made writable, the host mount refuses writes.
+      'mount -o remount,bind,rw /etc/hosts && echo guest-mount-rw',
+      '{ echo changed > /etc/hosts; } 2>/dev/null && echo host-writable || echo host-read-only',
+      'echo from-guest > /data/written-by-guest',
+      'test -c /null2 && echo null-is-a-device',
+    ].join('; ');
+    const bundle = makeBundle(path.join(work, 'binds'), ['sh', '-c', script], (spec) => {
+      spec.mounts.push(
+        { destination: '/etc/hosts', type: 'bind', source: hostFile, options: ['rbind', 'ro'] },
+        { destination: '/data', type: 'bind', source: hostDir, options: ['rbind', 'rw'] },
+        { destination: '/null2', type: 'bind', source: '/dev/null', options: ['bind'] },
+      );
+    });
+    const result = await hull(['run', '--bundle', bundle, 'binds'], { root });
+    expect([result.code, result.stderr]).toEqual([0, '']);
+    expect(result.stdout.split('\n')).toEqual([
+      '10.1.2.3 from-the-host',
+      'file-read-only',
+      'guest-mount-rw',
+      'host-read-only',
+      'null-is-a-device',
+      '',
+    ]);
+    expect(readFileSync(path.join(hostDir, 'written-by-guest'), 'utf8')).toBe('from-guest\n');
+    expect(readFileSync(hostFile, 'utf8')).toBe('10.1.2.3 from-the-host\n');
+    expect(leaks(root)).toEqual(noLeaks);
+  });
+
+  it('refuses a bad bind source with one line, before anything exists', async () => {
+    const cases: Array<[Record<string, unknown>, RegExp]> = [
+      [{ destination: '/x', type: 'bind', source: path.join(work, 'no-such-file') }, /mounts\[\d+\] \(\/x\): bind source ".*no-such-file" does not exist/],
+      [{ destination: '/x', type: 'bind', source: '/proc/1/root' }, /mounts\[\d+\] \(\/x\): bind source "\/proc\/1\/root" is under the host's \/proc, \/sys or \/dev/],
+      [{ destination: '/x', options: ['rbind'], source: 'relative/dir' }, /bind source "relative\/dir" does not exist/],
+    ];
+    for (const [i, [mount, pattern]] of cases.entries()) {
+      const bundle = makeBundle(path.join(work, `badbind-${i}`), ['true'], (spec) => void spec.mounts.push(mount));
+      for (const command of ['run', 'create']) {
+        const result = await hull([command, '--bundle', bundle, `badbind-${i}`], { root });
+        expect(result.code).not.toBe(0);
+        expect(result.stderr.split('\n').filter(Boolean)).toHaveLength(1);
+        expect(result.stderr).toMatch(pattern);
+        expect(leaks(root)).toEqual(noLeaks);
+      }
+    }
   });
 });

@@ -156,12 +156,15 @@ describe('create plan', () => {
     expect(warnings[0]).toContain('cgroup2');
   });
 
-  it('handles namespaces: network ignored, user refused, mount always, paths refused', () => {
+  it('handles namespaces: network ignored, user refused, mount always, paths refused unless they name a container', () => {
     const { plan: p, warnings } = plan(baseSpec({ linux: { namespaces: [{ type: 'network' }, { type: 'pid' }, { type: 'cgroup' }] } }));
     expect(p.namespaces).toEqual(['mount', 'pid', 'cgroup']);
     expect(warnings).toEqual([expect.stringContaining('network namespace ignored'), expect.stringContaining('mount namespace added')]);
     expect(specError(() => plan(baseSpec({ linux: { namespaces: [{ type: 'user' }] } }))).message).toContain('user namespaces are not supported');
-    expect(specError(() => plan(baseSpec({ linux: { namespaces: [{ type: 'ipc', path: '/proc/1/ns/ipc' }] } }))).message).toContain('joining');
+    // Without a lookup (the default) no path names a container: the agent's pid 1 is refused like any other.
+    expect(specError(() => plan(baseSpec({ linux: { namespaces: [{ type: 'ipc', path: '/proc/1/ns/ipc' }] } }))).message).toBe(
+      'linux.namespaces[0]: /proc/1/ns/ipc: pid 1 is not the init of a running container in this sandbox',
+    );
     specError(() => plan(baseSpec({ linux: { namespaces: [{ type: 'pid' }, { type: 'pid' }] } })));
     specError(() => plan(baseSpec({ linux: { namespaces: [{ type: 'bogus' }] } })));
     // A network namespace path (a pod's netns) is ignored like the network namespace itself.
@@ -171,6 +174,81 @@ describe('create plan', () => {
   it('needs a UTS namespace for a hostname', () => {
     expect(specError(() => plan(baseSpec({ hostname: 'h', linux: { namespaces: [{ type: 'mount' }] } }))).message).toContain('UTS');
     expect(plan(baseSpec({ hostname: '', linux: { namespaces: [{ type: 'mount' }] } })).plan.hostname).toBeUndefined();
+    // A joined UTS namespace counts, as in runc: the hostname is set in the shared namespace.
+    const joined = plan(baseSpec({ hostname: 'h', linux: { namespaces: [{ type: 'mount' }, { type: 'uts', path: '/proc/42/ns/uts' }] } }), {
+      containerNamespace: () => 7,
+    });
+    expect(joined.plan.hostname).toBe('h');
+  });
+
+  describe('namespace paths (joining another container of the sandbox)', () => {
+    /** Container inits 42 and 43 are running; their namespaces have inodes 4026530000 + pid. */
+    const lookups: Array<[number, string]> = [];
+    const containerNamespace = (pid: number, type: string): number | undefined => {
+      lookups.push([pid, type]);
+      return pid === 42 || pid === 43 ? 4026530000 + pid : undefined;
+    };
+    const withNs = (namespaces: object[]) => plan(baseSpec({ linux: { namespaces } }), { containerNamespace });
+
+    it('joins pid, ipc, uts and cgroup of a running container init, and creates only the rest', () => {
+      const { plan: p } = withNs([
+        { type: 'pid', path: '/proc/42/ns/pid' },
+        { type: 'ipc', path: '/proc/42/ns/ipc' },
+        { type: 'uts', path: '/proc/43/ns/uts' },
+        { type: 'cgroup', path: '/proc/42/ns/cgroup' },
+        { type: 'mount' },
+      ]);
+      expect(p.namespaces).toEqual(['mount']);
+      expect(p.joins).toEqual([
+        { type: 'pid', pid: 42, inode: 4026530042 },
+        { type: 'ipc', pid: 42, inode: 4026530042 },
+        { type: 'uts', pid: 43, inode: 4026530043 },
+        { type: 'cgroup', pid: 42, inode: 4026530042 },
+      ]);
+      expect(lookups).toContainEqual([43, 'uts']);
+      const s = decodePlanStrings(encodePlan(p));
+      const at = s.indexOf('join_ns');
+      expect(s.slice(at, at + 8)).toEqual(['join_ns', 'pid', '42', '4026530042', 'join_ns', 'ipc', '42', '4026530042']);
+      expect(withNs([{ type: 'pid' }, { type: 'mount' }]).plan.joins).toEqual([]);
+    });
+
+    it('refuses, with one line naming the entry, a pid that is not a running container init', () => {
+      for (const pid of [1, 99, 4242]) {
+        const e = specError(() => withNs([{ type: 'mount' }, { type: 'ipc', path: `/proc/${pid}/ns/ipc` }]));
+        expect(e.message).toBe(`linux.namespaces[1]: /proc/${pid}/ns/ipc: pid ${pid} is not the init of a running container in this sandbox`);
+      }
+    });
+
+    it('refuses any path that is not exactly /proc/<pid>/ns/<type>', () => {
+      for (const [type, p] of [
+        ['ipc', '/proc/42/ns/uts'],
+        ['pid', '/proc/42/ns/pid_for_children'],
+        ['pid', '/proc/self/ns/pid'],
+        ['uts', '/proc/042/ns/uts'],
+        ['uts', '/proc/42/ns/uts/'],
+        ['ipc', '/proc/42/../42/ns/ipc'],
+        ['ipc', '/run/hull/shared/c1/rootfs/proc/42/ns/ipc'],
+        ['cgroup', 'proc/42/ns/cgroup'],
+      ] as const) {
+        const e = specError(() => withNs([{ type: 'mount' }, { type, path: p }]));
+        expect(e.message).toMatch(new RegExp(`^linux\\.namespaces\\[1\\]: ${type} namespace path ".*" must be /proc/<pid>/ns/${type}$`));
+      }
+    });
+
+    it('never joins a mount namespace; network paths stay ignored; user and time stay refused', () => {
+      expect(specError(() => withNs([{ type: 'mount', path: '/proc/42/ns/mnt' }])).message).toBe(
+        'linux.namespaces[0]: joining another mount namespace (/proc/42/ns/mnt) is not supported: every container pivots into its own root',
+      );
+      const { plan: p, warnings } = withNs([{ type: 'mount' }, { type: 'network', path: '/proc/42/ns/net' }]);
+      expect(p.joins).toEqual([]);
+      expect(warnings).toEqual([expect.stringContaining('network namespace ignored')]);
+      expect(specError(() => withNs([{ type: 'user', path: '/proc/42/ns/user' }])).message).toContain('user namespaces are not supported');
+      expect(specError(() => withNs([{ type: 'time', path: '/proc/42/ns/time' }])).message).toContain('time namespaces are not supported');
+    });
+
+    it('refuses a namespace both joined and created (listed twice)', () => {
+      expect(specError(() => withNs([{ type: 'ipc' }, { type: 'ipc', path: '/proc/42/ns/ipc' }])).message).toContain('listed twice');
+    });
   });
 
   it('validates the process', () => {
@@ -239,6 +317,7 @@ describe('plan encoding', () => {
     const p: Plan = {
       mode: 'create',
       namespaces: ['mount', 'pid'],
+      joins: [{ type: 'ipc', pid: 42, inode: 4026532000 }],
       rootfs: ROOTFS,
       readonlyRoot: false,
       hostname: 'box',
@@ -258,6 +337,7 @@ describe('plan encoding', () => {
     expect(decodePlanStrings(buf)).toEqual([
       'mode', 'create',
       'namespaces', 'mount,pid',
+      'join_ns', 'ipc', '42', '4026532000',
       'rootfs', ROOTFS,
       'readonly_root', '0',
       'hostname', 'box',
@@ -275,7 +355,7 @@ describe('plan encoding', () => {
     const { plan: p } = computeExecPlan({ process: { args: ['true'] }, joinPid: 42 });
     const s = decodePlanStrings(encodePlan(p));
     expect(s.slice(0, 4)).toEqual(['mode', 'exec', 'join_pid', '42']);
-    for (const k of ['namespaces', 'rootfs', 'mount', 'hostname', 'cgroup']) expect(s).not.toContain(k);
+    for (const k of ['namespaces', 'join_ns', 'rootfs', 'mount', 'hostname', 'cgroup']) expect(s).not.toContain(k);
     expect(s).toContain('groups');
     expect(s[s.indexOf('groups') + 1]).toBe(''); // always written, so the helper drops the agent's groups
   });

@@ -1,4 +1,4 @@
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -257,6 +257,43 @@ describe('agent service over ttrpc with a fake helper', () => {
     await h.agent.signalProcess('c1', '', 9, true);
     expect((await h.agent.waitProcess('c1')).exitStatus).toBe(137);
     expect((await h.agent.waitProcess('c1', 'e2')).exitStatus).toBe(137);
+  });
+
+  it('joins a namespace path only of a running container init: the plan carries its pid and nsfs inode', async () => {
+    const h = harness();
+    const nsSpec = (pid: number, type = 'ipc', file = type) => ({ linux: { namespaces: [{ type: 'mount' }, { type, path: `/proc/${pid}/ns/${file}` }] } });
+    const { pid } = await create(h, 'sandbox', ['sleep', '100']);
+    // Created, not started: not running yet.
+    await expect(create(h, 'early', ['true'], { extra: nsSpec(pid) })).rejects.toMatchObject({
+      code: Code.InvalidArgument,
+      message: `linux.namespaces[1]: /proc/${pid}/ns/ipc: pid ${pid} is not the init of a running container in this sandbox`,
+    });
+    await h.agent.startContainer('sandbox');
+
+    await create(h, 'app', ['echo', 'joined-app'], { extra: nsSpec(pid, 'uts') });
+    const plan = readdirSync(planDir)
+      .map((f) => decodePlanStrings(readFileSync(path.join(planDir, f))))
+      .find((p) => p.includes('joined-app'))!;
+    const at = plan.indexOf('join_ns');
+    expect(plan.slice(at, at + 4)).toEqual(['join_ns', 'uts', String(pid), String(statSync(`/proc/${pid}/ns/uts`).ino)]);
+    expect(plan[plan.indexOf('namespaces') + 1]).toBe('mount');
+
+    // Never an exec, the agent itself, or any other process; never a mount namespace.
+    const e1 = await h.agent.execProcess({ containerId: 'sandbox', execId: 'e1', processJson: JSON.stringify({ args: ['sleep', '100'], cwd: '/' }), stdin: false });
+    for (const other of [e1.pid, process.pid, 1]) {
+      await expect(create(h, 'bad', ['true'], { extra: nsSpec(other) })).rejects.toMatchObject({ code: Code.InvalidArgument });
+    }
+    const mountSpec = { linux: { namespaces: [{ type: 'mount', path: `/proc/${pid}/ns/mnt` }] } };
+    await expect(create(h, 'bad', ['true'], { extra: mountSpec })).rejects.toMatchObject({
+      code: Code.InvalidArgument,
+      message: expect.stringContaining('every container pivots into its own root'),
+    });
+
+    // Once the sandbox's init has exited, its pid names nothing.
+    await h.agent.signalProcess('sandbox', '', 9, false);
+    await h.agent.waitProcess('sandbox');
+    await expect(create(h, 'late', ['true'], { extra: nsSpec(pid) })).rejects.toMatchObject({ code: Code.InvalidArgument });
+    expect(existsSync(path.join(h.cgroupRoot, 'hull', 'bad'))).toBe(false);
   });
 
   it('reports a helper setup error as FailedPrecondition and leaves nothing behind', async () => {

@@ -2,7 +2,7 @@
 // status on fd 4, start byte on fd 5 (docs/design.md, "Container init helper").
 // Uses the ASan/UBSan build unless HULL_CONTAINER_INIT points at another binary.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
@@ -25,7 +25,12 @@ const pidNamespaces = new Set<string>(); // pid namespaces of the containers we 
 
 interface PlanOptions {
   args: string[];
-  hostname?: string;
+  /** null: no hostname key (a joined UTS namespace keeps its name). */
+  hostname?: string | null;
+  /** Comma list of namespaces to create (default mount,pid,uts,ipc). */
+  namespaces?: string;
+  /** join_ns entries: [namespace, pid, inode]. */
+  joins?: Array<[string, number, number | bigint]>;
   env?: string[];
   uid?: number;
   gid?: number;
@@ -38,9 +43,10 @@ interface PlanOptions {
 }
 
 function createPlan(o: PlanOptions): string[] {
-  const p = ['mode', 'create', 'namespaces', 'mount,pid,uts,ipc', 'rootfs', o.rootfs ?? rootfs];
+  const p = ['mode', 'create', 'namespaces', o.namespaces ?? 'mount,pid,uts,ipc', 'rootfs', o.rootfs ?? rootfs];
+  for (const [ns, pid, inode] of o.joins ?? []) p.push('join_ns', ns, String(pid), String(inode));
   p.push('readonly_root', o.readonly ? '1' : '0');
-  p.push('hostname', o.hostname ?? 'hull-test');
+  if (o.hostname !== null) p.push('hostname', o.hostname ?? 'hull-test');
   const mounts: Array<[string, string, string, number, string]> = [
     ['proc', 'proc', '/proc', MS_NOSUID | MS_NOEXEC | MS_NODEV, ''],
     ['tmpfs', 'tmpfs', '/dev', MS_NOSUID | MS_STRICTATIME, 'mode=755,size=65536k'],
@@ -439,6 +445,57 @@ describe.runIf(prerequisitesMet('hull-container-init', [!canRun && 'root and /bi
 
     c.child.kill('SIGTERM');
     expect((await c.withTimeout(c.exit)).code).toBe(0);
+  });
+
+  it('create with join_ns shares the pid, ipc and uts namespaces of a running container, with its own mounts', async () => {
+    const sandbox = helper(createPlan({ hostname: 'pod-host', args: ['sh', '-c', 'trap "exit 0" TERM; echo up; sleep 1000 & wait'] }));
+    await sandbox.ready();
+    sandbox.start();
+    await sandbox.until(() => sandbox.stdout.includes('up'), 'sandbox start');
+    const nsOf = (pid: number, ns: string): string => readlinkSync(`/proc/${pid}/ns/${ns}`);
+    const joins = (['pid', 'ipc', 'uts'] as const).map((ns): [string, number, bigint] => [ns, sandbox.pid, statSync(`/proc/${sandbox.pid}/ns/${ns}`, { bigint: true }).ino]);
+
+    const script = 'echo host=$(hostname); echo pid1=$(cat /proc/1/comm); echo me=$$; echo ipc=$(readlink /proc/self/ns/ipc); ' +
+      'echo mnt=$(readlink /proc/self/ns/mnt); ps -o pid,comm; echo started; sleep 1000';
+    const app = helper(createPlan({ namespaces: 'mount', hostname: null, joins, args: ['sh', '-c', script] }));
+    await app.ready();
+    expect(nsOf(app.pid, 'pid')).toBe(nsOf(sandbox.pid, 'pid'));
+    expect(nsOf(app.pid, 'mnt')).not.toBe(nsOf(sandbox.pid, 'mnt'));
+    app.start();
+    await app.until(() => app.stdout.includes('started'), 'app start');
+    expect(app.stdout).toContain('host=pod-host\n');
+    expect(app.stdout).toContain('pid1=sh\n'); // the sandbox's PID 1
+    expect(app.stdout).toMatch(/^\s*\d+ sleep$/m); // and its sleep
+    expect(Number(/me=(\d+)/.exec(app.stdout)?.[1])).toBeGreaterThan(1);
+    expect(app.stdout).toContain(`ipc=${nsOf(sandbox.pid, 'ipc')}\n`);
+    expect(app.stdout).not.toContain(`mnt=${nsOf(sandbox.pid, 'mnt')}\n`);
+
+    // The pid namespace ends with its PID 1: the kernel kills the joined container too.
+    sandbox.child.kill('SIGTERM');
+    expect((await sandbox.withTimeout(sandbox.exit)).code).toBe(0);
+    expect((await app.withTimeout(app.exit)).code).toBe(128 + 9);
+  });
+
+  it('refuses a join_ns whose namespace is not the one the agent checked, and bad join_ns plans', async () => {
+    const bad = helper(createPlan({ namespaces: 'mount', joins: [['ipc', process.pid, 1]], args: ['true'] }));
+    expect((await bad.withTimeout(bad.exit)).code).toBe(127);
+    expect(bad.status).toEqual([expect.stringMatching(new RegExp(`^error join ipc: /proc/${process.pid}/ns/ipc is not the namespace the agent checked .*: the process exited$`))]);
+
+    const ipcIno = statSync('/proc/self/ns/ipc').ino;
+    const cases: Array<[string[], string]> = [
+      [createPlan({ joins: [['ipc', process.pid, ipcIno]], args: ['true'] }), 'error plan: namespace ipc is both joined and created'],
+      [createPlan({ namespaces: 'mount', joins: [['mnt', process.pid, 1]], args: ['true'] }), 'error plan: namespace "mnt" cannot be joined'],
+      [createPlan({ namespaces: 'mount', joins: [['net', process.pid, 1]], args: ['true'] }), 'error plan: namespace "net" cannot be joined'],
+      [createPlan({ namespaces: 'mount', joins: [['ipc', 0, 1]], args: ['true'] }), 'error plan: bad join_ns pid "0"'],
+      [createPlan({ namespaces: 'mount', joins: [['ipc', 1, 0]], args: ['true'] }), 'error plan: bad join_ns inode "0"'],
+      [createPlan({ namespaces: 'mount', joins: [['ipc', 1, 5], ['ipc', 1, 5]], args: ['true'] }), 'error plan: namespace ipc is joined twice'],
+      [execPlan(process.pid, ['true'], ['join_ns', 'ipc', '1', '5']), 'error plan: exec takes no namespaces, join_ns, rootfs or mount'],
+    ];
+    for (const [plan, error] of cases) {
+      const r = helper(plan);
+      expect((await r.withTimeout(r.exit)).code).toBe(127);
+      expect(r.status).toEqual([error]);
+    }
   });
 
   it('the static build runs too', async () => {

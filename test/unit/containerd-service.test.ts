@@ -15,7 +15,7 @@ import { TtrpcServer } from '../../protocol/ttrpc/server.js';
 import type { EventSink } from '../../shim/containerd/events.js';
 import type { PodAgent, PodVm, PodVmFactory, RootfsMounter } from '../../shim/containerd/pod.js';
 import { decode, TASK_SERVICE, taskService, TaskStatus } from '../../shim/containerd/protos.js';
-import { adaptSpecForGuest, TaskService, VM_DIED_STATUS } from '../../shim/containerd/service.js';
+import { TaskService, VM_DIED_STATUS } from '../../shim/containerd/service.js';
 import type { IoOpener } from '../../shim/containerd/stdio.js';
 import { makeBundle } from '../helpers/hull.js';
 
@@ -513,14 +513,5 @@ describe('task lifecycle', () => {
     await call('Wait', { id: 'c6' });
     const topics = events.map((e) => e.topic);
     expect(topics.indexOf('/tasks/start')).toBeLessThan(topics.indexOf('/tasks/exit'));
-  });
-});
-
-describe('adaptSpecForGuest', () => {
-  test('drops host namespace paths (a pod shares its VM), leaves other specs byte-identical', () => {
-    const plain = '{"ociVersion":"1.0.2","linux":{"namespaces":[{"type":"pid"}]}}';
-    expect(adaptSpecForGuest(plain)).toBe(plain);
-    const cri = JSON.stringify({ ociVersion: '1.0.2', linux: { namespaces: [{ type: 'network', path: '/var/run/netns/x' }, { type: 'ipc', path: '/proc/1/ns/ipc' }] } });
-    expect(JSON.parse(adaptSpecForGuest(cri)).linux.namespaces).toEqual([{ type: 'network' }, { type: 'ipc' }]);
   });
 });
