@@ -11,6 +11,7 @@ packages=(
   util-linux procps file               # mount/umount, ps, file (a test checks the helper is static)
   runc runsc                           # baselines for the benchmark
   containerd                           # the containerd shim tests drive a private containerd
+  containernetworking-plugins iproute2 # CNI plugins (/usr/lib/cni) for the CRI test's pod network; `ip` checks its links
 )
 missing=()
 for p in "${packages[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p"); done

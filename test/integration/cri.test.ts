@@ -1,0 +1,387 @@
+// Kubernetes through CRI: a kubelet-like client (@grpc/grpc-js, test/helpers/cri-client.ts) drives the CRI plugin of a
+// private containerd 1.6 (Debian's) whose runtime handler `hull` is containerd-shim-hull-v2. One pod sandbox with two
+// long-running containers, all in one microVM: ExecSync (and a probe that times out), CRI-format logs, stats, a
+// containerd restart, the pod's hostname/resolv.conf/shared pid namespace, a container that exits and is restarted,
+// StopContainer, StopPodSandbox, RemovePodSandbox; then nothing may be left: no shim, VM, mount, network namespace,
+// CNI interface or IPAM lease. Images are built here and imported (no registry); the CNI network is Debian's
+// bridge + host-local plugins with every file under the test's temp dir. Needs root, containerd, busybox-static,
+// containernetworking-plugins, the guest image and dist/ (npm run build).
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
+import { sandboxDirFor } from '../../shim/containerd/address.js';
+import { containerdPrerequisites, have, POD_ROOT, podRecords, PrivateContainerd, RUNTIME, until } from '../helpers/containerd.js';
+import { CriClient, type ContainerConfig, type PodSandboxConfig } from '../helpers/cri-client.js';
+import { prerequisitesMet } from '../helpers/prerequisites.js';
+
+const NS = 'k8s.io'; // the namespace the CRI plugin works in
+const HANDLER = 'hull';
+const IMAGE = 'docker.io/hull/busybox:latest';
+const PAUSE = 'docker.io/hull/pause:latest';
+const CNI_BIN = '/usr/lib/cni';
+const HOSTNAME = 'hull-cri-pod';
+const DNS_SERVER = '10.96.0.10';
+/** The first container: output on both streams, then it keeps running; the marker lets container 2's `ps` find it. */
+const TALKER = 'echo out-line-1; echo err-line-1 >&2; echo out-line-2; trap "exit 0" TERM; while :; do sleep 1; done # talker-marker';
+const LOOPER = 'trap "exit 0" TERM; i=0; while :; do i=$((i+1)); sleep 1; done';
+
+let ctd: PrivateContainerd;
+let cri: CriClient;
+let work: string; // CNI config, IPAM data, pod logs
+let bridge: string;
+let linksBefore: string[];
+let ipForwardBefore: string;
+let hostNetnsDirBefore: boolean;
+/** Host directories of the pods this file ran (other suites may run pods of their own at the same time). */
+const podDirs: string[] = [];
+
+/** Host network interface names (`ip -o link`: "3: name@peer: <…>"). */
+const links = (): string[] =>
+  execFileSync('ip', ['-o', 'link', 'show'], { encoding: 'utf8' })
+    .split('\n')
+    .map((l) => l.split(': ')[1]?.split('@')[0] ?? '')
+    .filter(Boolean);
+/** Mount points of network namespace files (what `ip netns add` and CRI's netns pinning leave). */
+const nsfsMounts = (): string[] =>
+  readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .filter((l) => l.includes(' - nsfs '))
+    .map((l) => l.split(' ')[4]!);
+const ours = (line: string): boolean => line.includes(ctd.tmp) || podDirs.some((d) => line.includes(d));
+const leftovers = (): string[] => ctd.leftovers().filter(ours);
+const ourPodRecords = () => podRecords().filter((r) => podDirs.includes(r.dir));
+const ipForward = (): string => readFileSync('/proc/sys/net/ipv4/ip_forward', 'utf8').trim();
+
+function criConfig(): string {
+  const cri = 'plugins."io.containerd.grpc.v1.cri"';
+  return [
+    '[plugins."io.containerd.internal.v1.opt"]',
+    `  path = "${work}/opt"`,
+    `[${cri}]`,
+    `  sandbox_image = "${PAUSE}"`,
+    '  stream_server_address = "127.0.0.1"',
+    '  stream_server_port = "0"', // any free port: never clashes with a node's real CRI
+    '  disable_apparmor = true',
+    '  enable_selinux = false',
+    '  netns_mounts_under_state_dir = true', // pod netns under our state dir, not /var/run/netns
+    `[${cri}.containerd]`,
+    '  snapshotter = "overlayfs"',
+    '  default_runtime_name = "runc"', // as on a real node: pods pick hull by runtime handler (RuntimeClass)
+    `[${cri}.containerd.runtimes.runc]`,
+    '  runtime_type = "io.containerd.runc.v2"',
+    `[${cri}.containerd.runtimes.${HANDLER}]`,
+    `  runtime_type = "${RUNTIME}"`,
+    `[${cri}.cni]`,
+    `  bin_dir = "${CNI_BIN}"`,
+    `  conf_dir = "${work}/net.d"`,
+    '  max_conf_num = 1',
+  ].join('\n');
+}
+
+/** bridge + host-local: no gateway and no masquerading, so the plugins leave host sysctls and iptables alone. */
+function writeCniConfig(): void {
+  mkdirSync(path.join(work, 'net.d'), { recursive: true });
+  const conflist = {
+    cniVersion: '1.0.0',
+    name: 'hull-cri-test',
+    plugins: [
+      {
+        type: 'bridge',
+        bridge,
+        isGateway: false,
+        ipMasq: false,
+        ipam: { type: 'host-local', ranges: [[{ subnet: '10.99.77.0/24' }]], dataDir: path.join(work, 'ipam') },
+      },
+    ],
+  };
+  writeFileSync(path.join(work, 'net.d', '10-hull-cri-test.conflist'), JSON.stringify(conflist, null, 2));
+}
+
+const sandboxConfig = (logDirectory: string): PodSandboxConfig => ({
+  metadata: { name: 'hull-pod', uid: 'uid-hull-pod-1', namespace: 'default', attempt: 0 },
+  hostname: HOSTNAME,
+  logDirectory,
+  dnsConfig: { servers: [DNS_SERVER], searches: ['default.svc.cluster.local'], options: ['ndots:5'] },
+  labels: { app: 'hull-cri-test' },
+  // shareProcessNamespace: true
+  linux: { securityContext: { namespaceOptions: POD_NAMESPACES } },
+});
+
+const POD_NAMESPACES = { network: 'POD', pid: 'POD', ipc: 'POD' } as const;
+
+const containerConfig = (name: string, script: string): ContainerConfig => ({
+  metadata: { name, attempt: 0 },
+  image: { image: IMAGE },
+  command: ['sh', '-c', script],
+  logPath: `${name}/0.log`,
+  labels: { container: name },
+  linux: { securityContext: { namespaceOptions: POD_NAMESPACES } },
+});
+
+/** What the kubelet sends for `resources: {limits: {cpu: 500m, memory: 64Mi}}` and `runAsUser: 1000`. */
+const LOOPER_MEMORY_LIMIT = 64 << 20;
+const LOOPER_UID = 1000;
+const looperConfig = (): ContainerConfig => ({
+  ...containerConfig('looper', LOOPER),
+  linux: {
+    resources: { cpuPeriod: 100_000, cpuQuota: 50_000, cpuShares: 512, memoryLimitInBytes: LOOPER_MEMORY_LIMIT, oomScoreAdj: 1000 },
+    securityContext: { namespaceOptions: POD_NAMESPACES, runAsUser: { value: LOOPER_UID } },
+  },
+});
+
+/** The talker as a pod spec with `env` and `workingDir` would have it. */
+const talkerConfig = (): ContainerConfig => ({
+  ...containerConfig('talker', TALKER),
+  envs: [{ key: 'POD_GREETING', value: 'hello from the pod spec' }],
+  workingDir: '/tmp',
+});
+
+/** CRI's log format: `<RFC3339Nano time> <stdout|stderr> <F|P> <text>`, one line each. */
+function parseCriLog(text: string): Array<{ time: string; stream: string; tag: string; line: string }> {
+  return text
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => {
+      const m = /^(\S+) (stdout|stderr) ([FP]) (.*)$/.exec(l);
+      if (!m) throw new Error(`not a CRI log line: ${JSON.stringify(l)}`);
+      return { time: m[1]!, stream: m[2]!, tag: m[3]!, line: m[4]! };
+    });
+}
+
+const text = (b: Buffer): string => b.toString('utf8');
+
+describe.runIf(
+  prerequisitesMet('CRI tests', [
+    ...containerdPrerequisites(),
+    !existsSync(path.join(CNI_BIN, 'bridge')) && 'containernetworking-plugins',
+    !have('ip') && 'ip (iproute2)',
+  ]),
+)(`Kubernetes CRI (containerd 1.6) with runtime handler ${HANDLER}`, () => {
+  beforeAll(async () => {
+    work = mkdtempSync(path.join(os.tmpdir(), 'hull-cri-'));
+    bridge = `hullcri${process.pid % 100000}`;
+    linksBefore = links();
+    ipForwardBefore = ipForward();
+    hostNetnsDirBefore = existsSync('/var/run/netns');
+    writeCniConfig();
+    ctd = await PrivateContainerd.start(NS, { cri: true, extraConfig: criConfig() });
+    await ctd.importBusybox(IMAGE);
+    await ctd.importBusybox(PAUSE, { entrypoint: ['sh', '-c', 'trap "exit 0" TERM INT; while :; do sleep 1; done'] });
+    cri = new CriClient(ctd.sock);
+    // A config the CRI plugin rejects still leaves containerd serving, without runtime.v1: say why up front.
+    await cri.version().catch((err: unknown) => {
+      const why = readFileSync(ctd.log, 'utf8').split('\n').find((l) => l.includes('failed to load plugin io.containerd.grpc.v1.cri'));
+      throw new Error(`${String(err)}${why ? `; containerd: ${why}` : ''}`);
+    });
+  });
+
+  afterEach(async () => {
+    // A failed case must not leave its pod (and VM) to the next: stop and remove whatever CRI still has.
+    for (const p of (await cri?.listPodSandbox().catch(() => [])) ?? []) {
+      await cri.stopPodSandbox(p.id).catch(() => undefined);
+      await cri.removePodSandbox(p.id).catch(() => undefined);
+    }
+  });
+
+  afterAll(async () => {
+    cri?.close();
+    await ctd?.destroy();
+    if (bridge && links().includes(bridge)) execFileSync('ip', ['link', 'del', bridge]);
+    if (work) rmSync(work, { recursive: true, force: true });
+  });
+
+  test('Version and the imported images through the ImageService', async () => {
+    const v = await cri.version();
+    expect(v.runtimeName).toBe('containerd');
+    expect(v.runtimeApiVersion).toBe('v1');
+    expect(v.runtimeVersion).toMatch(/^v?1\.6\./);
+    // The CRI plugin learns about imported images from containerd's events.
+    const busybox = await until('the CRI image store to show the image', async () => (await cri.imageStatus(IMAGE)) ?? undefined);
+    expect(busybox.repoTags).toContain(IMAGE);
+    expect(busybox.id).toMatch(/^sha256:[0-9a-f]{64}$/);
+    expect(await cri.imageStatus(PAUSE)).not.toBeNull();
+    expect(await cri.imageStatus('docker.io/hull/absent:latest')).toBeNull();
+    const tags = (await cri.listImages()).flatMap((i) => i.repoTags);
+    expect(tags).toEqual(expect.arrayContaining([IMAGE, PAUSE]));
+  });
+
+  test('a pod with two containers in one microVM: exec, logs, stats, restarts, stop, remove', async () => {
+    const logDir = path.join(work, 'pods', 'default_hull-pod_uid-hull-pod-1');
+    mkdirSync(logDir, { recursive: true });
+    const podConfig = sandboxConfig(logDir);
+
+    const t0 = Date.now();
+    const podId = await cri.runPodSandbox(podConfig, HANDLER);
+    podDirs.push(sandboxDirFor(POD_ROOT, NS, podId));
+    console.log(`RunPodSandbox (runtime handler ${HANDLER}): ${Date.now() - t0} ms`);
+    const status = await cri.podSandboxStatus(podId);
+    expect(status.state).toBe('SANDBOX_READY');
+    expect(status.runtimeHandler).toBe(HANDLER);
+    expect(status.network?.ip).toMatch(/^10\.99\.77\.\d+$/); // CNI ran (the address lives in the host netns for now)
+    expect((await cri.listPodSandbox()).map((p) => p.id)).toEqual([podId]);
+
+    const talkerId = await cri.createContainer(podId, talkerConfig(), podConfig);
+    await cri.startContainer(talkerId);
+    const t1 = Date.now();
+    const looperId = await cri.createContainer(podId, looperConfig(), podConfig);
+    await cri.startContainer(looperId);
+    console.log(`CreateContainer + StartContainer of a second container in the running pod VM: ${Date.now() - t1} ms`);
+    for (const id of [talkerId, looperId]) expect((await cri.containerStatus(id)).state).toBe('CONTAINER_RUNNING');
+    const listed = await cri.listContainers({ podSandboxId: podId });
+    expect(listed.map((c) => c.metadata.name).sort()).toEqual(['looper', 'talker']);
+
+    // One VM for the whole pod: the sandbox and both containers are recorded by one shim with one QEMU.
+    const vms = ourPodRecords().filter((r) => r.vm.vmm);
+    expect(vms).toHaveLength(1);
+    expect(vms[0]!.containers.map((c) => c.id).sort()).toEqual([podId, talkerId, looperId].sort());
+
+    // ExecSync: stdout, stderr and the exit code.
+    const ex = await cri.execSync(talkerId, ['sh', '-c', 'echo to-out; echo to-err >&2; exit 3'], 30);
+    expect({ out: text(ex.stdout), err: text(ex.stderr), code: ex.exitCode }).toEqual({ out: 'to-out\n', err: 'to-err\n', code: 3 });
+    // The pod spec's env, workingDir and runAsUser reach the process (its memory limit: see ContainerStats below).
+    const env = await cri.execSync(talkerId, ['sh', '-c', 'echo "$POD_GREETING"; pwd'], 30);
+    expect(text(env.stdout)).toBe('hello from the pod spec\n/tmp\n');
+    expect(text((await cri.execSync(looperId, ['id', '-u'], 30)).stdout)).toBe(`${LOOPER_UID}\n`);
+
+    // A probe that overruns its timeout: CRI kills the exec (SIGKILL through the shim) and says so.
+    const probeStarted = Date.now();
+    await expect(cri.execSync(talkerId, ['sleep', '1000'], 2)).rejects.toThrow(/timeout 2s exceeded/);
+    expect(Date.now() - probeStarted).toBeLessThan(15_000);
+    const after = await cri.execSync(talkerId, ['ps', '-o', 'args'], 30);
+    expect(text(after.stdout)).not.toContain('sleep 1000');
+
+    // Logs: what the talker wrote, in CRI format, at log_directory/log_path.
+    const logPath = path.join(logDir, 'talker', '0.log');
+    expect((await cri.containerStatus(talkerId)).logPath).toBe(logPath);
+    const entries = await until('the talker\'s lines in its CRI log', () => {
+      const e = existsSync(logPath) ? parseCriLog(readFileSync(logPath, 'utf8')) : [];
+      return e.length >= 3 ? e : undefined;
+    });
+    // stdout and stderr are separate pipes: each stream keeps its order, not their interleaving.
+    expect(entries.filter((e) => e.stream === 'stdout').map((e) => e.line)).toEqual(['out-line-1', 'out-line-2']);
+    expect(entries.filter((e) => e.stream === 'stderr').map((e) => e.line)).toEqual(['err-line-1']);
+    expect(entries.every((e) => e.tag === 'F')).toBe(true);
+    for (const e of entries) expect(Number.isNaN(Date.parse(e.time))).toBe(false);
+
+    // ContainerStats: from the container's cgroup in the guest.
+    const stats = await cri.containerStats(looperId);
+    expect(stats.attributes?.id).toBe(looperId);
+    expect(Number(stats.memory?.availableBytes?.value ?? 0)).toBeGreaterThan(0);
+    expect(Number(stats.memory?.availableBytes?.value ?? 0)).toBeLessThanOrEqual(LOOPER_MEMORY_LIMIT);
+    expect(Number(stats.cpu?.usageCoreNanoSeconds?.value ?? 0)).toBeGreaterThan(0);
+    expect(Number(stats.memory?.workingSetBytes?.value ?? 0)).toBeGreaterThan(0);
+
+    // containerd restarts (an upgrade, a crash): the CRI plugin recovers the pod from the running shim.
+    await ctd.stop();
+    await ctd.launch();
+    expect((await until('CRI to serve again', () => cri.podSandboxStatus(podId).catch(() => undefined))).state).toBe('SANDBOX_READY');
+    for (const id of [talkerId, looperId]) expect((await cri.containerStatus(id)).state).toBe('CONTAINER_RUNNING');
+    expect(text((await cri.execSync(looperId, ['echo', 'still-here'], 30)).stdout)).toBe('still-here\n');
+
+    // The pod's shared files and namespaces, as Kubernetes sets them up (these need the guest to honour CRI's bind
+    // mounts and namespace paths).
+    const pod = {
+      etcHostname: text((await cri.execSync(talkerId, ['cat', '/etc/hostname'], 30)).stdout).trim(),
+      hostname: text((await cri.execSync(talkerId, ['hostname'], 30)).stdout).trim(),
+      resolvConf: text((await cri.execSync(talkerId, ['cat', '/etc/resolv.conf'], 30)).stdout),
+      psInLooper: text((await cri.execSync(looperId, ['ps'], 30)).stdout),
+      etcHosts: text((await cri.execSync(talkerId, ['cat', '/etc/hosts'], 30)).stdout),
+      // The pod's /dev/shm is one tmpfs for all its containers (CRI's sandbox shm, ipc POD).
+      shmShared: text((await cri.execSync(talkerId, ['sh', '-c', 'echo shm-ok > /dev/shm/probe && chmod 644 /dev/shm/probe'], 30)).stderr) +
+        text((await cri.execSync(looperId, ['cat', '/dev/shm/probe'], 30)).stdout),
+    };
+    expect.soft(pod.etcHostname, '/etc/hostname (CRI bind mount)').toBe(HOSTNAME);
+    expect.soft(pod.hostname, 'hostname (the pod UTS namespace)').toBe(HOSTNAME);
+    expect.soft(pod.resolvConf, '/etc/resolv.conf (CRI bind mount)').toContain(`nameserver ${DNS_SERVER}`);
+    expect.soft(pod.psInLooper, 'ps in the looper (shareProcessNamespace)').toContain('talker-marker');
+    expect.soft(pod.etcHosts, '/etc/hosts (CRI bind mount: a copy of the node\'s)').toBe(readFileSync('/etc/hosts', 'utf8'));
+    expect.soft(pod.shmShared, '/dev/shm shared by the pod (CRI bind mount)').toBe('shm-ok\n');
+
+    // StopContainer: SIGTERM, the trap exits 0; then the container goes while the pod runs on.
+    await cri.stopContainer(looperId, 10);
+    const stopped = await cri.containerStatus(looperId);
+    expect(stopped.state).toBe('CONTAINER_EXITED');
+    expect(stopped.exitCode).toBe(0);
+    await cri.removeContainer(looperId);
+    expect((await cri.listContainers({ podSandboxId: podId })).map((c) => c.id)).toEqual([talkerId]);
+    expect((await cri.containerStatus(talkerId)).state).toBe('CONTAINER_RUNNING');
+
+    // A container that exits on its own, and its restart (attempt 1) as the kubelet does under restartPolicy.
+    for (const attempt of [0, 1]) {
+      const quitter = { ...containerConfig('quitter', `echo bye-${attempt}; exit 5`), metadata: { name: 'quitter', attempt } };
+      quitter.logPath = `quitter/${attempt}.log`;
+      const id = await cri.createContainer(podId, quitter, podConfig);
+      await cri.startContainer(id);
+      const done = await until('the quitter to exit', async () => {
+        const s = await cri.containerStatus(id);
+        return s.state === 'CONTAINER_EXITED' ? s : undefined;
+      });
+      expect([done.exitCode, done.reason]).toEqual([5, 'Error']);
+      const quitterLog = path.join(logDir, 'quitter', `${attempt}.log`);
+      const lines = await until('the quitter\'s line in its log', () => {
+        const e = existsSync(quitterLog) ? parseCriLog(readFileSync(quitterLog, 'utf8')) : [];
+        return e.length > 0 ? e : undefined;
+      });
+      expect(lines.map((e) => `${e.stream} ${e.line}`)).toEqual([`stdout bye-${attempt}`]);
+      await cri.removeContainer(id);
+    }
+    expect((await cri.containerStatus(talkerId)).state).toBe('CONTAINER_RUNNING');
+
+    const t2 = Date.now();
+    await cri.stopPodSandbox(podId);
+    console.log(`StopPodSandbox: ${Date.now() - t2} ms`);
+    expect((await cri.podSandboxStatus(podId)).state).toBe('SANDBOX_NOTREADY');
+    await cri.stopPodSandbox(podId); // the kubelet repeats it; it must stay a no-op
+    const killed = await cri.containerStatus(talkerId);
+    expect([killed.state, killed.exitCode]).toEqual(['CONTAINER_EXITED', 137]); // StopPodSandbox: SIGKILL, no grace
+    await cri.removePodSandbox(podId);
+    expect(await cri.listPodSandbox()).toEqual([]);
+    expect(await cri.listContainers()).toEqual([]);
+  });
+
+  test("the pod's shim killed: containers exit, the pod stops and goes, containerd's deletes leave nothing", async () => {
+    const logDir = path.join(work, 'pods', 'default_hull-crash_uid-hull-crash-1');
+    mkdirSync(logDir, { recursive: true });
+    const podConfig = { ...sandboxConfig(logDir), metadata: { name: 'hull-crash', uid: 'uid-hull-crash-1', namespace: 'default', attempt: 0 } };
+    const podId = await cri.runPodSandbox(podConfig, HANDLER);
+    const podDir = sandboxDirFor(POD_ROOT, NS, podId);
+    podDirs.push(podDir);
+    const id = await cri.createContainer(podId, containerConfig('looper', LOOPER), podConfig);
+    await cri.startContainer(id);
+    const record = ourPodRecords().find((r) => r.dir === podDir && r.vm.vmm);
+    expect(record?.containers.map((c) => c.id).sort()).toEqual([podId, id].sort());
+
+    process.kill(record!.shimPid, 'SIGKILL');
+    // containerd runs `containerd-shim-hull-v2 delete` once per task of the dead shim, both at once.
+    const exited = await until('the container to exit', async () => {
+      const s = await cri.containerStatus(id);
+      return s.state === 'CONTAINER_EXITED' ? s : undefined;
+    });
+    expect(exited.exitCode).not.toBe(0);
+    expect((await cri.podSandboxStatus(podId)).state).toBe('SANDBOX_NOTREADY');
+    await cri.stopPodSandbox(podId);
+    await cri.removePodSandbox(podId);
+    await until('cleanup', () => (existsSync(podDir) || leftovers().length > 0 ? undefined : true), 15_000).catch(() => undefined);
+    expect(ourPodRecords()).toEqual([]);
+    expect(existsSync(podDir), `${podDir} left behind`).toBe(false);
+    expect(leftovers()).toEqual([]);
+  });
+
+  test('leak check: no shim, VM, mount, netns, CNI interface, IPAM lease or host sysctl change', async () => {
+    expect(podDirs).not.toEqual([]);
+    await until('no leftovers', () => (leftovers().length === 0 ? true : undefined), 15_000).catch(() => undefined);
+    expect(leftovers()).toEqual([]);
+    expect(ourPodRecords()).toEqual([]);
+    for (const d of podDirs) expect(existsSync(d), d).toBe(false);
+    expect(nsfsMounts().filter((m) => m.startsWith(ctd.tmp) || m.startsWith('/var/run/netns') || m.startsWith('/run/netns'))).toEqual([]);
+    expect(readFileSync('/proc/self/mountinfo', 'utf8')).not.toContain(work);
+    // The bridge device is the network's (the plugin keeps it across pods); every veth of the pod is gone.
+    expect(links().filter((l) => l !== bridge && !linksBefore.includes(l))).toEqual([]);
+    const leases = path.join(work, 'ipam', 'hull-cri-test');
+    expect(existsSync(leases) ? readdirSync(leases).filter((f) => /^\d+\.\d+\.\d+\.\d+$/.test(f)) : []).toEqual([]);
+    expect(ipForward()).toBe(ipForwardBefore);
+    expect(existsSync('/var/run/netns')).toBe(hostNetnsDirBefore); // the netns lived under our state dir
+  });
+});
