@@ -49,5 +49,10 @@ export function sandboxDirFor(root: string, namespace: string, groupId: string):
 
 export const DEFAULT_HULL_CONTAINERD_ROOT = '/run/hull/containerd';
 
+/** Where the shims keep their pod directories (HULL_CONTAINERD_ROOT overrides). */
+export function hullContainerdRoot(): string {
+  return process.env.HULL_CONTAINERD_ROOT || DEFAULT_HULL_CONTAINERD_ROOT;
+}
+
 /** The fd on which a starting daemon tells `start` it serves (its value: the fd number). */
 export const READY_FD_ENV = 'HULL_SHIM_READY_FD';

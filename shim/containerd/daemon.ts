@@ -8,7 +8,7 @@ import pino, { type Logger } from 'pino';
 import { procStartTime } from '../../hypervisor/process.js';
 import { TtrpcServer } from '../../protocol/ttrpc/server.js';
 import { oneLine } from '../errors.js';
-import { DEFAULT_HULL_CONTAINERD_ROOT, READY_FD_ENV, groupIdForBundle, sandboxDirFor, socketAddress, socketPath } from './address.js';
+import { READY_FD_ENV, groupIdForBundle, hullContainerdRoot, sandboxDirFor, socketAddress, socketPath } from './address.js';
 import { TtrpcEventPublisher } from './events.js';
 import type { ShimFlags } from './flags.js';
 import { checkSameUser, peerCredentialsAvailable } from './peercred.js';
@@ -59,10 +59,6 @@ function removePodDir(podDir: string, log: Logger): void {
   }
 }
 
-export function hullContainerdRoot(): string {
-  return process.env.HULL_CONTAINERD_ROOT || DEFAULT_HULL_CONTAINERD_ROOT;
-}
-
 /** Writes each log line to every sink that still works; a reader that went away never stops the shim. */
 class FanOut extends Writable {
   constructor(private readonly sinks: Writable[]) {
@@ -75,12 +71,28 @@ class FanOut extends Writable {
   }
 }
 
+/** <bundle>/log, kept open for the shim's whole life as containerd's own shims keep theirs: a containerd that restarts
+ *  opens the FIFO again and gets the lines from then on. A line that cannot be written at once (no reader: EPIPE; a
+ *  reader that is behind: EAGAIN) is dropped, never queued, so containerd can never stall or stop the shim. */
+class LogFifo extends Writable {
+  constructor(private readonly fd: number) {
+    super();
+  }
+  override _write(chunk: Buffer, _enc: BufferEncoding, done: () => void): void {
+    try {
+      for (let off = 0; off < chunk.length; ) off += writeSync(this.fd, chunk, off);
+    } catch {
+      // dropped, as above
+    }
+    done();
+  }
+}
+
 function openLogSinks(bundle: string, podDir: string): Writable[] {
   const sinks: Writable[] = [];
   try {
     // containerd opened the FIFO O_RDWR|O_NONBLOCK before `start`, so this open does not block.
-    const fd = openSync(path.join(bundle, 'log'), constants.O_WRONLY | constants.O_NONBLOCK);
-    sinks.push(new net.Socket({ fd, readable: false, writable: true }));
+    sinks.push(new LogFifo(openSync(path.join(bundle, 'log'), constants.O_WRONLY | constants.O_NONBLOCK)));
   } catch {
     // no log FIFO (run by hand)
   }

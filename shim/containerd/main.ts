@@ -2,10 +2,10 @@
 //   start  — find or spawn the pod's shim daemon, print its address
 //   delete — clean up after a dead shim, print a DeleteResponse
 //   (none) — the daemon: serve containerd.task.v2.Task over ttrpc
+// `start` runs on every pod start (and containerd waits for it), so it loads only flags and start.ts: the daemon's
+// modules (ttrpc, protobufjs, pino, the OCI schema compiled by ajv) are imported by the actions that use them.
+import { hullContainerdRoot } from './address.js';
 import { FlagError, parseShimFlags } from './flags.js';
-import { hullContainerdRoot, runDaemon } from './daemon.js';
-import { deleteShim } from './delete.js';
-import { SHIM_VERSION } from './service.js';
 import { startShim } from './start.js';
 
 function usage(): string {
@@ -21,6 +21,7 @@ async function main(argv: string[]): Promise<void> {
     process.exit(2);
   }
   if (flags.version) {
+    const { SHIM_VERSION } = await import('./service.js');
     process.stdout.write(`containerd-shim-hull-v2:\n  Version: ${SHIM_VERSION}\n  Revision: \n  Go version: node ${process.version}\n`);
     return;
   }
@@ -42,6 +43,7 @@ async function main(argv: string[]): Promise<void> {
     }
     case 'delete': {
       try {
+        const { deleteShim } = await import('./delete.js');
         const { response, warnings } = await deleteShim(flags, hullContainerdRoot());
         for (const w of warnings) process.stderr.write(`hull shim delete: ${w}\n`);
         process.stdout.write(response, () => process.exit(0));
@@ -52,7 +54,7 @@ async function main(argv: string[]): Promise<void> {
       break;
     }
     case '':
-      await runDaemon(flags);
+      await (await import('./daemon.js')).runDaemon(flags);
       break;
     default:
       process.stderr.write(`unknown action "${flags.action}"\n${usage()}\n`);

@@ -1,13 +1,15 @@
 // A process's stdio as containerd hands it to the shim: FIFO paths (no scheme, or fifo://), file:///path (stdout and
-// stderr appended to one file) or binary:///path?args (a logging binary that reads fds 3 and 4 and closes fd 5 once
-// ready). An empty path means the stream is absent.
+// stderr appended to one file, its directories created) or binary:///path?args (a logging binary that reads fds 3 and
+// 4 and closes fd 5 once ready; containerd 1.6 pkg/process NewBinaryIO is the contract). An empty path means the
+// stream is absent.
 //
 // FIFOs are opened so that Node's loop never blocks: stdout/stderr O_RDWR (we are our own extra reader, like the runc
 // shim's extra O_RDONLY handle, so a client that goes away cannot make the open or the writes fail); stdin as
 // stdin-fifo.ts describes (CloseIO delivers what the client wrote before it, then EOF).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { constants, createWriteStream, openSync, statSync } from 'node:fs';
+import { constants, createWriteStream, mkdirSync, openSync, statSync } from 'node:fs';
+import { dirname } from 'node:path';
 import net from 'node:net';
 import { Writable, type Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -69,6 +71,16 @@ function openOutputPath(p: string): Writable {
   return stream;
 }
 
+/** file:// output: like containerd, the directories are created and the file opened (0644, append) up front, so a
+ *  path that cannot be written fails the request instead of losing the output. */
+function openLogFile(p: string): Writable {
+  mkdirSync(dirname(p), { recursive: true, mode: 0o755 });
+  const fd = openSync(p, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT, 0o644);
+  const stream = createWriteStream('', { fd });
+  stream.on('error', () => undefined);
+  return stream;
+}
+
 interface Closer {
   stream: Writable;
 }
@@ -100,21 +112,39 @@ class OpenedIo implements ProcessIo {
     this.stdinFifo?.destroy();
     const outs = new Set([this.stdout, this.stderr, ...this.extra.map((e) => e.stream)]);
     await Promise.all([...outs].map((s) => endStream(s)));
-    // Logging binaries exit on EOF of fds 3 and 4; give them a moment, as containerd does not wait for them either.
-    for (const child of this.loggers) {
-      if (child.exitCode === null && child.signalCode === null) {
-        await Promise.race([once(child, 'exit'), sleep(2000)]);
-        if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-      }
-    }
+    await Promise.all(this.loggers.map((child) => stopLogger(child)));
   }
 }
 
+const LOGGER_EOF_GRACE_MS = 1000;
+const LOGGER_TERM_GRACE_MS = 10_000;
+
+/** A logging binary has its fds 3 and 4 at EOF: it may exit by itself; then, as containerd does, SIGTERM (so it
+ *  can flush), and SIGKILL if it is still there after the grace containerd gives (its 12 s, less our wait for EOF). */
+async function stopLogger(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = once(child, 'exit').then(() => true, () => true);
+  const exitsWithin = async (ms: number): Promise<boolean> => {
+    const timer = new AbortController(); // so a logger that is gone leaves no timer behind
+    try {
+      return await Promise.race([exited, sleep(ms, false, { signal: timer.signal }).catch(() => false)]);
+    } finally {
+      timer.abort();
+    }
+  };
+  if (await exitsWithin(LOGGER_EOF_GRACE_MS)) return;
+  child.kill('SIGTERM');
+  if (await exitsWithin(LOGGER_TERM_GRACE_MS)) return;
+  child.kill('SIGKILL');
+}
+
 async function startLoggingBinary(path: string, query: URLSearchParams, ctx: IoContext, io: OpenedIo): Promise<void> {
+  // As containerd's NewBinaryCmd: each query key, then its first value (even when empty); the environment is only
+  // the container's id and namespace (the shim's own, with containerd's addresses, is not handed on).
   const args: string[] = [];
-  for (const [k, v] of query) args.push(k, ...(v ? [v] : []));
+  for (const key of new Set(query.keys())) args.push(key, query.get(key) ?? '');
   const child = spawn(path, args, {
-    env: { ...process.env, CONTAINER_ID: ctx.containerId, CONTAINER_NAMESPACE: ctx.namespace },
+    env: { CONTAINER_ID: ctx.containerId, CONTAINER_NAMESPACE: ctx.namespace },
     stdio: ['ignore', 'ignore', 'ignore', 'pipe', 'pipe', 'pipe'],
     detached: true,
   });
@@ -161,7 +191,7 @@ export const openProcessIo: IoOpener = async (paths, ctx) => {
     if (out?.scheme === 'binary') {
       await startLoggingBinary(out.path, out.query, ctx, io);
     } else if (out?.scheme === 'file') {
-      const stream = openOutputPath(out.path);
+      const stream = openLogFile(out.path);
       io.stdout = stream;
       io.stderr = stream;
     } else {
@@ -174,7 +204,7 @@ export const openProcessIo: IoOpener = async (paths, ctx) => {
       } else if (paths.stderr) {
         const err = schemeOf(paths.stderr);
         if (err.scheme !== 'fifo' && err.scheme !== 'file') throw new Error(`stderr ${paths.stderr}: unsupported scheme ${err.scheme}`);
-        io.stderr = openOutputPath(err.path);
+        io.stderr = err.scheme === 'file' ? openLogFile(err.path) : openOutputPath(err.path);
       }
     }
     return io;

@@ -44,7 +44,7 @@ export async function buildBusyboxImage(out: string, name: string, options: Imag
     chmodSync(path.join(root, 'tmp'), 0o1777);
     copyFileSync('/bin/busybox', path.join(root, 'bin/busybox'));
     chmodSync(path.join(root, 'bin/busybox'), 0o755);
-    for (const applet of ['sh', 'echo', 'true', 'sleep', 'cat', 'ls', 'ps', 'id', 'hostname', 'wc', 'head', 'yes']) {
+    for (const applet of ['sh', 'echo', 'true', 'sleep', 'cat', 'ls', 'ps', 'id', 'hostname', 'wc', 'head', 'yes', 'tee', 'sha256sum', 'env', 'mkfifo']) {
       symlinkSync('busybox', path.join(root, 'bin', applet));
     }
     writeFileSync(path.join(root, 'etc/passwd'), 'root:x:0:0:root:/root:/bin/sh\n');
@@ -259,7 +259,8 @@ export class PrivateContainerd {
     for (const c of containers) await this.ctr(['c', 'rm', c]);
   }
 
-  /** Our processes (shims for this containerd, VMs under the pod root) and mounts still around. */
+  /** Our processes (shims for this containerd, VMs under the pod root, anything else started on files of our temp
+   *  dir — logging binaries, ctr clients — but the daemon itself) and mounts still around. */
   leftovers(): string[] {
     const found: string[] = [];
     for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
@@ -269,8 +270,8 @@ export class PrivateContainerd {
       } catch {
         continue;
       }
-      if (Number(pid) === process.pid) continue;
-      if ((cmd.includes('containerd-shim-hull-v2') && cmd.includes(this.sock)) || (cmd.includes(POD_ROOT) && /qemu|virtiofsd|vsock-backend/.test(cmd))) {
+      if (Number(pid) === process.pid || Number(pid) === this.child?.pid) continue;
+      if (cmd.includes(this.tmp) || (cmd.includes(POD_ROOT) && /qemu|virtiofsd|vsock-backend/.test(cmd))) {
         found.push(`process ${pid}: ${cmd.slice(0, 160)}`);
       }
     }

@@ -3,8 +3,11 @@
 // and runs tasks in microVMs. Each VM boot costs seconds under TCG, so cases share tasks where they can. Needs root,
 // containerd + ctr, busybox-static, the guest image and dist/ (npm run build); skipped otherwise.
 import { execFileSync, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
 import { TtrpcClient } from '../../protocol/ttrpc/client.js';
 import { socketAddress } from '../../shim/containerd/address.js';
@@ -24,6 +27,15 @@ interface Metrics {
   pids: { current: number; limit?: number };
   cpu: { usage_usec: number };
   memory: { usage: number; usage_limit: number };
+}
+
+/** True while pid names a live (not zombie) process. */
+function running(pid: number): boolean {
+  try {
+    return !/^\d+ \(.*\) [ZX]/s.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
 }
 
 async function metrics(id: string): Promise<Metrics> {
@@ -235,6 +247,103 @@ describe.runIf(prerequisitesMet('containerd tests', containerdPrerequisites()))(
     await until('cleanup', () => (leftovers().length === 0 ? true : undefined), 10_000);
   });
 
+  test('pod namespaces: --with-ns /proc/<sandbox pid>/ns/{pid,ipc,uts} joins the sandbox container\'s namespaces in the guest', async () => {
+    const pod = (type: string): string[] => ['--annotation', `io.kubernetes.cri.container-type=${type}`, '--annotation', 'io.kubernetes.cri.sandbox-id=nspod'];
+    const sandbox = await ctr(['run', '-d', '--runtime', RUNTIME, ...pod('sandbox'), IMAGE, 'nspod', 'sleep', '1000']);
+    expect(sandbox.code, sandbox.stderr).toBe(0);
+    const ls = await ctr(['task', 'ls']);
+    const pid = Number(/^nspod\s+(\d+)\s+RUNNING$/m.exec(ls.stdout)?.[1]);
+    expect(pid, ls.stdout).toBeGreaterThan(1); // the guest pid of the sandbox's init, as the shim reports it
+    const setHost = await ctr(['task', 'exec', '--exec-id', 'h', 'nspod', 'hostname', 'nspod-host']);
+    expect(setHost.code, setHost.stderr).toBe(0);
+    const probe = ['sh', '-c', 'echo host=$(hostname); echo ipc=$(readlink /proc/self/ns/ipc); echo pid=$(readlink /proc/self/ns/pid); ps'];
+    const inSandbox = await ctr(['task', 'exec', '--exec-id', 'p', 'nspod', ...probe]);
+    expect(inSandbox.code, inSandbox.stderr).toBe(0);
+    const line = (out: string, key: string): string | undefined => new RegExp(`^${key}=(.+)$`, 'm').exec(out)?.[1];
+
+    const withNs = ['pid', 'ipc', 'uts'].flatMap((ns) => ['--with-ns', `${ns}:/proc/${pid}/ns/${ns}`]);
+    const joined = await ctr(['run', '-d', '--runtime', RUNTIME, ...pod('container'), ...withNs, IMAGE, 'nspod-app', 'sleep', '2000']);
+    expect(joined.code, joined.stderr).toBe(0);
+    const solo = await ctr(['run', '-d', '--runtime', RUNTIME, ...pod('container'), IMAGE, 'nspod-solo', 'sleep', '3000']);
+    expect(solo.code, solo.stderr).toBe(0);
+    const vmm = podOf('nspod')?.vm.vmm;
+    expect(vmm).toBeGreaterThan(0);
+    expect(podOf('nspod-app')?.vm.vmm).toBe(vmm);
+
+    // The joined container sees the sandbox's processes and shares its IPC and UTS namespaces.
+    const inApp = await ctr(['task', 'exec', '--exec-id', 'p', 'nspod-app', ...probe]);
+    expect(inApp.code, inApp.stderr).toBe(0);
+    expect(line(inApp.stdout, 'host')).toBe('nspod-host');
+    expect(line(inApp.stdout, 'ipc')).toBe(line(inSandbox.stdout, 'ipc'));
+    expect(line(inApp.stdout, 'pid')).toBe(line(inSandbox.stdout, 'pid'));
+    expect(inApp.stdout).toMatch(/^\s*1 .*sleep 1000$/m);
+    expect(inApp.stdout).toMatch(/sleep 2000$/m);
+
+    // Without --with-ns: fresh namespaces, none of the sandbox's processes.
+    const inSolo = await ctr(['task', 'exec', '--exec-id', 'p', 'nspod-solo', ...probe]);
+    expect(inSolo.code, inSolo.stderr).toBe(0);
+    expect(line(inSolo.stdout, 'host')).not.toBe('nspod-host');
+    expect(line(inSolo.stdout, 'ipc')).not.toBe(line(inSandbox.stdout, 'ipc'));
+    expect(line(inSolo.stdout, 'pid')).not.toBe(line(inSandbox.stdout, 'pid'));
+    expect(inSolo.stdout).toMatch(/^\s*1 .*sleep 3000$/m);
+    expect(inSolo.stdout).not.toMatch(/sleep (1000|2000)$/m);
+
+    for (const id of ['nspod-app', 'nspod-solo', 'nspod']) {
+      expect((await ctr(['task', 'kill', '-s', 'SIGKILL', id])).code).toBe(0);
+      await until(`${id} to stop`, async () => ((await taskStatus(id)) === 'STOPPED' ? true : undefined));
+      expect((await ctr(['task', 'rm', id])).code).toBe(0);
+      expect((await ctr(['c', 'rm', id])).code).toBe(0);
+    }
+    // This pod only (other suites may run pods of their own): its record and its QEMU are gone.
+    const gone = (): boolean => {
+      try {
+        process.kill(vmm!, 0);
+        return false;
+      } catch {
+        return true;
+      }
+    };
+    await until('the pod to be cleaned up', () => (!podRecords().some((r) => r.containers?.some((c) => c.id.startsWith('nspod'))) && gone()) || undefined, 10_000);
+  });
+
+  test('ctr run --mount: a host file bound read-only over /etc/hosts reaches the guest and stays unwritable; a bad source is refused', async () => {
+    const hosts = path.join(ctd.tmp, 'hosts-for-mount');
+    writeFileSync(hosts, '10.9.8.7 bound-from-host\n');
+    const script = [
+      'cat /etc/hosts',
+      '{ echo changed > /etc/hosts; } 2>/dev/null && echo writable || echo read-only',
+      // Root in the guest can make its own mount writable; the host-side mount still refuses the write.
+      'mount -o remount,bind,rw /etc/hosts && { echo changed > /etc/hosts; } 2>/dev/null && echo host-writable || echo host-read-only',
+    ].join('; ');
+    const r = await ctr(['run', '--rm', '--runtime', RUNTIME, '--mount', `type=bind,src=${hosts},dst=/etc/hosts,options=rbind:ro`,
+      IMAGE, 'hostbind', 'sh', '-c', script]);
+    expect([r.code, r.stdout], r.stderr).toEqual([0, '10.9.8.7 bound-from-host\nread-only\nhost-read-only\n']);
+    expect(readFileSync(hosts, 'utf8')).toBe('10.9.8.7 bound-from-host\n');
+    await until('cleanup', () => (leftovers().length === 0 ? true : undefined), 10_000);
+
+    const bad = await ctr(['run', '--rm', '--runtime', RUNTIME, '--mount', 'type=bind,src=/proc/1/root,dst=/host,options=rbind:ro',
+      IMAGE, 'badbind', 'true']);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toMatch(/bind source "\/proc\/1\/root" is under the host's \/proc, \/sys or \/dev/);
+    await ctr(['c', 'rm', 'badbind']);
+    await until('cleanup', () => (leftovers().length === 0 ? true : undefined), 10_000);
+
+    // A shim killed while the bind is mounted: containerd's delete path unmounts it too, and the host dir survives.
+    const dataDir = path.join(ctd.tmp, 'dir-for-mount');
+    mkdirSync(dataDir, { recursive: true });
+    writeFileSync(path.join(dataDir, 'keep'), 'keep\n');
+    const d = await ctr(['run', '-d', '--runtime', RUNTIME, '--mount', `type=bind,src=${dataDir},dst=/data,options=rbind:rw`,
+      IMAGE, 'hostbind2', 'sh', '-c', 'echo from-guest > /data/written; sleep 1000']);
+    expect(d.code, d.stderr).toBe(0);
+    await until('the guest to write into the bound dir', () => (existsSync(path.join(dataDir, 'written')) ? true : undefined));
+    process.kill((await until('the pod record', () => podOf('hostbind2'))).shimPid, 'SIGKILL');
+    await until('containerd to drop the task', async () => ((await taskStatus('hostbind2')) === undefined ? true : undefined));
+    await until('cleanup', () => (leftovers().length === 0 ? true : undefined), 15_000);
+    await ctr(['c', 'rm', 'hostbind2']);
+    expect(readFileSync(path.join(dataDir, 'keep'), 'utf8')).toBe('keep\n');
+    expect(readFileSync(path.join(dataDir, 'written'), 'utf8')).toBe('from-guest\n');
+  });
+
   test("killing the shim: containerd's delete path removes the VM and the mounts", async () => {
     expect((await ctr(['run', '-d', '--runtime', RUNTIME, IMAGE, 'shimdies', 'sleep', '1000'])).code).toBe(0);
     const rec = await until('the pod record', () => podOf('shimdies'));
@@ -242,6 +351,152 @@ describe.runIf(prerequisitesMet('containerd tests', containerdPrerequisites()))(
     await until('containerd to drop the task', async () => ((await taskStatus('shimdies')) === undefined ? true : undefined));
     await until('cleanup', () => (leftovers().length === 0 ? true : undefined), 15_000);
     await ctr(['c', 'rm', 'shimdies']);
+  });
+
+  test('containerd restarting while a pod runs: shim and VM live on; the new containerd reconnects through <bundle>/address', async () => {
+    expect((await ctr(['run', '-d', '--runtime', RUNTIME, IMAGE, 'restart1', 'sleep', '1000'])).code).toBe(0);
+    const rec = await until('the pod record', () => podOf('restart1'));
+    // An exec that ends while containerd is away: the shim logs (and fails to publish) with no reader on its log FIFO.
+    expect((await ctr(['task', 'exec', '-d', '--exec-id', 'brief', 'restart1', 'sleep', '1'])).code).toBe(0);
+    await ctd.stop();
+    // containerd gone (an upgrade, a crash): nothing of the pod may go with it.
+    await sleep(3000);
+    expect(running(rec.shimPid), 'the shim').toBe(true);
+    expect(running(rec.vm.vmm!), 'QEMU').toBe(true);
+
+    const logBefore = readFileSync(ctd.log, 'utf8').length;
+    await ctd.launch();
+    expect(await taskStatus('restart1')).toBe('RUNNING');
+    const ex = await ctr(['task', 'exec', '--exec-id', 'x1', 'restart1', 'sh', '-c', 'echo still-here; exit 6']);
+    expect(ex.stdout).toBe('still-here\n');
+    expect(ex.code).toBe(6);
+
+    // TaskExit must reach the new containerd (the shim reconnects to TTRPC_ADDRESS): watch its event stream.
+    const events = spawn('ctr', ['-a', ctd.sock, '-n', NS, 'events'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    let seen = '';
+    events.stdout.setEncoding('utf8').on('data', (d: string) => (seen += d));
+    try {
+      await sleep(500); // subscribed before the kill
+      expect((await ctr(['task', 'kill', '-s', 'SIGKILL', 'restart1'])).code).toBe(0);
+      await until('TaskExit to reach containerd', () => seen.split('\n').some((l) => l.includes('/tasks/exit') && l.includes('restart1')) || undefined);
+    } finally {
+      events.kill();
+    }
+    expect(await taskStatus('restart1')).toBe('STOPPED');
+    const rm = await ctr(['task', 'rm', 'restart1']);
+    expect(rm.code, rm.stderr).toBe(0);
+    expect(rm.stderr).toContain('137');
+    // The new containerd reopened <bundle>/log: the shim's log lines reach it again.
+    expect(readFileSync(ctd.log, 'utf8').slice(logBefore)).toMatch(/"container":"restart1".*"msg":"process exited"/);
+    expect((await ctr(['c', 'rm', 'restart1'])).code).toBe(0);
+    await until('cleanup', () => (leftovers().length === 0 ? true : undefined), 10_000);
+  });
+
+  test('two pods at once: two shims, two VMs, two guest kernels; killing one leaves the other running', async () => {
+    const started = await Promise.all(['twoA', 'twoB'].map((id) => ctr(['run', '-d', '--runtime', RUNTIME, IMAGE, id, 'sleep', '1000'])));
+    for (const s of started) expect(s.code, s.stderr).toBe(0);
+    const a = await until('the pod record of twoA', () => podOf('twoA'));
+    const b = await until('the pod record of twoB', () => podOf('twoB'));
+    expect(a.dir).not.toBe(b.dir);
+    expect(a.shimPid).not.toBe(b.shimPid);
+    expect(a.vm.vmm).not.toBe(b.vm.vmm);
+    const bootId = async (id: string, execId: string): Promise<string> => {
+      const r = await ctr(['task', 'exec', '--exec-id', execId, id, 'cat', '/proc/sys/kernel/random/boot_id']);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout).toMatch(/^[0-9a-f-]{36}\n$/);
+      return r.stdout;
+    };
+    const [bootA, bootB] = await Promise.all([bootId('twoA', 'ba'), bootId('twoB', 'bb')]);
+    expect(bootA).not.toBe(bootB);
+
+    expect((await ctr(['task', 'kill', '-s', 'SIGKILL', 'twoA'])).code).toBe(0);
+    await until('twoA to stop', async () => ((await taskStatus('twoA')) === 'STOPPED' ? true : undefined));
+    expect((await ctr(['task', 'rm', 'twoA'])).code).toBe(0);
+    expect((await ctr(['c', 'rm', 'twoA'])).code).toBe(0);
+    await until("twoA's shim and VM to be gone", () => (!running(a.shimPid) && !running(a.vm.vmm!)) || undefined, 10_000);
+    expect(await taskStatus('twoB')).toBe('RUNNING');
+    expect(running(b.vm.vmm!)).toBe(true);
+    expect(await bootId('twoB', 'bb2')).toBe(bootB);
+
+    expect((await ctr(['task', 'kill', '-s', 'SIGKILL', 'twoB'])).code).toBe(0);
+    await until('twoB to stop', async () => ((await taskStatus('twoB')) === 'STOPPED' ? true : undefined));
+    expect((await ctr(['task', 'rm', 'twoB'])).code).toBe(0);
+    expect((await ctr(['c', 'rm', 'twoB'])).code).toBe(0);
+    await until('cleanup', () => (leftovers().length === 0 ? true : undefined), 10_000);
+  });
+
+  test('100 MB of output through the FIFOs: every byte arrives, in order (the guest prints its own digest)', async () => {
+    const size = 100_000_000;
+    // tee copies the random stream to stdout and, through a FIFO, to sha256sum, whose digest goes to stderr. (The
+    // task's stdout is a socket in the guest: it cannot be reopened through /proc/self/fd.)
+    const script = `set -e -o pipefail; mkfifo /tmp/digest.in; sha256sum </tmp/digest.in >&2 & summer=$!; ` +
+      `head -c ${size} /dev/urandom | tee /tmp/digest.in; wait $summer`;
+    const child = spawn('ctr', ['-a', ctd.sock, '-n', NS, 'run', '--rm', '--runtime', RUNTIME, IMAGE, 'bulk', 'sh', '-c', script], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const arrived = createHash('sha256');
+    let bytes = 0;
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => {
+      arrived.update(d);
+      bytes += d.length;
+    });
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    const started = Date.now();
+    const timer = setTimeout(() => child.kill('SIGKILL'), 110_000); // a stuck relay must not outlive the test
+    const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    clearTimeout(timer);
+    const seconds = (Date.now() - started) / 1000;
+    console.log(`100 MB through ctr run --rm: ${seconds.toFixed(1)} s (${(size / 1e6 / seconds).toFixed(1)} MB/s, boot included)`);
+    expect(code, stderr).toBe(0);
+    expect(bytes).toBe(size);
+    expect(stderr).toMatch(/^[0-9a-f]{64} {2}-\n$/);
+    expect(stderr.slice(0, 64)).toBe(arrived.digest('hex'));
+  });
+
+  test('--log-uri file://: stdout and stderr land in the file, its missing directories created', async () => {
+    const file = path.join(mkdtempSync(path.join(ctd.tmp, 'logs-')), 'sub', 'dir', 'task.log');
+    const r = await ctr(['run', '--rm', '--runtime', RUNTIME, '--log-uri', `file://${file}`, IMAGE, 'logfile', 'sh', '-c',
+      'echo to-stdout; echo to-stderr >&2; exit 5']);
+    expect(r.code, r.stderr).toBe(5);
+    expect(r.stdout).toBe('');
+    expect(readFileSync(file, 'utf8').split('\n').sort()).toEqual(['', 'to-stderr', 'to-stdout']);
+  });
+
+  test('--log-uri binary://: the logging binary reads fds 3 and 4, says ready on fd 5, gets its args and only its env', async () => {
+    const dir = mkdtempSync(path.join(ctd.tmp, 'logger-'));
+    const logger = path.join(dir, 'logger.sh');
+    // containerd's contract (pkg/process NewBinaryIO): fd 3 = stdout, fd 4 = stderr, fd 5 closed (or a byte) once ready;
+    // args from the URI query (key, value); env CONTAINER_ID and CONTAINER_NAMESPACE; SIGTERM once the output is
+    // closed. This logger stays until that SIGTERM, then finishes its copies and exits.
+    writeFileSync(logger, [
+      '#!/bin/sh',
+      'out=$2',
+      'echo "$@" > "$out/args"',
+      'env > "$out/env"',
+      'cat <&3 > "$out/stdout" 5>&- &',
+      'cat <&4 > "$out/stderr" 5>&- &',
+      'trap \'wait; echo terminated > "$out/exited"; exit 0\' TERM',
+      'exec 5>&-',
+      'while :; do sleep 0.1; done',
+      '',
+    ].join('\n'), { mode: 0o755 });
+    const out = path.join(dir, 'out');
+    mkdirSync(out);
+    const r = await ctr(['run', '--rm', '--runtime', RUNTIME, '--log-uri', `binary://${logger}?dir=${out}`, IMAGE, 'logbin', 'sh', '-c',
+      'echo to-stdout; echo to-stderr >&2; exit 5']);
+    expect(r.code, r.stderr).toBe(5);
+    expect(r.stdout).toBe('');
+    expect(readFileSync(path.join(out, 'stdout'), 'utf8')).toBe('to-stdout\n');
+    expect(readFileSync(path.join(out, 'stderr'), 'utf8')).toBe('to-stderr\n');
+    expect(readFileSync(path.join(out, 'args'), 'utf8')).toBe(`dir ${out}\n`);
+    // The logger got its SIGTERM and finished before the task was reported gone.
+    expect(readFileSync(path.join(out, 'exited'), 'utf8')).toBe('terminated\n');
+    const env = readFileSync(path.join(out, 'env'), 'utf8').split('\n');
+    expect(env).toContain('CONTAINER_ID=logbin');
+    expect(env).toContain(`CONTAINER_NAMESPACE=${NS}`);
+    // Only those: the shim's own environment (containerd's addresses, hull's settings) is not handed on.
+    expect(env.filter((l) => /^(TTRPC_ADDRESS|GRPC_ADDRESS|UV_THREADPOOL_SIZE|HULL_)/.test(l))).toEqual([]);
   });
 
   test('leak check: no shim, VM or helper process, no mount, no pod directory', async () => {
