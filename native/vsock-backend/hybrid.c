@@ -5,12 +5,14 @@
  *    decimal u32 port, line ≤ 32 bytes). We send REQUEST to the guest; on RESPONSE the client gets "OK <n>\n"
  *    (n = our host-side port, allocated from 2^30 up) and the socket becomes the byte stream. On RST or no answer
  *    within 2 s the client is closed.
- *  - Guest-initiated: a REQUEST to host port P is relayed by connecting to "<uds-path>_P"; if nothing listens
- *    there, the guest gets an RST.
+ *  - Guest-initiated: a REQUEST to host port P is relayed by connecting to "<uds-path>_P" (through the broker,
+ *    broker.h, when sandboxed); if nothing listens there, the guest gets an RST.
  * Also the socket I/O of established connections: guest→host writes (buffered when the socket is full) and
  * host→guest reads limited by the guest's credit.
  */
 #include "vsock_device.h"
+
+#include "broker.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -145,19 +147,9 @@ static void read_connect_line(struct vsock_dev *dev, struct conn *c)
 
 int hybrid_connect_guest_port(const struct vsock_dev *dev, uint32_t port)
 {
-    struct sockaddr_un sa = { .sun_family = AF_UNIX };
-    int n = snprintf(sa.sun_path, sizeof sa.sun_path, "%s_%u", dev->uds_path, port);
-    if (n < 0 || (size_t)n >= sizeof sa.sun_path)
-        return -1;
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -1;
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
-        LOG_DBG("guest connection to %s refused: %s", sa.sun_path, strerror(errno));
-        close(fd);
-        return -1;
-    }
-    return fd;
+    if (dev->broker_fd >= 0)
+        return broker_connect(dev->broker_fd, port); /* the sandboxed worker may not connect(2) itself */
+    return hybrid_connect_path(dev->uds_path, port);
 }
 
 static void account_written(struct conn *c, size_t n)

@@ -6,6 +6,10 @@
  * Listens on --socket for one QEMU connection (vhost-user-vsock-device) and on --uds-path for hybrid vsock
  * clients; prints READY on stdout once both listen. Exits 0 when QEMU disconnects or on SIGTERM/SIGINT, 1 on a
  * fatal error, 2 on bad arguments. Removes both sockets on exit.
+ *
+ * Once both sockets listen, the process forks (broker.h): the child, the worker, drops every privilege and runs
+ * the loop below under a seccomp allowlist (sandbox.h); the parent, the broker, stays to connect "<uds>_<port>"
+ * for it and to remove the sockets when it exits.
  */
 #include <errno.h>
 #include <signal.h>
@@ -15,9 +19,12 @@
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "broker.h"
+#include "sandbox.h"
 #include "vhost_user.h"
 #include "vsock_device.h"
 
@@ -114,7 +121,8 @@ static void parse_args(int argc, char **argv, struct args *a)
 }
 
 static struct ev_tag tag_vu_listen = { EV_VU_LISTEN, 0 }, tag_vu_conn = { EV_VU_CONN, 0 },
-                     tag_hybrid = { EV_HYBRID_LISTEN, 0 }, tag_signal = { EV_SIGNAL, 0 };
+                     tag_hybrid = { EV_HYBRID_LISTEN, 0 }, tag_signal = { EV_SIGNAL, 0 },
+                     tag_broker = { EV_BROKER, 0 };
 
 static int ep_add(int epfd, int fd, void *tag)
 {
@@ -134,13 +142,8 @@ int main(int argc, char **argv)
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGCHLD); /* the broker learns of the worker's exit through its signalfd */
     sigprocmask(SIG_BLOCK, &set, NULL);
-    int sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
-    int epfd = epoll_create1(EPOLL_CLOEXEC);
-    if (sfd < 0 || epfd < 0) {
-        LOG_ERR("signalfd/epoll: %s", strerror(errno));
-        return 1;
-    }
 
     int vu_listen = hybrid_listen(a.socket_path);
     if (vu_listen < 0) {
@@ -155,12 +158,41 @@ int main(int argc, char **argv)
         return 1;
     }
 
+    int broker_chan;
+    const int listeners[] = { vu_listen, hy_listen };
+    if (broker_fork(a.socket_path, a.uds_path, listeners, 2, &broker_chan) < 0) {
+        LOG_ERR("fork: %s", strerror(errno));
+        unlink(a.socket_path);
+        unlink(a.uds_path);
+        return 1;
+    }
+    /* from here on: the worker. Exiting is enough; the broker removes the sockets. */
+    sigdelset(&set, SIGCHLD);
+    int sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    int epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (sfd < 0 || epfd < 0) {
+        LOG_ERR("signalfd/epoll: %s", strerror(errno));
+        return 1;
+    }
+    const char *step;
+    if (sandbox_enter(SANDBOX_WORKER, &step) < 0) {
+        LOG_ERR("cannot %s: %s", step, strerror(errno));
+        return 1;
+    }
+#ifdef HV_TEST_HOOKS
+    /* test builds only: prove that a syscall outside the allowlist kills the worker (and how the broker reports it) */
+    if (getenv("HV_TEST_FORBIDDEN_SYSCALL"))
+        syscall(SYS_socket, AF_UNIX, SOCK_STREAM, 0);
+#endif
+
     static struct vsock_dev dev;
     dev_init(&dev, a.guest_cid, a.uds_path, epfd);
+    dev.broker_fd = broker_chan;
 
     ep_add(epfd, sfd, &tag_signal);
     ep_add(epfd, vu_listen, &tag_vu_listen);
     ep_add(epfd, hy_listen, &tag_hybrid);
+    ep_add(epfd, broker_chan, &tag_broker);
 
     fputs("READY\n", stdout);
     fflush(stdout);
@@ -197,6 +229,11 @@ int main(int argc, char **argv)
                 running = false;
                 break;
             }
+            case EV_BROKER:
+                /* the only thing the broker sends unasked is EOF: SIGTERM/SIGINT reached it, or it is gone */
+                LOG_INFO("broker closed the channel: exiting");
+                running = false;
+                break;
             case EV_VU_LISTEN: {
                 int fd = accept4(vu_listen, NULL, NULL, SOCK_CLOEXEC);
                 if (fd < 0)
@@ -271,7 +308,5 @@ int main(int argc, char **argv)
         close(vu_sock);
     close(vu_listen);
     close(hy_listen);
-    unlink(a.socket_path);
-    unlink(a.uds_path);
     return exit_code;
 }

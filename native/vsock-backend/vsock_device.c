@@ -30,6 +30,7 @@ void dev_init(struct vsock_dev *dev, uint64_t guest_cid, const char *uds_path, i
     dev->guest_cid = guest_cid;
     snprintf(dev->uds_path, sizeof dev->uds_path, "%s", uds_path ? uds_path : "");
     dev->epfd = epfd;
+    dev->broker_fd = -1;
     gm_init(&dev->mem);
     for (int i = 0; i < HV_NUM_QUEUES; i++) {
         vq_init(&dev->vqs[i], &dev->mem);

@@ -35,7 +35,7 @@
 #define HV_CONN_HASH 1024
 #define HV_TX_BATCH 512                   /* tx chains per pass before yielding to other fds */
 
-enum ev_kind { EV_VU_LISTEN = 1, EV_VU_CONN, EV_HYBRID_LISTEN, EV_KICK, EV_CONN, EV_SIGNAL };
+enum ev_kind { EV_VU_LISTEN = 1, EV_VU_CONN, EV_HYBRID_LISTEN, EV_KICK, EV_CONN, EV_SIGNAL, EV_BROKER };
 
 struct ev_tag {
     int kind;
@@ -105,6 +105,7 @@ struct vsock_dev {
     uint64_t guest_cid;
     char uds_path[108];
     int epfd;                   /* -1 in unit tests / fuzzing: no epoll */
+    int broker_fd;              /* channel to the broker (broker.h); -1: connect <uds>_<port> directly */
 
     struct guest_memory mem;
     struct vq vqs[HV_NUM_QUEUES];

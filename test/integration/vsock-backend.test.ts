@@ -2,7 +2,8 @@
 // vhost-user-vsock-device; a tiny initramfs runs native/vsock-backend/test/vsock-peer inside the guest.
 // Checks: concurrent host-initiated (hybrid CONNECT) and guest-initiated (<uds>_P) streams with sha256 integrity,
 // refused and malformed connects, a guest reboot (device reset) that the backend survives, and a clean exit with no
-// process and no sockets left when QEMU dies.
+// process and no sockets left when QEMU dies. While it serves the VM, both backend processes (broker and worker)
+// run with no capabilities, no_new_privs and seccomp (native/vsock-backend/sandbox.h).
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -10,6 +11,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { expectSandboxed } from '../helpers/vsock-backend-sandbox.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const OUT = path.join(ROOT, 'build/native');
@@ -127,6 +129,7 @@ describe('hull-vsock-backend with QEMU microvm', () => {
   let backendExit: Promise<Exit> | undefined;
   let qemu: ChildProcess | undefined;
   let hostListener: net.Server | undefined;
+  let workerPid: number | undefined;
   const guestInitiated: { bytes: number; sha: string }[] = [];
 
   const consoleText = (): string => (existsSync(consoleLog) ? readFileSync(consoleLog, 'utf8') : '');
@@ -202,6 +205,10 @@ describe('hull-vsock-backend with QEMU microvm', () => {
     }
     hostListener?.close();
     if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('serves the VM from a worker without privileges, under seccomp, beside a broker without capabilities', () => {
+    workerPid = expectSandboxed(backend!.pid!);
   });
 
   it('moves data both ways over concurrent host-initiated connections', async () => {
@@ -318,6 +325,7 @@ describe('hull-vsock-backend with QEMU microvm', () => {
     expect(ex, 'backend did not exit within 15 s of QEMU dying').toBeDefined();
     expect(ex!.code, backendErr.slice(-2000)).toBe(0);
     expect(alive(pid)).toBe(false);
+    expect(alive(workerPid), 'the worker outlived the broker').toBe(false);
     expect(existsSync(vuSock)).toBe(false);
     expect(existsSync(uds)).toBe(false);
     expect(backendErr).not.toMatch(/AddressSanitizer|runtime error|LeakSanitizer/);

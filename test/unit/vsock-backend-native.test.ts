@@ -1,23 +1,25 @@
 // Runs the C unit tests of native/vsock-backend (ASan + UBSan build) and checks the daemon's command-line contract
-// (docs/design.md): bad arguments give one usage line on stderr and exit status 2.
+// (docs/design.md): bad arguments give one usage line on stderr and exit status 2. Also its sandbox without a VM:
+// the release build's processes as /proc shows them, and a forbidden syscall (test hook of the ASan build).
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { expectSandboxed } from '../helpers/vsock-backend-sandbox.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const OUT = path.join(ROOT, 'build/native');
 const TESTS = path.join(OUT, 'vsock-backend-tests');
 const BACKEND = path.join(OUT, 'hull-vsock-backend');
+const BACKEND_ASAN = path.join(OUT, 'hull-vsock-backend-asan');
 
 describe('native vsock backend', () => {
   beforeAll(() => {
-    if (!existsSync(TESTS) || !existsSync(BACKEND)) {
-      execFileSync('make', ['-C', path.join(ROOT, 'native'), '-s', 'vsock-backend', 'vsock-backend-tests'], {
-        stdio: 'inherit',
-      });
-    }
+    // make is incremental: this only compiles what changed, and never tests stale binaries
+    execFileSync('make', ['-C', path.join(ROOT, 'native'), '-s', 'vsock-backend', 'vsock-backend-asan', 'vsock-backend-tests'], {
+      stdio: 'inherit',
+    });
   });
 
   it('passes its C unit tests', () => {
@@ -47,7 +49,7 @@ describe('native vsock backend', () => {
     });
   }
 
-  it('prints READY, exits 0 on SIGTERM and removes both sockets', async () => {
+  it('prints READY, runs sandboxed, exits 0 on SIGTERM and removes both sockets', async () => {
     const dir = mkdtempSync('/tmp/hvsk-cli-');
     try {
       const vu = path.join(dir, 'vu.sock');
@@ -60,8 +62,29 @@ describe('native vsock backend', () => {
       for (let i = 0; i < 100 && !out.includes('READY\n'); i++) await new Promise((r) => setTimeout(r, 50));
       expect(out).toBe('READY\n');
       expect(existsSync(vu) && existsSync(uds)).toBe(true);
+      const worker = expectSandboxed(p.pid!);
       p.kill('SIGTERM');
       expect(await exited).toBe(0);
+      expect(existsSync(vu) || existsSync(uds)).toBe(false);
+      expect(existsSync(`/proc/${worker}`), 'the worker outlived the broker').toBe(false);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('is killed by a syscall outside its seccomp allowlist, reported by the broker, sockets removed', () => {
+    const dir = mkdtempSync('/tmp/hvsk-cli-');
+    try {
+      const vu = path.join(dir, 'vu.sock');
+      const uds = path.join(dir, 'v.sock');
+      const r = spawnSync(BACKEND_ASAN, ['--socket', vu, '--uds-path', uds, '--guest-cid', '3'], {
+        encoding: 'utf8',
+        timeout: 20_000,
+        env: { ...process.env, HV_TEST_FORBIDDEN_SYSCALL: '1' },
+      });
+      expect(r.status, r.stderr).toBe(1);
+      expect(r.stdout).toBe(''); // killed before READY
+      expect(r.stderr).toMatch(/worker killed by signal 31 .*seccomp allowlist/);
       expect(existsSync(vu) || existsSync(uds)).toBe(false);
     } finally {
       rmSync(dir, { recursive: true, force: true });

@@ -5,16 +5,20 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "guest_memory.h"
+#include "sandbox.h"
 #include "vhost_user.h"
 #include "virtqueue.h"
 #include "vsock_device.h"
@@ -1051,6 +1055,56 @@ static void test_ringbuf(void)
     rb_free(&rb);
 }
 
+/* ---------------------------------------------------------------------------------------------------------------
+ * seccomp allowlists: each probe runs in a forked child that installs a filter and makes one system call
+ * --------------------------------------------------------------------------------------------------------------- */
+enum probe { PROBE_ALLOWED, PROBE_SOCKET_UNIX, PROBE_SOCKET_INET, PROBE_MMAP_EXEC, PROBE_UNLINK, PROBE_X32_GETPID };
+
+/* The child's wait status: exit 0 when the call returned (whatever its result), killed by a signal otherwise. */
+static int run_probe(enum sandbox_role role, enum probe p)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (sandbox_install_filter(role) < 0)
+            _exit(3);
+        switch (p) {
+        case PROBE_ALLOWED: syscall(SYS_getpid); syscall(SYS_write, -1, "", 0); break;
+        case PROBE_SOCKET_UNIX: syscall(SYS_socket, AF_UNIX, SOCK_STREAM, 0); break;
+        case PROBE_SOCKET_INET: syscall(SYS_socket, AF_INET, SOCK_STREAM, 0); break;
+        case PROBE_MMAP_EXEC:
+            syscall(SYS_mmap, NULL, 4096, PROT_READ | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            break;
+        case PROBE_UNLINK: syscall(SYS_unlinkat, AT_FDCWD, "/nonexistent/hull-seccomp-probe", 0); break;
+        case PROBE_X32_GETPID: syscall(0x40000000 /* __X32_SYSCALL_BIT */ | SYS_getpid); break;
+        }
+        syscall(SYS_exit_group, 0); /* not _exit(): that may run sanitizer hooks the probe is not about */
+    }
+    int st = -1;
+    if (pid > 0)
+        waitpid(pid, &st, 0);
+    return st;
+}
+#define KILLED_BY_SECCOMP(st) (WIFSIGNALED(st) && WTERMSIG(st) == SIGSYS)
+#define RETURNED(st) (WIFEXITED(st) && WEXITSTATUS(st) == 0)
+
+static void test_seccomp(void)
+{
+    TEST("seccomp: the worker may run its loop but not create sockets, map code or unlink");
+    CHECK(RETURNED(run_probe(SANDBOX_WORKER, PROBE_ALLOWED)));
+    CHECK(KILLED_BY_SECCOMP(run_probe(SANDBOX_WORKER, PROBE_SOCKET_UNIX)));
+    CHECK(KILLED_BY_SECCOMP(run_probe(SANDBOX_WORKER, PROBE_MMAP_EXEC)));
+    CHECK(KILLED_BY_SECCOMP(run_probe(SANDBOX_WORKER, PROBE_UNLINK)));
+    /* an allowed number through another ABI is still refused */
+    CHECK(KILLED_BY_SECCOMP(run_probe(SANDBOX_WORKER, PROBE_X32_GETPID)));
+
+    TEST("seccomp: the broker may create Unix sockets and unlink, nothing else");
+    CHECK(RETURNED(run_probe(SANDBOX_BROKER, PROBE_ALLOWED)));
+    CHECK(RETURNED(run_probe(SANDBOX_BROKER, PROBE_SOCKET_UNIX)));
+    CHECK(RETURNED(run_probe(SANDBOX_BROKER, PROBE_UNLINK)));
+    CHECK(KILLED_BY_SECCOMP(run_probe(SANDBOX_BROKER, PROBE_SOCKET_INET)));
+    CHECK(KILLED_BY_SECCOMP(run_probe(SANDBOX_BROKER, PROBE_MMAP_EXEC)));
+}
+
 int main(void)
 {
     hv_log_level = -1; /* quiet: errors are expected here */
@@ -1064,6 +1118,7 @@ int main(void)
     test_ringbuf();
     test_device();
     test_vhost_user();
+    test_seccomp();
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }
