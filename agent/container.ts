@@ -3,6 +3,7 @@
 import type { Cgroup } from './cgroups.js';
 import { NotFoundError } from './errors.js';
 import type { HelperProcess } from './process.js';
+import type { PlanSeccomp } from './spec-seccomp.js';
 
 export type ContainerState = 'created' | 'running' | 'stopped';
 
@@ -17,6 +18,8 @@ export class Container {
     readonly id: string,
     readonly init: HelperProcess,
     readonly cgroup: Cgroup | null,
+    /** The container's seccomp filter: every exec gets it too (as with runc). */
+    readonly seccomp?: PlanSeccomp,
   ) {}
 
   get state(): ContainerState {

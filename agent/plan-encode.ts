@@ -2,6 +2,8 @@
 // fixed number of values. The helper refuses unknown keys, so only keys it knows are written.
 import { SpecError } from './errors.js';
 import type { Plan } from './spec-plan.js';
+import type { PlanSeccomp } from './spec-seccomp.js';
+import { CAPABILITY_SETS } from './spec-security.js';
 
 export function encodePlan(plan: Plan): Buffer {
   const out: string[] = [];
@@ -30,9 +32,31 @@ export function encodePlan(plan: Plan): Buffer {
   put('groups', plan.groups.join(','));
   put('cwd', plan.cwd);
   if (plan.terminal) put('console', '-');
+  if (plan.capabilities) put('capabilities', ...CAPABILITY_SETS.map((set) => capabilityMask(plan.capabilities![set])));
+  if (plan.noNewPrivileges) put('no_new_privs', '1');
+  for (const p of plan.readonlyPaths) put('readonly_path', p);
+  for (const p of plan.maskedPaths) put('masked_path', p);
+  for (const [k, v] of plan.sysctls) put('sysctl', k, v);
+  if (plan.seccomp) putSeccomp(plan.seccomp, put);
   for (const e of plan.env) put('env', e);
   for (const a of plan.args) put('arg', a);
   return Buffer.from(out.map((s) => `${s}\0`).join(''), 'utf8');
+}
+
+/** Capability numbers → the decimal 64-bit mask the helper reads. */
+function capabilityMask(caps: number[]): string {
+  let mask = 0n;
+  for (const c of caps) mask |= 1n << BigInt(c);
+  return mask.toString();
+}
+
+function putSeccomp(sc: PlanSeccomp, put: (key: string, ...values: Array<string | number>) => void): void {
+  put('seccomp', sc.defaultAction, sc.defaultErrnoRet);
+  for (const a of sc.architectures) put('seccomp_arch', a);
+  for (const r of sc.rules) {
+    put('seccomp_syscall', r.name, r.action, r.errnoRet);
+    for (const a of r.args) put('seccomp_arg', a.index, a.value, a.valueTwo, a.op);
+  }
 }
 
 /** Inverse of encodePlan's framing, for tests and debugging: [key, values[]] pairs. */

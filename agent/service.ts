@@ -130,7 +130,7 @@ export class AgentService {
         setupTimeoutMs: this.opts.setupTimeoutMs,
         log,
       });
-      const container = new Container(id, init, cgroup);
+      const container = new Container(id, init, cgroup, plan.seccomp);
       this.containers.set(id, container);
       void init.exited.then((st) => log.info(st, 'container init exited'));
       log.info({ pid: init.pid }, 'container created');
@@ -160,7 +160,12 @@ export class AgentService {
     if (c.state !== 'running') throw new StateError(`container ${c.id} is ${c.state}, not running`);
     if (c.execs.has(execId) || c.pendingExecs.has(execId)) throw new AlreadyExistsError(`exec ${execId} already exists in container ${c.id}`);
     const processSpec = parseJson(req.processJson, 'process_json');
-    const { plan, warnings } = computeExecPlan({ process: processSpec, joinPid: c.init.pid, cgroupPath: c.cgroup?.path });
+    const { plan, warnings } = computeExecPlan({
+      process: processSpec,
+      joinPid: c.init.pid,
+      cgroupPath: c.cgroup?.path,
+      ...(c.seccomp ? { seccomp: c.seccomp } : {}),
+    });
     const log = this.opts.log.child({ container: c.id, exec: execId });
     for (const w of warnings) log.warn(w);
 

@@ -6,6 +6,9 @@ import { SpecError } from './errors.js';
 import { MS, parseMountOptions } from './mount-options.js';
 import type { OciProcess, OciSpec } from './oci.js';
 import { rlimitValue, RLIMITS } from './rlimits.js';
+import { arr, asObject, bool, id, limit, str, strArr } from './spec-fields.js';
+import { seccompFrom, type PlanSeccomp } from './spec-seccomp.js';
+import { capabilitiesFrom, securityPathsFrom, sysctlsFrom, type PlanCapabilities } from './spec-security.js';
 
 export type NamespaceName = 'mount' | 'pid' | 'uts' | 'ipc' | 'cgroup' | 'net';
 
@@ -35,19 +38,6 @@ export interface PlanRlimit {
   hard: string;
 }
 
-/**
- * Security settings the spec asks for that the helper does not apply yet (the seams in docs/design.md).
- * TODO(capabilities, seccomp, masked/readonly paths, no_new_privs, sysctl): add plan keys once the helper has them.
- */
-export interface UnenforcedSecurity {
-  capabilities?: OciProcess['capabilities'];
-  seccomp?: unknown;
-  maskedPaths?: string[];
-  readonlyPaths?: string[];
-  noNewPrivileges?: boolean;
-  sysctl?: Record<string, string>;
-}
-
 export interface Plan {
   mode: 'create' | 'exec';
   joinPid?: number;
@@ -68,7 +58,15 @@ export interface Plan {
   args: string[];
   /** process.terminal: the helper gets `console -` (docs/design.md). */
   terminal?: boolean;
-  unenforced: UnenforcedSecurity;
+  /** process.capabilities; undefined: left as they are (root keeps all, as runc without the field). */
+  capabilities?: PlanCapabilities;
+  noNewPrivileges: boolean;
+  /** create only: linux.maskedPaths, linux.readonlyPaths, linux.sysctl ([key, value], dotted keys). */
+  maskedPaths: string[];
+  readonlyPaths: string[];
+  sysctls: Array<[string, string]>;
+  /** linux.seccomp: the container's filter, for its init and for every exec. */
+  seccomp?: PlanSeccomp;
 }
 
 export interface PlanResult {
@@ -105,6 +103,8 @@ export interface ExecPlanInput {
   /** Guest pid of the container's init (the workload), whose namespaces the exec joins. */
   joinPid: number;
   cgroupPath?: string;
+  /** The container's filter (its create plan's): an exec runs under it too, as with runc. */
+  seccomp?: PlanSeccomp;
 }
 
 const SPEC_NAMESPACES: Record<string, NamespaceName | null> = {
@@ -164,12 +164,14 @@ export function computeCreatePlan(input: CreatePlanInput): PlanResult {
   });
 
   const linux = spec.linux === undefined ? {} : asObject(spec.linux, 'linux');
-  const unenforced: UnenforcedSecurity = { ...proc.unenforced };
-  if (linux.seccomp !== undefined && linux.seccomp !== null) unenforced.seccomp = linux.seccomp;
-  if (Array.isArray(linux.maskedPaths) && linux.maskedPaths.length) unenforced.maskedPaths = strArr(linux.maskedPaths, 'linux.maskedPaths');
-  if (Array.isArray(linux.readonlyPaths) && linux.readonlyPaths.length) unenforced.readonlyPaths = strArr(linux.readonlyPaths, 'linux.readonlyPaths');
-  if (isObject(linux.sysctl) && Object.keys(linux.sysctl).length) unenforced.sysctl = linux.sysctl as Record<string, string>;
-  for (const k of Object.keys(unenforced)) if (k !== 'capabilities' && k !== 'noNewPrivileges') warnings.push(`${k} is not enforced yet`);
+  const maskedPaths = securityPathsFrom(linux.maskedPaths, 'linux.maskedPaths');
+  const readonlyPaths = securityPathsFrom(linux.readonlyPaths, 'linux.readonlyPaths');
+  const joined = (t: JoinableNamespace): boolean => joins.some((j) => j.type === t);
+  const sysctls = sysctlsFrom(linux.sysctl, {
+    ipc: namespaces.includes('ipc') || joined('ipc'),
+    uts: namespaces.includes('uts') || joined('uts'),
+  });
+  const seccomp = linux.seccomp === undefined || linux.seccomp === null ? undefined : seccompFrom(linux.seccomp, warnings);
 
   return {
     plan: {
@@ -182,7 +184,10 @@ export function computeCreatePlan(input: CreatePlanInput): PlanResult {
       mounts: withDefaultMounts(planned),
       cgroup: input.cgroupPath,
       ...proc.fields,
-      unenforced,
+      maskedPaths,
+      readonlyPaths,
+      sysctls,
+      ...(seccomp ? { seccomp } : {}),
     },
     warnings,
   };
@@ -192,7 +197,6 @@ export function computeExecPlan(input: ExecPlanInput): PlanResult {
   const warnings: string[] = [];
   if (!Number.isInteger(input.joinPid) || input.joinPid <= 0) throw new SpecError(`bad pid to join: ${input.joinPid}`);
   const proc = processFields(input.process, 'process', warnings);
-  for (const k of Object.keys(proc.unenforced)) warnings.push(`${k} is not enforced yet`);
   return {
     plan: {
       mode: 'exec',
@@ -203,15 +207,18 @@ export function computeExecPlan(input: ExecPlanInput): PlanResult {
       mounts: [],
       cgroup: input.cgroupPath,
       ...proc.fields,
-      unenforced: proc.unenforced,
+      maskedPaths: [],
+      readonlyPaths: [],
+      sysctls: [],
+      ...(input.seccomp ? { seccomp: input.seccomp } : {}),
     },
     warnings,
   };
 }
 
-type ProcessPlanFields = Pick<Plan, 'rlimits' | 'uid' | 'gid' | 'groups' | 'cwd' | 'env' | 'args' | 'terminal'>;
+type ProcessPlanFields = Pick<Plan, 'rlimits' | 'uid' | 'gid' | 'groups' | 'cwd' | 'env' | 'args' | 'terminal' | 'capabilities' | 'noNewPrivileges'>;
 
-function processFields(value: unknown, where: string, warnings: string[]): { fields: ProcessPlanFields; unenforced: UnenforcedSecurity } {
+function processFields(value: unknown, where: string, warnings: string[]): { fields: ProcessPlanFields } {
   if (value === undefined || value === null) throw new SpecError(`${where} is required`);
   const p = asObject(value, where) as OciProcess;
 
@@ -250,13 +257,11 @@ function processFields(value: unknown, where: string, warnings: string[]): { fie
     rlimits.push({ resource, soft: rlimitValue(soft), hard: rlimitValue(hard) });
   });
 
-  const unenforced: UnenforcedSecurity = {};
-  if (p.capabilities !== undefined && p.capabilities !== null) unenforced.capabilities = p.capabilities;
-  if (p.noNewPrivileges === true) unenforced.noNewPrivileges = true;
-
-  const fields: ProcessPlanFields = { rlimits, uid, gid, groups, cwd, env, args };
+  const noNewPrivileges = p.noNewPrivileges === undefined || p.noNewPrivileges === null ? false : bool(p.noNewPrivileges, `${where}.noNewPrivileges`);
+  const fields: ProcessPlanFields = { rlimits, uid, gid, groups, cwd, env, args, noNewPrivileges };
+  if (p.capabilities !== undefined && p.capabilities !== null) fields.capabilities = capabilitiesFrom(p.capabilities, `${where}.capabilities`, warnings);
   if (p.terminal === true) fields.terminal = true;
-  return { fields, unenforced };
+  return { fields };
 }
 
 type ContainerNamespaceLookup = NonNullable<CreatePlanInput['containerNamespace']>;
@@ -398,47 +403,4 @@ function withDefaultMounts(specMounts: PlanMount[]): PlanMount[] {
   const out = [...front];
   specMounts.forEach((m, i) => out.push(m, ...(after.get(i) ?? [])));
   return out;
-}
-
-// ---- field checks: each names the JSON path in its message ----
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-function asObject(v: unknown, at: string): Record<string, unknown> {
-  if (!isObject(v)) throw new SpecError(`${at} must be an object`);
-  return v;
-}
-
-function arr(v: unknown, at: string): unknown[] {
-  if (!Array.isArray(v)) throw new SpecError(`${at} must be an array`);
-  return v;
-}
-
-function str(v: unknown, at: string): string {
-  if (typeof v !== 'string') throw new SpecError(`${at} must be a string`);
-  if (v.includes('\0')) throw new SpecError(`${at} must not contain NUL`);
-  return v;
-}
-
-function strArr(v: unknown, at: string): string[] {
-  return arr(v, at).map((s, i) => str(s, `${at}[${i}]`));
-}
-
-function bool(v: unknown, at: string): boolean {
-  if (typeof v !== 'boolean') throw new SpecError(`${at} must be true or false`);
-  return v;
-}
-
-function id(v: unknown, at: string): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 0xfffffffe) throw new SpecError(`${at} must be an integer id`);
-  return v;
-}
-
-function limit(v: unknown, at: string): number {
-  if (typeof v !== 'number' || !Number.isFinite(v) || v < 0 || (v < 2 ** 53 && !Number.isInteger(v))) {
-    throw new SpecError(`${at} must be a non-negative integer`);
-  }
-  return v;
 }

@@ -8,6 +8,7 @@ packages=(
   qemu-system-x86 qemu-system-common   # the VMM and virtiofsd (/usr/lib/qemu/virtiofsd)
   busybox-static cpio erofs-utils lz4 xz-utils binutils   # guest image build
   clang libclang-rt-14-dev             # libFuzzer and sanitizers for the native tests
+  libseccomp-dev                       # libseccomp.a, linked into hull-container-init for linux.seccomp
   util-linux procps file               # mount/umount, ps, file (a test checks the helper is static)
   runc runsc                           # baselines for the benchmark
   containerd                           # the containerd shim tests drive a private containerd

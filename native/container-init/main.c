@@ -255,16 +255,22 @@ static _Noreturn void child_main(const struct plan *p, int syncfd)
 		set_rlimits(p);
 	}
 
+	prepare_seccomp(p);
 	wait_for_start();
 	if (p->console)
 		attach_console(p);
 	close(FD_START);
+	/* Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: load it while we still have it (runc does the
+	 * same); the filter then also applies to the few syscalls left before exec. */
+	if (!p->no_new_privs)
+		apply_seccomp(p);
 	set_user(p);
 	if (chdir(p->cwd ? p->cwd : "/") < 0)
 		fail_arg("chdir", p->cwd ? p->cwd : "/");
 	apply_no_new_privs(p);
 	cloexec_from_3();
-	apply_seccomp(p);
+	if (p->no_new_privs)
+		apply_seccomp(p);
 	do_exec(p);
 }
 

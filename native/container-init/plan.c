@@ -167,6 +167,214 @@ static int push_str(char ***vec, size_t *n, char *s)
 	return 0;
 }
 
+/* Appends to a string vector of at most max entries (not NULL-terminated). */
+static int push_bounded(char ***vec, size_t *n, size_t max, char *s, const char *key, char *err, size_t errlen)
+{
+	if (*n >= max)
+		return errf(err, errlen, "plan: more than %zu %s entries", max, key);
+	char **nv = realloc(*vec, (*n + 1) * sizeof(char *));
+	if (!nv)
+		return errf(err, errlen, "plan: out of memory");
+	nv[(*n)++] = s;
+	*vec = nv;
+	return 0;
+}
+
+/* masked_path / readonly_path: an absolute path that fits PATH_MAX. */
+static int check_security_path(const char *key, const char *s, char *err, size_t errlen)
+{
+	if (s[0] != '/' || strlen(s) >= PATH_MAX)
+		return errf(err, errlen, "plan: %s must be an absolute path shorter than %d bytes: %.200s", key, PATH_MAX, s);
+	return 0;
+}
+
+/* A sysctl key in dotted form: components of [A-Za-z0-9_-], so /proc/sys/<key with '/'> stays under /proc/sys. */
+static bool sysctl_key_ok(const char *k)
+{
+	size_t len = strlen(k);
+	if (len == 0 || len > 255 || k[0] == '.' || k[len - 1] == '.')
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		char ch = k[i];
+		bool word = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '_' ||
+			    ch == '-';
+		if (ch == '.' ? k[i + 1] == '.' : !word)
+			return false;
+	}
+	return true;
+}
+
+static int parse_seccomp_action(const char *s, enum plan_seccomp_action *out)
+{
+	static const struct {
+		const char *name;
+		enum plan_seccomp_action action;
+	} actions[] = {
+		{ "allow", SECCOMP_ALLOW },		  { "errno", SECCOMP_ERRNO }, { "kill_thread", SECCOMP_KILL_THREAD },
+		{ "kill_process", SECCOMP_KILL_PROCESS }, { "trap", SECCOMP_TRAP },   { "log", SECCOMP_LOG },
+		{ "trace", SECCOMP_TRACE },
+	};
+	for (size_t i = 0; i < sizeof(actions) / sizeof(actions[0]); i++)
+		if (strcmp(s, actions[i].name) == 0) {
+			*out = actions[i].action;
+			return 0;
+		}
+	return -1;
+}
+
+static int parse_seccomp_op(const char *s, enum plan_seccomp_op *out)
+{
+	static const char *const ops[] = { "ne", "lt", "le", "eq", "ge", "gt", "masked_eq" };
+	for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++)
+		if (strcmp(s, ops[i]) == 0) {
+			*out = (enum plan_seccomp_op)i;
+			return 0;
+		}
+	return -1;
+}
+
+/* An errno for the errno/trace actions: 0..4095 (the kernel's MAX_ERRNO). */
+static int parse_errno_ret(const char *s, unsigned *out)
+{
+	unsigned long long n;
+	if (parse_u64(s, 4095, &n))
+		return -1;
+	*out = (unsigned)n;
+	return 0;
+}
+
+/* seccomp [default action] [default errno] */
+static int parse_seccomp(char **v, struct plan *p, char *err, size_t errlen)
+{
+	if (p->seccomp)
+		return errf(err, errlen, "plan: seccomp is given twice");
+	struct plan_seccomp *sc = calloc(1, sizeof(*sc));
+	if (!sc)
+		return errf(err, errlen, "plan: out of memory");
+	p->seccomp = sc;
+	if (parse_seccomp_action(v[0], &sc->default_action))
+		return errf(err, errlen, "plan: bad seccomp action \"%.32s\"", v[0]);
+	if (parse_errno_ret(v[1], &sc->default_errno))
+		return errf(err, errlen, "plan: bad seccomp errno \"%.32s\"", v[1]);
+	return 0;
+}
+
+/* seccomp_syscall [name] [action] [errno] */
+static int parse_seccomp_syscall(char **v, struct plan *p, char *err, size_t errlen)
+{
+	struct plan_seccomp *sc = p->seccomp;
+	if (!sc)
+		return errf(err, errlen, "plan: seccomp_syscall before seccomp");
+	if (sc->n_rules >= PLAN_MAX_SYSCALL_RULES)
+		return errf(err, errlen, "plan: more than %d seccomp_syscall entries", PLAN_MAX_SYSCALL_RULES);
+	if (!v[0][0] || strlen(v[0]) > 64)
+		return errf(err, errlen, "plan: bad seccomp syscall name \"%.64s\"", v[0]);
+	struct plan_seccomp_rule r = { .syscall = v[0] };
+	if (parse_seccomp_action(v[1], &r.action))
+		return errf(err, errlen, "plan: bad seccomp action \"%.32s\"", v[1]);
+	if (parse_errno_ret(v[2], &r.errno_ret))
+		return errf(err, errlen, "plan: bad seccomp errno \"%.32s\"", v[2]);
+	struct plan_seccomp_rule *nr = realloc(sc->rules, (sc->n_rules + 1) * sizeof(*nr));
+	if (!nr)
+		return errf(err, errlen, "plan: out of memory");
+	sc->rules = nr;
+	nr[sc->n_rules++] = r;
+	return 0;
+}
+
+/* seccomp_arg [index] [value] [value_two] [op]: a condition of the seccomp_syscall before it. */
+static int parse_seccomp_arg(char **v, struct plan *p, char *err, size_t errlen)
+{
+	struct plan_seccomp *sc = p->seccomp;
+	if (!sc || sc->n_rules == 0)
+		return errf(err, errlen, "plan: seccomp_arg without a seccomp_syscall before it");
+	struct plan_seccomp_rule *r = &sc->rules[sc->n_rules - 1];
+	if (r->n_args >= PLAN_MAX_SYSCALL_ARGS)
+		return errf(err, errlen, "plan: more than %d seccomp_arg entries for %.64s", PLAN_MAX_SYSCALL_ARGS, r->syscall);
+	struct plan_seccomp_arg a;
+	unsigned long long n;
+	if (parse_u64(v[0], PLAN_MAX_SYSCALL_ARGS - 1, &n))
+		return errf(err, errlen, "plan: bad seccomp_arg index \"%.32s\"", v[0]);
+	a.index = (unsigned)n;
+	unsigned long long value, value_two;
+	if (parse_u64(v[1], UINT64_MAX, &value) || parse_u64(v[2], UINT64_MAX, &value_two))
+		return errf(err, errlen, "plan: bad seccomp_arg value for %.64s", r->syscall);
+	a.value = value;
+	a.value_two = value_two;
+	if (parse_seccomp_op(v[3], &a.op))
+		return errf(err, errlen, "plan: bad seccomp_arg op \"%.32s\"", v[3]);
+	r->args[r->n_args++] = a;
+	return 0;
+}
+
+static int parse_capabilities(char **v, struct plan *p, char *err, size_t errlen)
+{
+	if (p->has_caps)
+		return errf(err, errlen, "plan: capabilities are given twice");
+	for (int i = 0; i < CAPSET_COUNT; i++) {
+		unsigned long long n;
+		if (parse_u64(v[i], UINT64_MAX, &n))
+			return errf(err, errlen, "plan: bad capability mask \"%.32s\"", v[i]);
+		p->caps[i] = n;
+	}
+	p->has_caps = true;
+	return 0;
+}
+
+/* The security keys (docs/design.md). Returns 1 when key is not one of them. */
+static int parse_security_key(const char *key, char **v, struct plan *p, char *err, size_t errlen)
+{
+	if (strcmp(key, "capabilities") == 0)
+		return parse_capabilities(v, p, err, errlen);
+	if (strcmp(key, "no_new_privs") == 0) {
+		if (strcmp(v[0], "0") && strcmp(v[0], "1"))
+			return errf(err, errlen, "plan: bad no_new_privs");
+		p->no_new_privs = v[0][0] == '1';
+		return 0;
+	}
+	if (strcmp(key, "masked_path") == 0) {
+		if (check_security_path(key, v[0], err, errlen))
+			return -1;
+		return push_bounded(&p->masked_paths, &p->n_masked_paths, PLAN_MAX_PATHS, v[0], key, err, errlen);
+	}
+	if (strcmp(key, "readonly_path") == 0) {
+		if (check_security_path(key, v[0], err, errlen))
+			return -1;
+		return push_bounded(&p->readonly_paths, &p->n_readonly_paths, PLAN_MAX_PATHS, v[0], key, err, errlen);
+	}
+	if (strcmp(key, "sysctl") == 0) {
+		if (!sysctl_key_ok(v[0]))
+			return errf(err, errlen, "plan: bad sysctl key \"%.64s\"", v[0]);
+		if (strlen(v[1]) > 4096)
+			return errf(err, errlen, "plan: sysctl %s: value longer than 4096 bytes", v[0]);
+		if (p->n_sysctls >= PLAN_MAX_SYSCTLS)
+			return errf(err, errlen, "plan: more than %d sysctl entries", PLAN_MAX_SYSCTLS);
+		struct plan_sysctl *ns = realloc(p->sysctls, (p->n_sysctls + 1) * sizeof(*ns));
+		if (!ns)
+			return errf(err, errlen, "plan: out of memory");
+		p->sysctls = ns;
+		ns[p->n_sysctls++] = (struct plan_sysctl){ .key = v[0], .value = v[1] };
+		return 0;
+	}
+	if (strcmp(key, "seccomp") == 0)
+		return parse_seccomp(v, p, err, errlen);
+	if (strcmp(key, "seccomp_arch") == 0) {
+		if (!p->seccomp)
+			return errf(err, errlen, "plan: seccomp_arch before seccomp");
+		if (p->seccomp->n_arches >= PLAN_MAX_SECCOMP_ARCHES)
+			return errf(err, errlen, "plan: more than %d seccomp_arch entries", PLAN_MAX_SECCOMP_ARCHES);
+		if (!v[0][0] || strlen(v[0]) > 32)
+			return errf(err, errlen, "plan: bad seccomp_arch \"%.32s\"", v[0]);
+		p->seccomp->arches[p->seccomp->n_arches++] = v[0];
+		return 0;
+	}
+	if (strcmp(key, "seccomp_syscall") == 0)
+		return parse_seccomp_syscall(v, p, err, errlen);
+	if (strcmp(key, "seccomp_arg") == 0)
+		return parse_seccomp_arg(v, p, err, errlen);
+	return 1;
+}
+
 static int read_all(int fd, char **out, size_t *outlen)
 {
 	size_t cap = 4096, len = 0;
@@ -224,7 +432,9 @@ int plan_read(int fd, struct plan *p, char *err, size_t errlen)
 			{ "mode", 1 }, { "join_pid", 1 }, { "namespaces", 1 }, { "rootfs", 1 }, { "readonly_root", 1 },
 			{ "hostname", 1 }, { "mount", 5 }, { "cgroup", 1 }, { "rlimit", 3 }, { "uid", 1 },
 			{ "gid", 1 }, { "groups", 1 }, { "cwd", 1 }, { "env", 1 }, { "arg", 1 },
-			{ "console", 1 }, { "join_ns", 3 },
+			{ "console", 1 }, { "join_ns", 3 }, { "capabilities", 5 }, { "no_new_privs", 1 },
+			{ "masked_path", 1 }, { "readonly_path", 1 }, { "sysctl", 2 }, { "seccomp", 2 },
+			{ "seccomp_arch", 1 }, { "seccomp_syscall", 3 }, { "seccomp_arg", 4 },
 		};
 		int nvals = -1;
 		for (size_t i = 0; i < sizeof(arity) / sizeof(arity[0]); i++)
@@ -323,6 +533,8 @@ int plan_read(int fd, struct plan *p, char *err, size_t errlen)
 		} else if (strcmp(key, "arg") == 0) {
 			if (push_str(&p->argv, &p->n_args, v[0]))
 				return errf(err, errlen, "plan: out of memory");
+		} else if (parse_security_key(key, v, p, err, errlen) < 0) {
+			return -1;
 		}
 	}
 
@@ -347,6 +559,8 @@ int plan_read(int fd, struct plan *p, char *err, size_t errlen)
 			return errf(err, errlen, "plan: exec needs join_pid");
 		if (p->ns_flags || p->n_joins || p->rootfs || p->n_mounts)
 			return errf(err, errlen, "plan: exec takes no namespaces, join_ns, rootfs or mount");
+		if (p->n_masked_paths || p->n_readonly_paths || p->n_sysctls)
+			return errf(err, errlen, "plan: exec takes no masked_path, readonly_path or sysctl");
 	}
 	return 0;
 }

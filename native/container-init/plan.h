@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/resource.h>
 #include <sys/types.h>
 
@@ -36,6 +37,52 @@ struct plan_join {
 	unsigned long long inode;
 };
 
+/* capabilities: the five sets as bit masks of capability numbers (CAP_CHOWN = bit 0). */
+enum plan_cap_set { CAPSET_BOUNDING, CAPSET_EFFECTIVE, CAPSET_PERMITTED, CAPSET_INHERITABLE, CAPSET_AMBIENT, CAPSET_COUNT };
+
+struct plan_sysctl {
+	const char *key; /* dotted, checked: [a-z0-9_-] components */
+	const char *value;
+};
+
+/* Bounds on the repeated security keys (the agent's limits are the same or lower). */
+#define PLAN_MAX_PATHS 1024
+#define PLAN_MAX_SYSCTLS 1024
+#define PLAN_MAX_SYSCALL_RULES 8192
+#define PLAN_MAX_SYSCALL_ARGS 6 /* seccomp(2) compares at most the six syscall arguments */
+#define PLAN_MAX_SECCOMP_ARCHES 16
+
+/* Seccomp actions, as the plan spells them (allow, errno, kill_thread, kill_process, trap, log, trace). */
+enum plan_seccomp_action { SECCOMP_ALLOW, SECCOMP_ERRNO, SECCOMP_KILL_THREAD, SECCOMP_KILL_PROCESS, SECCOMP_TRAP,
+			   SECCOMP_LOG, SECCOMP_TRACE };
+/* Argument comparisons: ne, lt, le, eq, ge, gt, masked_eq. */
+enum plan_seccomp_op { SECCOMP_OP_NE, SECCOMP_OP_LT, SECCOMP_OP_LE, SECCOMP_OP_EQ, SECCOMP_OP_GE, SECCOMP_OP_GT,
+		       SECCOMP_OP_MASKED_EQ };
+
+struct plan_seccomp_arg {
+	unsigned index; /* 0-5 */
+	uint64_t value;
+	uint64_t value_two;
+	enum plan_seccomp_op op;
+};
+
+struct plan_seccomp_rule {
+	const char *syscall; /* name; resolved (or skipped when unknown) at load time */
+	enum plan_seccomp_action action;
+	unsigned errno_ret; /* for errno and trace */
+	struct plan_seccomp_arg args[PLAN_MAX_SYSCALL_ARGS];
+	size_t n_args;
+};
+
+struct plan_seccomp {
+	enum plan_seccomp_action default_action;
+	unsigned default_errno;
+	const char *arches[PLAN_MAX_SECCOMP_ARCHES]; /* libseccomp names: x86_64, x86, x32, aarch64, ... */
+	size_t n_arches;
+	struct plan_seccomp_rule *rules;
+	size_t n_rules;
+};
+
 struct plan {
 	enum plan_mode mode;
 	pid_t join_pid;
@@ -61,6 +108,16 @@ struct plan {
 	size_t n_env;
 	char **argv; /* NULL-terminated */
 	size_t n_args;
+	bool has_caps; /* false: capabilities are left as they are (root keeps all) */
+	uint64_t caps[CAPSET_COUNT];
+	bool no_new_privs;
+	char **masked_paths;
+	size_t n_masked_paths;
+	char **readonly_paths;
+	size_t n_readonly_paths;
+	struct plan_sysctl *sysctls;
+	size_t n_sysctls;
+	struct plan_seccomp *seccomp; /* NULL: no filter */
 };
 
 /* Reads fd to EOF and parses it into *p (strings point into a heap buffer that lives as long as the process).

@@ -249,7 +249,8 @@ describe.runIf(prerequisitesMet('containerd tests', containerdPrerequisites()))(
 
   test('pod namespaces: --with-ns /proc/<sandbox pid>/ns/{pid,ipc,uts} joins the sandbox container\'s namespaces in the guest', async () => {
     const pod = (type: string): string[] => ['--annotation', `io.kubernetes.cri.container-type=${type}`, '--annotation', 'io.kubernetes.cri.sandbox-id=nspod'];
-    const sandbox = await ctr(['run', '-d', '--runtime', RUNTIME, ...pod('sandbox'), IMAGE, 'nspod', 'sleep', '1000']);
+    // CAP_SYS_ADMIN (not in ctr's default set) lets an exec in the sandbox set the pod's hostname below.
+    const sandbox = await ctr(['run', '-d', '--runtime', RUNTIME, '--cap-add', 'CAP_SYS_ADMIN', ...pod('sandbox'), IMAGE, 'nspod', 'sleep', '1000']);
     expect(sandbox.code, sandbox.stderr).toBe(0);
     const ls = await ctr(['task', 'ls']);
     const pid = Number(/^nspod\s+(\d+)\s+RUNNING$/m.exec(ls.stdout)?.[1]);

@@ -184,6 +184,46 @@ describe('hull run', () => {
     expect(leaks(root)).toEqual(noLeaks);
   });
 
+  it('enforces capabilities, no_new_privs, masked and readonly paths, sysctls and seccomp in the guest', async () => {
+    const script = [
+      'grep -E "^(Cap(Inh|Prm|Eff|Bnd|Amb)|NoNewPrivs|Seccomp):" /proc/self/status',
+      'echo "kcore=$(wc -c < /proc/kcore)"',
+      'echo "acpi=$(ls -A /proc/acpi 2>/dev/null | wc -l)"',
+      'echo "shm_rmid_forced=$(cat /proc/sys/kernel/shm_rmid_forced)"',
+      'echo 0 2>/dev/null > /proc/sys/kernel/shm_rmid_forced && echo proc-sys=writable || echo proc-sys=readonly',
+      'mkdir /tmp/denied 2>&1 | sed "s/^/mkdir: /"',
+      'touch /tmp/allowed && echo touch=ok',
+    ].join('; ');
+    const bundle = makeBundle(path.join(work, 'secure'), ['sh', '-c', script], (spec) => {
+      const caps = ['CAP_CHOWN', 'CAP_KILL', 'CAP_NET_BIND_SERVICE'];
+      spec.process.capabilities = { bounding: caps, effective: caps, permitted: caps };
+      spec.process.noNewPrivileges = true;
+      spec.linux.maskedPaths = ['/proc/kcore', '/proc/acpi', '/proc/keys', '/proc/no-such-path'];
+      spec.linux.readonlyPaths = ['/proc/sys', '/proc/sysrq-trigger', '/proc/bus'];
+      spec.linux.sysctl = { 'kernel.shm_rmid_forced': '1' };
+      spec.linux.seccomp = {
+        defaultAction: 'SCMP_ACT_ALLOW',
+        architectures: ['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86', 'SCMP_ARCH_X32'],
+        syscalls: [{ names: ['mkdir', 'mkdirat'], action: 'SCMP_ACT_ERRNO', errnoRet: 1 }],
+      };
+    });
+    const result = await hull(['run', '--bundle', bundle, 'secure'], { root });
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    const facts = Object.fromEntries(result.stdout.trim().split('\n').map((line) => line.split(/[:=]\s*(.*)/s).slice(0, 2)));
+    // CAP_CHOWN (0), CAP_KILL (5), CAP_NET_BIND_SERVICE (10): root keeps exactly the bounding set over exec.
+    expect(facts).toMatchObject({ CapInh: '0000000000000000', CapPrm: '0000000000000421', CapEff: '0000000000000421', CapBnd: '0000000000000421', CapAmb: '0000000000000000' });
+    expect(facts.NoNewPrivs).toBe('1');
+    expect(facts.Seccomp).toBe('2');
+    expect(facts.kcore).toBe('0');
+    expect(facts.acpi).toBe('0');
+    expect(facts.shm_rmid_forced).toBe('1');
+    expect(facts['proc-sys']).toBe('readonly');
+    expect(facts.mkdir).toBe("mkdir: can't create directory '/tmp/denied': Operation not permitted");
+    expect(facts.touch).toBe('ok');
+    expect(leaks(root)).toEqual(noLeaks);
+  });
+
   it('refuses a bad bind source with one line, before anything exists', async () => {
     const cases: Array<[Record<string, unknown>, RegExp]> = [
       [{ destination: '/x', type: 'bind', source: path.join(work, 'no-such-file') }, /mounts\[\d+\] \(\/x\): bind source ".*no-such-file" does not exist/],

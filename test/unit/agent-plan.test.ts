@@ -270,30 +270,134 @@ describe('create plan', () => {
     expect(plan(baseSpec({ process: { args: ['sh'] } })).plan).toMatchObject({ cwd: '/', uid: 0, gid: 0, groups: [], env: [] });
   });
 
-  it('reports security settings it cannot enforce yet', () => {
+  it('carries capabilities, no_new_privs, masked and readonly paths and sysctls, with no "not enforced" warning', () => {
     const { plan: p, warnings } = plan(
       baseSpec({
-        process: { args: ['sh'], noNewPrivileges: true, capabilities: { bounding: ['CAP_CHOWN'] }, terminal: true },
+        process: {
+          args: ['sh'],
+          noNewPrivileges: true,
+          capabilities: { bounding: ['CAP_CHOWN', 'CAP_KILL', 'CAP_NOT_A_CAP'], effective: ['CAP_KILL'], ambient: null },
+          terminal: true,
+        },
         linux: {
-          namespaces: [{ type: 'mount' }],
-          seccomp: { defaultAction: 'SCMP_ACT_ERRNO' },
-          maskedPaths: ['/proc/kcore'],
+          namespaces: [{ type: 'mount' }, { type: 'ipc' }, { type: 'uts' }],
+          maskedPaths: ['/proc/kcore', '/proc/acpi/'],
           readonlyPaths: ['/proc/sys'],
-          sysctl: { 'net.ipv4.ip_forward': '1' },
+          sysctl: { 'kernel.shm_rmid_forced': '1', 'fs/mqueue/msg_max': '20', 'kernel.domainname': 'example' },
         },
       }),
     );
-    expect(Object.keys(p.unenforced).sort()).toEqual(['capabilities', 'maskedPaths', 'noNewPrivileges', 'readonlyPaths', 'seccomp', 'sysctl']);
-    expect(warnings.some((w) => w.includes('terminal'))).toBe(false);
+    expect(p.capabilities).toEqual({ bounding: [0, 5], effective: [5], permitted: [], inheritable: [], ambient: [] });
+    expect(p.noNewPrivileges).toBe(true);
+    expect(p.maskedPaths).toEqual(['/proc/kcore', '/proc/acpi/']);
+    expect(p.readonlyPaths).toEqual(['/proc/sys']);
+    expect(p.sysctls).toEqual([['kernel.shm_rmid_forced', '1'], ['fs.mqueue.msg_max', '20'], ['kernel.domainname', 'example']]);
+    expect(p.seccomp).toBeUndefined();
     expect(p.terminal).toBe(true);
-    expect(warnings).toEqual(
-      expect.arrayContaining([
-        'seccomp is not enforced yet',
-        'maskedPaths is not enforced yet',
-        'readonlyPaths is not enforced yet',
-        'sysctl is not enforced yet',
-      ]),
+    expect(warnings).toEqual(['process.capabilities: unknown capability "CAP_NOT_A_CAP" ignored']);
+    expect(warnings.join('\n')).not.toMatch(/not enforced/);
+  });
+
+  it('leaves capabilities alone without process.capabilities and refuses bad security fields', () => {
+    const { plan: p } = plan(baseSpec());
+    expect(p.capabilities).toBeUndefined();
+    expect(p.noNewPrivileges).toBe(false);
+    expect(p).toMatchObject({ maskedPaths: [], readonlyPaths: [], sysctls: [] });
+    const withLinux = (linux: Record<string, unknown>) => baseSpec({ linux: { namespaces: [{ type: 'mount' }, { type: 'ipc' }, { type: 'uts' }], ...linux } });
+    const cases: Array<[unknown, RegExp]> = [
+      [baseSpec({ process: { args: ['sh'], capabilities: { bounding: 'CAP_KILL' } } }), /process\.capabilities\.bounding must be an array/],
+      [baseSpec({ process: { args: ['sh'], capabilities: { bogus: [] } } }), /process\.capabilities\.bogus is not a capability set/],
+      [baseSpec({ process: { args: ['sh'], capabilities: { bounding: [7] } } }), /bounding\[0\] must be a string/],
+      [baseSpec({ process: { args: ['sh'], noNewPrivileges: 'yes' } }), /process\.noNewPrivileges must be true or false/],
+      [withLinux({ maskedPaths: ['proc/kcore'] }), /linux\.maskedPaths\[0\] "proc\/kcore" must be an absolute path/],
+      [withLinux({ readonlyPaths: ['/proc/../etc'] }), /linux\.readonlyPaths\[0\]/],
+      [withLinux({ maskedPaths: Array(1025).fill('/x') }), /at most 1024/],
+      [withLinux({ sysctl: { 'kernel.hostname': 'x' } }), /kernel\.hostname is not allowed: set the OCI "hostname" field/],
+      [withLinux({ sysctl: { 'vm.swappiness': '1' } }), /sysctl vm\.swappiness is not in a separate kernel namespace/],
+      [withLinux({ sysctl: { 'net.ipv4.ip_forward': '1' } }), /sysctl net\.ipv4\.ip_forward needs a private network namespace/],
+      [withLinux({ sysctl: { '../../etc': '1' } }), /not a sysctl key/],
+      [withLinux({ sysctl: { 'kernel.sem': 5 } }), /linux\.sysctl\["kernel\.sem"\] must be a string/],
+      [baseSpec({ linux: { namespaces: [{ type: 'mount' }], sysctl: { 'kernel.shmmax': '1' } } }), /kernel\.shmmax needs a private IPC namespace/],
+      [baseSpec({ linux: { namespaces: [{ type: 'mount' }], sysctl: { 'kernel.domainname': 'x' } } }), /not in a separate kernel namespace/],
+    ];
+    for (const [spec, msg] of cases) {
+      const e = specError(() => plan(spec));
+      expect(e.message).toMatch(msg);
+      expect(e.message).not.toContain('\n');
+    }
+  });
+
+  it('accepts IPC sysctls in an IPC namespace joined from another container', () => {
+    const spec = baseSpec({ linux: { namespaces: [{ type: 'mount' }, { type: 'ipc', path: '/proc/42/ns/ipc' }], sysctl: { 'kernel.msgmax': '9000' } } });
+    const { plan: p } = plan(spec, { containerNamespace: (pid, type) => (pid === 42 && type === 'ipc' ? 4026532001 : undefined) });
+    expect(p.sysctls).toEqual([['kernel.msgmax', '9000']]);
+  });
+
+  it('turns linux.seccomp into one rule per syscall name', () => {
+    const { plan: p, warnings } = plan(
+      baseSpec({
+        linux: {
+          namespaces: [{ type: 'mount' }],
+          seccomp: {
+            defaultAction: 'SCMP_ACT_ERRNO',
+            architectures: ['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86'],
+            flags: ['SECCOMP_FILTER_FLAG_LOG'],
+            syscalls: [
+              { names: ['read', 'write', 'not_a_syscall_yet'], action: 'SCMP_ACT_ALLOW' },
+              { names: ['mkdir'], action: 'SCMP_ACT_ERRNO', errnoRet: 13 },
+              { names: ['personality'], action: 'SCMP_ACT_ALLOW', args: [{ index: 0, value: 4294967295, op: 'SCMP_CMP_EQ' }] },
+              { names: ['clone'], action: 'SCMP_ACT_KILL', args: [{ index: 0, value: 2 ** 40, valueTwo: 0, op: 'SCMP_CMP_MASKED_EQ' }] },
+            ],
+          },
+        },
+      }),
     );
+    expect(p.seccomp).toEqual({
+      defaultAction: 'errno',
+      defaultErrnoRet: 1,
+      architectures: ['x86_64', 'x86'],
+      rules: [
+        { name: 'read', action: 'allow', errnoRet: 0, args: [] },
+        { name: 'write', action: 'allow', errnoRet: 0, args: [] },
+        { name: 'not_a_syscall_yet', action: 'allow', errnoRet: 0, args: [] },
+        { name: 'mkdir', action: 'errno', errnoRet: 13, args: [] },
+        { name: 'personality', action: 'allow', errnoRet: 0, args: [{ index: 0, value: '4294967295', valueTwo: '0', op: 'eq' }] },
+        { name: 'clone', action: 'kill_thread', errnoRet: 0, args: [{ index: 0, value: String(2 ** 40), valueTwo: '0', op: 'masked_eq' }] },
+      ],
+    });
+    expect(warnings).toContain('linux.seccomp.flags SECCOMP_FILTER_FLAG_LOG are not supported; ignored');
+    const strings = decodePlanStrings(encodePlan(p));
+    const at = strings.indexOf('seccomp');
+    expect(strings.slice(at, at + 7)).toEqual(['seccomp', 'errno', '1', 'seccomp_arch', 'x86_64', 'seccomp_arch', 'x86']);
+    const pers = strings.indexOf('personality');
+    expect(strings.slice(pers - 1, pers + 8)).toEqual(['seccomp_syscall', 'personality', 'allow', '0', 'seccomp_arg', '0', '4294967295', '0', 'eq']);
+  });
+
+  it('refuses bad or unsupported seccomp profiles with one line', () => {
+    const sc = (seccomp: unknown) => baseSpec({ linux: { namespaces: [{ type: 'mount' }], seccomp } });
+    const cases: Array<[unknown, RegExp]> = [
+      [sc('allow'), /linux\.seccomp must be an object/],
+      [sc({}), /linux\.seccomp\.defaultAction must be a string/],
+      [sc({ defaultAction: 'SCMP_ACT_NOTIFY' }), /SCMP_ACT_NOTIFY is not supported/],
+      [sc({ defaultAction: 'SCMP_ACT_ALLOW', listenerPath: '/run/x.sock' }), /listenerPath: seccomp notify is not supported/],
+      [sc({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['mkdir'], action: 'SCMP_ACT_NOTIFY' }] }), /syscalls\[0\]\.action: SCMP_ACT_NOTIFY/],
+      [sc({ defaultAction: 'SCMP_ACT_BOGUS' }), /"SCMP_ACT_BOGUS" is not a seccomp action/],
+      [sc({ defaultAction: 'SCMP_ACT_ALLOW', architectures: ['SCMP_ARCH_VAX'] }), /architectures\[0\] "SCMP_ARCH_VAX" is not a seccomp architecture/],
+      [sc({ defaultAction: 'SCMP_ACT_ALLOW', defaultErrnoRet: 1 }), /defaultErrnoRet is only valid with SCMP_ACT_ERRNO/],
+      [sc({ defaultAction: 'SCMP_ACT_ERRNO', defaultErrnoRet: 5000 }), /defaultErrnoRet must be an errno number/],
+      [sc({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: [], action: 'SCMP_ACT_ERRNO' }] }), /names must name at least one syscall/],
+      [sc({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['mk dir'], action: 'SCMP_ACT_ERRNO' }] }), /"mk dir" is not a syscall name/],
+      [sc({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['x'], action: 'SCMP_ACT_ERRNO', args: [{ index: 6, value: 0, op: 'SCMP_CMP_EQ' }] }] }), /args\[0\]\.index must be an integer from 0 to 5/],
+      [sc({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['x'], action: 'SCMP_ACT_ERRNO', args: [{ index: 0, value: -1, op: 'SCMP_CMP_EQ' }] }] }), /value must be an unsigned 64-bit integer/],
+      [sc({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['x'], action: 'SCMP_ACT_ERRNO', args: [{ index: 0, value: 1, op: 'SCMP_CMP_LIKE' }] }] }), /op "SCMP_CMP_LIKE" is not one of/],
+      [sc({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: Array(5).fill({ names: Array(1000).fill('read'), action: 'SCMP_ACT_ERRNO' }) }), /more than 4096 syscalls in all/],
+      [sc({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: Array(1025).fill({ names: ['read'], action: 'SCMP_ACT_ERRNO' }) }), /at most 1024/],
+    ];
+    for (const [spec, msg] of cases) {
+      const e = specError(() => plan(spec));
+      expect(e.message).toMatch(msg);
+      expect(e.message).not.toContain('\n');
+    }
   });
 });
 
@@ -309,6 +413,17 @@ describe('exec plan', () => {
     expect(p.rlimits).toEqual([{ resource: 6, soft: '10', hard: '20' }]);
     specError(() => computeExecPlan({ process: { args: ['ls'] }, joinPid: 0 }));
     specError(() => computeExecPlan({ process: {}, joinPid: 1 }));
+  });
+
+  it('applies the process capabilities and no_new_privs of an exec', () => {
+    const { plan: p, warnings } = computeExecPlan({
+      process: { args: ['sh'], noNewPrivileges: true, capabilities: { bounding: ['CAP_NET_RAW'], permitted: ['CAP_NET_RAW'] } },
+      joinPid: 9,
+    });
+    expect(warnings).toEqual([]);
+    const s = decodePlanStrings(encodePlan(p));
+    const at = s.indexOf('capabilities');
+    expect(s.slice(at, at + 8)).toEqual(['capabilities', String(1 << 13), '0', String(1 << 13), '0', '0', 'no_new_privs', '1']);
   });
 });
 
@@ -330,7 +445,11 @@ describe('plan encoding', () => {
       cwd: '/',
       env: ['A=1', 'B='],
       args: ['sh', '-c', 'echo hi'],
-      unenforced: {},
+      capabilities: { bounding: [0, 5, 40], effective: [5], permitted: [5], inheritable: [], ambient: [] },
+      noNewPrivileges: true,
+      maskedPaths: ['/proc/kcore'],
+      readonlyPaths: ['/proc/sys'],
+      sysctls: [['kernel.shmmax', '1024']],
     };
     const buf = encodePlan(p);
     expect(buf[buf.length - 1]).toBe(0);
@@ -346,6 +465,11 @@ describe('plan encoding', () => {
       'rlimit', '7', '1024', '-1',
       'uid', '1', 'gid', '2', 'groups', '3,4',
       'cwd', '/',
+      'capabilities', String(1n + (1n << 5n) + (1n << 40n)), '32', '32', '0', '0',
+      'no_new_privs', '1',
+      'readonly_path', '/proc/sys',
+      'masked_path', '/proc/kcore',
+      'sysctl', 'kernel.shmmax', '1024',
       'env', 'A=1', 'env', 'B=',
       'arg', 'sh', 'arg', '-c', 'arg', 'echo hi',
     ]);
@@ -355,7 +479,9 @@ describe('plan encoding', () => {
     const { plan: p } = computeExecPlan({ process: { args: ['true'] }, joinPid: 42 });
     const s = decodePlanStrings(encodePlan(p));
     expect(s.slice(0, 4)).toEqual(['mode', 'exec', 'join_pid', '42']);
-    for (const k of ['namespaces', 'join_ns', 'rootfs', 'mount', 'hostname', 'cgroup']) expect(s).not.toContain(k);
+    for (const k of ['namespaces', 'join_ns', 'rootfs', 'mount', 'hostname', 'cgroup', 'masked_path', 'readonly_path', 'sysctl', 'seccomp', 'capabilities', 'no_new_privs']) {
+      expect(s).not.toContain(k);
+    }
     expect(s).toContain('groups');
     expect(s[s.indexOf('groups') + 1]).toBe(''); // always written, so the helper drops the agent's groups
   });

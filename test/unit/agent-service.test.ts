@@ -296,6 +296,23 @@ describe('agent service over ttrpc with a fake helper', () => {
     expect(existsSync(path.join(h.cgroupRoot, 'hull', 'bad'))).toBe(false);
   });
 
+  it("gives every exec the container's seccomp filter (as runc does)", async () => {
+    const h = harness();
+    const seccomp = { defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['mkdir'], action: 'SCMP_ACT_ERRNO', errnoRet: 1 }] };
+    await create(h, 'sc', ['sleep', '100'], { extra: { linux: { namespaces: [{ type: 'mount' }, { type: 'uts' }], seccomp } } });
+    await h.agent.startContainer('sc');
+    await h.agent.execProcess({ containerId: 'sc', execId: 'e1', processJson: JSON.stringify({ args: ['echo', 'exec-under-filter'], cwd: '/' }), stdin: false });
+    const plan = readdirSync(planDir)
+      .map((f) => decodePlanStrings(readFileSync(path.join(planDir, f))))
+      .find((p) => p.includes('exec-under-filter'))!;
+    expect(plan[plan.indexOf('mode') + 1]).toBe('exec');
+    const at = plan.indexOf('seccomp_syscall');
+    expect(at).toBeGreaterThan(0);
+    expect(plan.slice(at, at + 3)).toEqual(['seccomp_syscall', 'mkdir', 'errno']);
+    await h.agent.signalProcess('sc', '', 9, true);
+    await h.agent.waitProcess('sc');
+  });
+
   it('reports a helper setup error as FailedPrecondition and leaves nothing behind', async () => {
     const h = harness();
     const e = await create(h, 'c1', ['__fail_setup']).catch((x: unknown) => x);

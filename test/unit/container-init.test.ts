@@ -40,6 +40,8 @@ interface PlanOptions {
   rlimits?: Array<[number, string, string]>;
   rootfs?: string;
   mounts?: Array<[string, string, string, number, string]>;
+  /** Security keys (docs/design.md), written as given before env and args. */
+  security?: string[];
 }
 
 function createPlan(o: PlanOptions): string[] {
@@ -59,6 +61,7 @@ function createPlan(o: PlanOptions): string[] {
   for (const r of o.rlimits ?? []) p.push('rlimit', String(r[0]), r[1], r[2]);
   p.push('uid', String(o.uid ?? 0), 'gid', String(o.gid ?? 0), 'groups', (o.groups ?? []).join(','));
   p.push('cwd', o.cwd ?? '/');
+  p.push(...(o.security ?? []));
   for (const e of o.env ?? ['PATH=/bin:/usr/bin']) p.push('env', e);
   for (const a of o.args) p.push('arg', a);
   return p;
@@ -197,7 +200,7 @@ describe.runIf(prerequisitesMet('hull-container-init', [!canRun && 'root and /bi
     chmodSync(join(rootfs, 'work'), 0o777);
     copyFileSync(BUSYBOX, join(rootfs, 'bin/busybox'));
     chmodSync(join(rootfs, 'bin/busybox'), 0o755);
-    for (const l of ['sh', 'echo', 'cat', 'id', 'hostname', 'ls', 'sleep', 'wc', 'ps', 'test', 'touch', 'readlink', 'tty', 'stty']) {
+    for (const l of ['sh', 'echo', 'cat', 'id', 'hostname', 'ls', 'sleep', 'wc', 'ps', 'test', 'touch', 'readlink', 'tty', 'stty', 'grep', 'mkdir', 'chmod']) {
       symlinkSync('busybox', join(rootfs, 'bin', l));
     }
   });
@@ -498,10 +501,189 @@ describe.runIf(prerequisitesMet('hull-container-init', [!canRun && 'root and /bi
     }
   });
 
-  it('the static build runs too', async () => {
-    const r = helper(createPlan({ args: ['sh', '-c', 'echo $$'] }), join(REPO, 'build/native/hull-container-init'));
+  it('applies capabilities over the uid change (bounding, effective, permitted, inheritable, ambient) and no_new_privs', async () => {
+    const bit = (...caps: number[]): string => caps.reduce((m, c) => m | (1n << BigInt(c)), 0n).toString();
+    const CHOWN = 0, KILL = 5, NET_BIND_SERVICE = 10, NET_RAW = 13;
+    const caps = ['capabilities', bit(CHOWN, KILL, NET_BIND_SERVICE, NET_RAW), bit(KILL, NET_BIND_SERVICE), bit(KILL, NET_BIND_SERVICE), bit(NET_BIND_SERVICE), bit(NET_BIND_SERVICE)];
+    const script = 'grep -E "^(Cap|NoNewPrivs)" /proc/self/status; id -u';
+    const r = helper(createPlan({ uid: 1000, gid: 1000, args: ['sh', '-c', script], security: [...caps, 'no_new_privs', '1'] }));
     expect((await r.run()).code).toBe(0);
-    expect(r.stdout).toBe('1\n');
+    const hex = (m: string): string => BigInt(m).toString(16).padStart(16, '0');
+    // After exec as uid 1000 only the ambient set survives into permitted and effective (capabilities(7)).
+    expect(r.stdout).toContain(`CapInh:\t${hex(bit(NET_BIND_SERVICE))}\n`);
+    expect(r.stdout).toContain(`CapPrm:\t${hex(bit(NET_BIND_SERVICE))}\n`);
+    expect(r.stdout).toContain(`CapEff:\t${hex(bit(NET_BIND_SERVICE))}\n`);
+    expect(r.stdout).toContain(`CapBnd:\t${hex(bit(CHOWN, KILL, NET_BIND_SERVICE, NET_RAW))}\n`);
+    expect(r.stdout).toContain(`CapAmb:\t${hex(bit(NET_BIND_SERVICE))}\n`);
+    expect(r.stdout).toContain('NoNewPrivs:\t1\n');
+    expect(r.stdout).toContain('\n1000\n');
+
+    // Without the keys nothing changes: root keeps the full set and no_new_privs is off.
+    const full = helper(createPlan({ args: ['sh', '-c', script] }));
+    expect((await full.run()).code).toBe(0);
+    expect(full.stdout).toContain('NoNewPrivs:\t0\n');
+    const ours = /CapBnd:\t([0-9a-f]+)\n/.exec(readFileSync('/proc/self/status', 'utf8'))![1];
+    expect(full.stdout).toContain(`CapBnd:\t${ours}\n`);
+    expect(full.stdout).toContain(`CapEff:\t${ours}\n`);
+  });
+
+  it('as root, a reduced bounding set limits what the workload gets', async () => {
+    const r = helper(createPlan({ args: ['sh', '-c', 'grep -E "^Cap(Eff|Bnd)" /proc/self/status'], security: ['capabilities', '32', '32', '32', '0', '0'] }));
+    expect((await r.run()).code).toBe(0);
+    expect(r.stdout).toContain('CapEff:\t0000000000000020\n');
+    expect(r.stdout).toContain('CapBnd:\t0000000000000020\n');
+  });
+
+  it('sets namespaced sysctls, makes readonly paths read-only and masks paths (missing ones skipped)', async () => {
+    const before = readFileSync('/proc/sys/kernel/shm_rmid_forced', 'utf8');
+    const script = [
+      'echo rmid=$(cat /proc/sys/kernel/shm_rmid_forced)',
+      'echo 0 > /proc/sys/kernel/shm_rmid_forced 2>/dev/null && echo sys-writable || echo sys-readonly',
+      'grep " /proc/sys " /proc/self/mountinfo',
+      'echo kcore=$(cat /proc/kcore | wc -c)',
+      'echo driver=$(ls -A /proc/driver | wc -l)',
+      'touch /proc/driver/x 2>/dev/null && echo driver-writable || echo driver-readonly',
+      'test -e /proc/no-such-thing || echo skipped-missing',
+    ].join('\n');
+    const security = [
+      'sysctl', 'kernel.shm_rmid_forced', '1',
+      'readonly_path', '/proc/sys', 'readonly_path', '/proc/no-such-thing',
+      'masked_path', '/proc/kcore', 'masked_path', '/proc/driver', 'masked_path', '/proc/no-such-thing',
+    ];
+    const r = helper(createPlan({ args: ['sh', '-c', script], security }));
+    expect((await r.run()).code).toBe(0);
+    expect(r.stdout).toContain('rmid=1\n');
+    expect(r.stdout).toContain('sys-readonly\n');
+    expect(r.stdout).toMatch(/ \/proc\/sys ro,nosuid,nodev,noexec/);
+    expect(r.stdout).toContain('kcore=0\n');
+    expect(r.stdout).toContain('driver=0\n');
+    expect(r.stdout).toContain('driver-readonly\n');
+    expect(r.stdout).toContain('skipped-missing\n');
+    // The container's IPC namespace is its own: the guest's value is untouched.
+    expect(readFileSync('/proc/sys/kernel/shm_rmid_forced', 'utf8')).toBe(before);
+  });
+
+  it('reports a sysctl the kernel does not have as an error', async () => {
+    const r = helper(createPlan({ args: ['true'], security: ['sysctl', 'kernel.no_such_key', '1'] }));
+    expect((await r.withTimeout(r.exit)).code).toBe(127);
+    expect(r.status).toContain('error sysctl kernel.no_such_key: No such file or directory');
+  });
+
+  const denyMkdir = (nnp: boolean): string[] => [
+    ...(nnp ? ['no_new_privs', '1'] : []),
+    'seccomp', 'allow', '0', 'seccomp_arch', 'x86_64', 'seccomp_arch', 'x86',
+    'seccomp_syscall', 'mkdir', 'errno', '1', 'seccomp_syscall', 'mkdirat', 'errno', '1',
+    'seccomp_syscall', 'no_such_syscall', 'errno', '1', // skipped, as runc does
+    'seccomp_syscall', 'getpid', 'allow', '0', // the default action: skipped too (libseccomp refuses it)
+    // chmod to 0777 is refused with EACCES; other modes pass (an argument condition).
+    'seccomp_syscall', 'chmod', 'errno', '13', 'seccomp_arg', '1', String(0o777), '0', 'eq',
+    'seccomp_syscall', 'fchmodat', 'errno', '13', 'seccomp_arg', '2', String(0o777), '0', 'eq',
+  ];
+  const seccompScript = 'mkdir /work/d 2>&1; touch /work/f; chmod 755 /work/f && echo chmod-755-ok; chmod 777 /work/f 2>&1; grep Seccomp: /proc/self/status';
+
+  for (const nnp of [false, true]) {
+    it(`loads the seccomp filter (${nnp ? 'with no_new_privs: last step before exec' : 'without no_new_privs: before the capabilities are dropped'})`, async () => {
+      const r = helper(createPlan({ uid: 1000, gid: 1000, args: ['sh', '-c', seccompScript], security: ['capabilities', '0', '0', '0', '0', '0', ...denyMkdir(nnp)] }));
+      expect((await r.run()).code).toBe(0);
+      expect(r.status.filter((l) => l.startsWith('error'))).toEqual([]);
+      expect(r.stdout).toMatch(/mkdir: can't create directory '\/work\/d': Operation not permitted\n/);
+      expect(r.stdout).toContain('chmod-755-ok\n');
+      expect(r.stdout).toMatch(/chmod: \/work\/f: Permission denied\n/);
+      expect(r.stdout).toContain('Seccomp:\t2\n');
+      expect(existsSync(join(rootfs, 'work/d'))).toBe(false);
+      rmSync(join(rootfs, 'work/f'), { force: true });
+    });
+  }
+
+  it('kills the workload for a kill_process rule and reports an unknown architecture', async () => {
+    const r = helper(createPlan({ args: ['sh', '-c', 'exec mkdir /work/k'], security: ['seccomp', 'allow', '0', 'seccomp_syscall', 'mkdir', 'kill_process', '0', 'seccomp_syscall', 'mkdirat', 'kill_process', '0'] }));
+    expect((await r.run()).code).toBe(128 + 31); // SIGSYS
+    expect(existsSync(join(rootfs, 'work/k'))).toBe(false);
+
+    // The filter is built before "ready": a bad one fails the create, before anything runs.
+    const bad = helper(createPlan({ args: ['true'], security: ['seccomp', 'allow', '0', 'seccomp_arch', 'vax'] }));
+    expect((await bad.withTimeout(bad.exit)).code).toBe(127);
+    expect(bad.status.slice(1)).toEqual(['error seccomp: unknown architecture vax']);
+  });
+
+  it('refuses malformed security keys in the plan', async () => {
+    const sc = ['seccomp', 'allow', '0'];
+    const cases: Array<[string[], string]> = [
+      [['capabilities', '1', '2', '3', 'x', '5'], 'error plan: bad capability mask "x"'],
+      [['capabilities', '1', '2', '3', '4', '5', 'capabilities', '1', '2', '3', '4', '5'], 'error plan: capabilities are given twice'],
+      [['capabilities', '18446744073709551616', '0', '0', '0', '0'], 'error plan: bad capability mask "18446744073709551616"'],
+      [['no_new_privs', 'yes'], 'error plan: bad no_new_privs'],
+      [['masked_path', 'proc/kcore'], 'error plan: masked_path must be an absolute path shorter than 4096 bytes: proc/kcore'],
+      [['readonly_path', `/${'a'.repeat(5000)}`], `error plan: readonly_path must be an absolute path shorter than 4096 bytes: /${'a'.repeat(199)}`],
+      [['sysctl', '../../etc/x', '1'], 'error plan: bad sysctl key "../../etc/x"'],
+      [['sysctl', 'kernel..sem', '1'], 'error plan: bad sysctl key "kernel..sem"'],
+      [['sysctl', 'kernel/sem', '1'], 'error plan: bad sysctl key "kernel/sem"'],
+      [['sysctl', 'kernel.sem', 'x'.repeat(4097)], 'error plan: sysctl kernel.sem: value longer than 4096 bytes'],
+      [['seccomp_syscall', 'mkdir', 'errno', '1'], 'error plan: seccomp_syscall before seccomp'],
+      [['seccomp_arch', 'x86_64'], 'error plan: seccomp_arch before seccomp'],
+      [[...sc, ...sc], 'error plan: seccomp is given twice'],
+      [['seccomp', 'notify', '0'], 'error plan: bad seccomp action "notify"'],
+      [['seccomp', 'errno', '4096'], 'error plan: bad seccomp errno "4096"'],
+      [[...sc, 'seccomp_arg', '0', '1', '0', 'eq'], 'error plan: seccomp_arg without a seccomp_syscall before it'],
+      [[...sc, 'seccomp_syscall', 'mkdir', 'errno', '1', 'seccomp_arg', '6', '1', '0', 'eq'], 'error plan: bad seccomp_arg index "6"'],
+      [[...sc, 'seccomp_syscall', 'mkdir', 'errno', '1', 'seccomp_arg', '0', '-1', '0', 'eq'], 'error plan: bad seccomp_arg value for mkdir'],
+      [[...sc, 'seccomp_syscall', 'mkdir', 'errno', '1', 'seccomp_arg', '0', '1', '0', 'like'], 'error plan: bad seccomp_arg op "like"'],
+      [[...sc, 'seccomp_syscall', 'mkdir', 'errno', '1', ...Array(7).fill(['seccomp_arg', '0', '1', '0', 'eq']).flat()], 'error plan: more than 6 seccomp_arg entries for mkdir'],
+      [[...sc, 'seccomp_syscall', '', 'errno', '1'], 'error plan: bad seccomp syscall name ""'],
+      [[...sc, ...Array(17).fill(['seccomp_arch', 'x86']).flat()], 'error plan: more than 16 seccomp_arch entries'],
+      [[...sc, ...Array(8193).fill(['seccomp_syscall', 'read', 'errno', '1']).flat()], 'error plan: more than 8192 seccomp_syscall entries'],
+      [Array(1025).fill(['masked_path', '/x']).flat(), 'error plan: more than 1024 masked_path entries'],
+    ];
+    for (const [security, error] of cases) {
+      const r = helper(createPlan({ args: ['true'], security }));
+      expect((await r.withTimeout(r.exit)).code).toBe(127);
+      expect(r.status).toEqual([error]);
+    }
+    const truncated = helper([...createPlan({ args: ['true'] }), 'seccomp', 'allow']);
+    expect((await truncated.withTimeout(truncated.exit)).code).toBe(127);
+    expect(truncated.status).toEqual(['error plan: key seccomp needs 2 values']);
+    const exec = helper(execPlan(process.pid, ['true'], ['masked_path', '/proc/kcore']));
+    expect((await exec.withTimeout(exec.exit)).code).toBe(127);
+    expect(exec.status).toEqual(['error plan: exec takes no masked_path, readonly_path or sysctl']);
+  });
+
+  it('survives random security keys and values: one "error plan:" line, no sanitizer report', async () => {
+    // Plans without an `arg` key, so each is refused after every key was parsed: nothing is ever set up.
+    let seed = 12345;
+    const rand = (n: number): number => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed % n;
+    };
+    const values = ['', '0', '1', '-1', '6', '4095', '4096', '18446744073709551615', '18446744073709551616', 'x86_64', 'vax', 'errno',
+      'allow', 'kill_process', 'eq', 'masked_eq', '/proc/kcore', 'proc', 'kernel.sem', 'kernel..sem', '../x', 'a'.repeat(5000), '%s%n', '\u00ff'];
+    const keys: Array<[string, number]> = [['capabilities', 5], ['no_new_privs', 1], ['masked_path', 1], ['readonly_path', 1], ['sysctl', 2],
+      ['seccomp', 2], ['seccomp_arch', 1], ['seccomp_syscall', 3], ['seccomp_arg', 4]];
+    const plans: string[][] = [];
+    for (let i = 0; i < 120; i++) {
+      const p = ['mode', 'create', 'namespaces', 'mount', 'rootfs', rootfs];
+      for (let k = 1 + rand(12); k > 0; k--) {
+        const [key, n] = keys[rand(keys.length)];
+        p.push(key);
+        for (let v = n - (rand(10) === 0 ? 1 : 0); v > 0; v--) p.push(values[rand(values.length)]);
+      }
+      plans.push(p);
+    }
+    for (let i = 0; i < plans.length; i += 12) {
+      const batch = plans.slice(i, i + 12).map((p) => helper(p));
+      for (const r of batch) {
+        const { code } = await r.withTimeout(r.exit);
+        expect(r.stderr).toBe('');
+        expect(code).toBe(127);
+        expect(r.status).toHaveLength(1);
+        expect(r.status[0]).toMatch(/^error plan: /);
+      }
+    }
+  });
+
+  it('the static build runs too', async () => {
+    const r = helper(createPlan({ args: ['sh', '-c', 'echo $$; mkdir /work/s 2>&1; true'], security: ['seccomp', 'allow', '0', 'seccomp_syscall', 'mkdir', 'errno', '1', 'seccomp_syscall', 'mkdirat', 'errno', '1'] }), join(REPO, 'build/native/hull-container-init'));
+    expect((await r.run()).code).toBe(0);
+    expect(r.stdout).toBe("1\nmkdir: can't create directory '/work/s': Operation not permitted\n"); // libseccomp is linked in
     expect(execFileSync('file', [join(REPO, 'build/native/hull-container-init')]).toString()).toMatch(/statically linked/);
   });
 });
