@@ -49,6 +49,10 @@ export interface ContainerConfig {
   annotations?: Record<string, string>;
   /** Relative to the sandbox's log_directory. */
   logPath?: string;
+  /** Keep the container's stdin open (what Attach writes to); `stdinOnce`: close it when the first attach ends. */
+  stdin?: boolean;
+  stdinOnce?: boolean;
+  tty?: boolean;
   linux?: {
     resources?: LinuxContainerResources;
     securityContext?: { namespaceOptions?: NamespaceOption; runAsUser?: { value: number } };
@@ -116,6 +120,14 @@ export interface ContainerStatus {
   reason: string;
   message: string;
   logPath: string;
+}
+
+/** Which streams a streaming Exec/Attach carries; with `tty`, stderr must be false (the pty merges it). */
+export interface StreamOptions {
+  stdin?: boolean;
+  stdout?: boolean;
+  stderr?: boolean;
+  tty?: boolean;
 }
 
 export interface ExecSyncResponse {
@@ -261,6 +273,18 @@ export class CriClient {
   /** `timeoutSeconds` 0: no timeout on the runtime's side. */
   execSync(containerId: string, cmd: string[], timeoutSeconds = 0): Promise<ExecSyncResponse> {
     return this.call(this.runtime, 'ExecSync', { containerId, cmd, timeout: timeoutSeconds });
+  }
+
+  /** Streaming exec: the answer is a one-time URL on the runtime's stream server (see cri-stream.ts). */
+  async exec(containerId: string, cmd: string[], streams: StreamOptions): Promise<string> {
+    const r = await this.call<{ url: string }>(this.runtime, 'Exec', { containerId, cmd, ...streams });
+    return r.url;
+  }
+
+  /** Attach to a running container's init: a one-time URL as for exec. */
+  async attach(containerId: string, streams: StreamOptions): Promise<string> {
+    const r = await this.call<{ url: string }>(this.runtime, 'Attach', { containerId, ...streams });
+    return r.url;
   }
 
   async containerStats(containerId: string): Promise<ContainerStats> {

@@ -1,12 +1,14 @@
 // Kubernetes through CRI: a kubelet-like client (@grpc/grpc-js, test/helpers/cri-client.ts) drives the CRI plugin of a
 // private containerd 1.6 (Debian's) whose runtime handler `hull` is containerd-shim-hull-v2. One pod sandbox with two
-// long-running containers, all in one microVM: ExecSync (and a probe that times out), CRI-format logs, stats, a
+// long-running containers, all in one microVM: ExecSync (and a probe that times out), streaming Exec and Attach over
+// the CRI stream server's WebSocket (test/helpers/cri-stream.ts), CRI-format logs, stats, a
 // containerd restart, the pod's hostname/resolv.conf/shared pid namespace, a container that exits and is restarted,
 // StopContainer, StopPodSandbox, RemovePodSandbox; then nothing may be left: no shim, VM, mount, network namespace,
 // CNI interface or IPAM lease. Images are built here and imported (no registry); the CNI network is Debian's
 // bridge + host-local plugins with every file under the test's temp dir. Needs root, containerd, busybox-static,
 // containernetworking-plugins, the guest image and dist/ (npm run build).
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -14,6 +16,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
 import { sandboxDirFor } from '../../shim/containerd/address.js';
 import { containerdPrerequisites, have, POD_ROOT, podRecords, PrivateContainerd, RUNTIME, until } from '../helpers/containerd.js';
 import { CriClient, type ContainerConfig, type PodSandboxConfig } from '../helpers/cri-client.js';
+import { CriStream, exitCodeOf } from '../helpers/cri-stream.js';
 import { prerequisitesMet } from '../helpers/prerequisites.js';
 
 const NS = 'k8s.io'; // the namespace the CRI plugin works in
@@ -152,6 +155,28 @@ function parseCriLog(text: string): Array<{ time: string; stream: string; tag: s
 
 const text = (b: Buffer): string => b.toString('utf8');
 
+/** containerd's stream server on the address the config gives it, any port, a one-time token per request. */
+const streamUrl = (kind: 'exec' | 'attach'): RegExp => new RegExp(`^http://127\\.0\\.0\\.1:\\d+/${kind}/[A-Za-z0-9_-]{8}$`);
+
+/** `kubectl run -it`'s container: a shell on a tty, its stdin kept open for attach. */
+const consoleConfig = (): ContainerConfig => ({
+  ...containerConfig('console', 'exec sh'),
+  stdin: true,
+  tty: true,
+});
+
+/** Sends `stty size` to a shell on a tty until it answers the size we set. The resize travels apart from stdin, so
+ *  the first try may still see the old size, or none (busybox says only `stty: standard input` for a 0x0 pty). */
+async function sttySizeBecomes(s: CriStream, rows: number, cols: number): Promise<void> {
+  const answers = (): string[] => [...s.stdout.matchAll(/(?:^|\n)(\d+ \d+|stty: [^\r\n]*)\r?\n/g)].map((m) => m[1]!);
+  await until(`stty size to say ${rows} ${cols}`, async () => {
+    const before = answers().length;
+    s.write('stty size\n');
+    await s.waitFor('an answer to stty size', () => answers().length > before);
+    return answers().at(-1) === `${rows} ${cols}` || undefined;
+  });
+}
+
 describe.runIf(
   prerequisitesMet('CRI tests', [
     ...containerdPrerequisites(),
@@ -251,6 +276,75 @@ describe.runIf(
     expect(Date.now() - probeStarted).toBeLessThan(15_000);
     const after = await cri.execSync(talkerId, ['ps', '-o', 'args'], 30);
     expect(text(after.stdout)).not.toContain('sleep 1000');
+
+    // Streaming Exec (kubectl exec -i) through containerd's stream server: stdin in, stdout and stderr on their own
+    // channels, the exit code in the v4 status. v4 cannot close stdin alone, so the command reads what it needs.
+    const bulk = Buffer.alloc(300_000, 'hull-');
+    const execUrl = await cri.exec(talkerId, ['sh', '-c', 'read -r line; echo "stdin said: $line"; head -c 300000 | md5sum; echo to-err >&2; exit 3'], {
+      stdin: true,
+      stdout: true,
+      stderr: true,
+    });
+    expect(execUrl).toMatch(streamUrl('exec'));
+    const piped = await CriStream.open(execUrl);
+    piped.write('hello over channel 0\n');
+    piped.write(bulk);
+    const pipedEnd = await piped.closed;
+    const bulkMd5 = createHash('md5').update(bulk).digest('hex');
+    expect({ out: pipedEnd.stdout, err: pipedEnd.stderr }).toEqual({ out: `stdin said: hello over channel 0\n${bulkMd5}  -\n`, err: 'to-err\n' });
+    expect(pipedEnd.status).toMatchObject({ status: 'Failure', reason: 'NonZeroExitCode', details: { causes: [{ reason: 'ExitCode', message: '3' }] } });
+    expect(exitCodeOf(pipedEnd.status)).toBe(3);
+    // The URL's token is good for one connection.
+    await expect(CriStream.open(execUrl)).rejects.toThrow(/HTTP 404/);
+    // `kubectl exec -i … < file` over v4: the client closes the socket after its last byte; containerd then closes
+    // the process's stdin (CloseIO through the shim), which must still get every byte before EOF.
+    const sinkUrl = await cri.exec(talkerId, ['sh', '-c', 'cat > /tmp/streamed; mv /tmp/streamed /tmp/streamed.done'], { stdin: true, stdout: true });
+    const sink = await CriStream.open(sinkUrl);
+    sink.write(bulk);
+    sink.close();
+    const sunk = await until('the exec to get stdin EOF and finish', async () => {
+      const r = await cri.execSync(talkerId, ['sh', '-c', 'md5sum < /tmp/streamed.done'], 30);
+      return r.exitCode === 0 ? text(r.stdout) : undefined;
+    });
+    expect(sunk).toBe(`${bulkMd5}  -\n`);
+    await cri.execSync(talkerId, ['sh', '-c', 'rm /tmp/streamed.done'], 30);
+
+    // With a tty (kubectl exec -it): a shell on a pty in the guest; a resize message changes what `stty size` says.
+    const ttyUrl = await cri.exec(talkerId, ['sh'], { stdin: true, stdout: true, tty: true });
+    expect(ttyUrl).toMatch(streamUrl('exec'));
+    const tty = await CriStream.open(ttyUrl);
+    tty.write('echo tty-$((6 * 7)); [ -t 0 ] && echo stdin-is-a-tty; echo "TERM=$TERM"\n');
+    await tty.waitFor('the shell to answer', (s) => /stdin-is-a-tty\r?\n[^]*TERM=xterm/.test(s.stdout));
+    expect(tty.stdout).toContain('tty-42'); // the shell's answer, not the pty's echo of what we typed
+    tty.resize(123, 45);
+    await sttySizeBecomes(tty, 45, 123);
+    tty.resize(90, 30);
+    await sttySizeBecomes(tty, 30, 90);
+    tty.write('exit\n');
+    const ttyEnd = await tty.closed;
+    expect(ttyEnd.stderr).toBe(''); // the pty merges stderr into stdout
+    expect(ttyEnd.status).toEqual({ metadata: {}, status: 'Success' });
+
+    // Attach (kubectl attach -it) to a container started with stdin and a tty: its shell answers, a resize reaches its
+    // pty, and when it exits the attach ends and CRI has its exit code.
+    const consoleId = await cri.createContainer(podId, consoleConfig(), podConfig);
+    await cri.startContainer(consoleId);
+    const attachUrl = await cri.attach(consoleId, { stdin: true, stdout: true, tty: true });
+    expect(attachUrl).toMatch(streamUrl('attach'));
+    const attached = await CriStream.open(attachUrl);
+    attached.resize(77, 22);
+    attached.write('echo attached-$((6 * 7))\n');
+    await attached.waitFor('the attached shell to answer', (s) => s.stdout.includes('attached-42'));
+    await sttySizeBecomes(attached, 22, 77);
+    attached.write('exit 7\n');
+    const attachedEnd = await attached.closed;
+    expect(attachedEnd.status.status).toBe('Success'); // Attach reports no exit code; the container status has it
+    const consoleDone = await until('the console container to exit', async () => {
+      const st = await cri.containerStatus(consoleId);
+      return st.state === 'CONTAINER_EXITED' ? st : undefined;
+    });
+    expect(consoleDone.exitCode).toBe(7);
+    await cri.removeContainer(consoleId);
 
     // Logs: what the talker wrote, in CRI format, at log_directory/log_path.
     const logPath = path.join(logDir, 'talker', '0.log');
