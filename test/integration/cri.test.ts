@@ -477,5 +477,8 @@ describe.runIf(
     expect(existsSync(leases) ? readdirSync(leases).filter((f) => /^\d+\.\d+\.\d+\.\d+$/.test(f)) : []).toEqual([]);
     expect(ipForward()).toBe(ipForwardBefore);
     expect(existsSync('/var/run/netns')).toBe(hostNetnsDirBefore); // the netns lived under our state dir
+    // libcni caches each ADD result under /var/lib/cni/results (containerd 1.6 has no setting for it); DEL removes it.
+    const cniCache = '/var/lib/cni/results';
+    expect(existsSync(cniCache) ? readdirSync(cniCache).filter((f) => f.startsWith('hull-cri-test-')) : []).toEqual([]);
   });
 });
