@@ -228,14 +228,11 @@ void rootfs_pivot(const struct plan *p)
 	g_rootfd = -1;
 }
 
-void rootfs_finish(const struct plan *p)
+unsigned long kept_mount_flags(const char *path)
 {
-	if (!p->readonly_root)
-		return;
 	struct statvfs sv;
-	if (statvfs("/", &sv) < 0)
-		fail("statvfs /");
-	/* Keep the flags the mount already has: a bind remount replaces them all. */
+	if (statvfs(path, &sv) < 0)
+		fail_arg("statvfs", path);
 	unsigned long keep = 0;
 	if (sv.f_flag & ST_NOSUID)
 		keep |= MS_NOSUID;
@@ -249,6 +246,13 @@ void rootfs_finish(const struct plan *p)
 		keep |= MS_NODIRATIME;
 	if (sv.f_flag & ST_RELATIME)
 		keep |= MS_RELATIME;
-	if (mount(NULL, "/", NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | keep, NULL) < 0)
+	return keep;
+}
+
+void rootfs_finish(const struct plan *p)
+{
+	if (!p->readonly_root)
+		return;
+	if (mount(NULL, "/", NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | kept_mount_flags("/"), NULL) < 0)
 		fail("remount root readonly");
 }

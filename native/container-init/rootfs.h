@@ -13,5 +13,8 @@ void rootfs_mount_all(const struct plan *p);
 void rootfs_pivot(const struct plan *p);
 /* Remounts / read-only if the plan asks for it (after pivot). */
 void rootfs_finish(const struct plan *p);
+/* The nosuid/nodev/noexec (and atime) flags the mount at `path` has: a bind remount must repeat them, as it replaces
+ * them all. Fails through fail_arg(). */
+unsigned long kept_mount_flags(const char *path);
 
 #endif

@@ -1,5 +1,6 @@
 /* Capabilities, no_new_privs, masked and readonly paths, sysctls (see security.h); seccomp is in seccomp.c. */
 #include "security.h"
+#include "rootfs.h"
 #include "util.h"
 
 #include <errno.h>
@@ -12,7 +13,6 @@
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
-#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -39,28 +39,6 @@ void apply_sysctls(const struct plan *p)
 }
 
 /* ---------------------------------------------------------------- masked and readonly paths */
-
-/* The nosuid/nodev/noexec (and atime) flags a mount already has: a bind remount replaces them all. */
-static unsigned long kept_mount_flags(const char *path)
-{
-	struct statvfs sv;
-	if (statvfs(path, &sv) < 0)
-		fail_arg("statvfs", path);
-	unsigned long keep = 0;
-	if (sv.f_flag & ST_NOSUID)
-		keep |= MS_NOSUID;
-	if (sv.f_flag & ST_NODEV)
-		keep |= MS_NODEV;
-	if (sv.f_flag & ST_NOEXEC)
-		keep |= MS_NOEXEC;
-	if (sv.f_flag & ST_NOATIME)
-		keep |= MS_NOATIME;
-	if (sv.f_flag & ST_NODIRATIME)
-		keep |= MS_NODIRATIME;
-	if (sv.f_flag & ST_RELATIME)
-		keep |= MS_RELATIME;
-	return keep;
-}
 
 static void readonly_path(const char *path)
 {
