@@ -13,6 +13,7 @@ import { validateId } from './ids.js';
 import type { OciProcess, OciSpec } from './oci-spec.js';
 import { writePidFile } from './pid-file.js';
 import { connectToSandbox } from './sandbox.js';
+import { planHostBinds } from './share-mounts.js';
 import { parseSignal } from './signals.js';
 import { listIds, monitorOf, readState, sandboxDir, updateState } from './state.js';
 import { currentStatus, ociState } from './status.js';
@@ -62,7 +63,8 @@ export async function run(g: Globals, id: string, opts: { bundle: string; pidFil
 export async function create(g: Globals, id: string, opts: { bundle: string; pidFile?: string }): Promise<number> {
   validateId(id);
   // Fail fast, before a monitor is spawned, on what can be checked here.
-  loadBundle(opts.bundle, { requireProcess: true });
+  const bundle = loadBundle(opts.bundle, { requireProcess: true });
+  planHostBinds(bundle.specJson, id, bundle.dir);
   if (existsSync(sandboxDir(g.root, id))) throw alreadyExists(`container ${id} already exists`);
   const pid = await spawnDetached([...g.passThrough, '_monitor', '--bundle', opts.bundle, id]);
   if (opts.pidFile) writePidFile(opts.pidFile, pid);

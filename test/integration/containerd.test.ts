@@ -44,8 +44,8 @@ async function metrics(id: string): Promise<Metrics> {
   return JSON.parse(r.stdout) as Metrics;
 }
 
-/** Sends containerd.task.v2.Task/Update straight to the task's shim (its socket, as `start` computes it). */
-async function updateTask(id: string, resources: object): Promise<void> {
+/** Calls a containerd.task.v2.Task method straight on the task's shim (its socket, as `start` computes it). */
+async function callShim(id: string, method: string, request: object): Promise<void> {
   const address = socketAddress(ctd.sock, NS, id);
   const conn = await new Promise<net.Socket>((resolve, reject) => {
     const s = net.createConnection(address.slice('unix://'.length));
@@ -54,33 +54,22 @@ async function updateTask(id: string, resources: object): Promise<void> {
   });
   const client = new TtrpcClient(conn);
   try {
-    const m = taskService().methods['Update']!;
-    const value = Buffer.from(JSON.stringify(resources));
-    await client.call(TASK_SERVICE, 'Update', m.resolvedRequestType!, m.resolvedResponseType!, {
-      id,
-      resources: { typeUrl: 'types.containerd.io/opencontainers/runtime-spec/1/LinuxResources', value },
-    }, { timeoutMs: 10_000 });
+    const m = taskService().methods[method]!;
+    await client.call(TASK_SERVICE, method, m.resolvedRequestType!, m.resolvedResponseType!, request, { timeoutMs: 10_000 });
   } finally {
     client.close();
   }
 }
 
-/** Sends containerd.task.v2.Task/ResizePty straight to the task's shim (what `ctr` sends on SIGWINCH). */
-async function resizeTask(id: string, width: number, height: number): Promise<void> {
-  const address = socketAddress(ctd.sock, NS, id);
-  const conn = await new Promise<net.Socket>((resolve, reject) => {
-    const s = net.createConnection(address.slice('unix://'.length));
-    s.once('connect', () => resolve(s));
-    s.once('error', reject);
+/** Update (ctr 1.6 has no `task update`): the request containerd's Tasks.Update forwards. */
+const updateTask = (id: string, resources: object): Promise<void> =>
+  callShim(id, 'Update', {
+    id,
+    resources: { typeUrl: 'types.containerd.io/opencontainers/runtime-spec/1/LinuxResources', value: Buffer.from(JSON.stringify(resources)) },
   });
-  const client = new TtrpcClient(conn);
-  try {
-    const m = taskService().methods['ResizePty']!;
-    await client.call(TASK_SERVICE, 'ResizePty', m.resolvedRequestType!, m.resolvedResponseType!, { id, execId: '', width, height }, { timeoutMs: 10_000 });
-  } finally {
-    client.close();
-  }
-}
+
+/** ResizePty: what `ctr` sends on SIGWINCH. */
+const resizeTask = (id: string, width: number, height: number): Promise<void> => callShim(id, 'ResizePty', { id, execId: '', width, height });
 
 describe.runIf(prerequisitesMet('containerd tests', containerdPrerequisites()))(`containerd 1.6 with ${RUNTIME}`, () => {
   beforeAll(async () => {
