@@ -14,7 +14,7 @@ import type { OciProcess, OciSpec } from './oci-spec.js';
 import { writePidFile } from './pid-file.js';
 import { connectToSandbox } from './sandbox.js';
 import { planHostBinds } from './share-mounts.js';
-import { parseSignal } from './signals.js';
+import { forwardSignals, parseSignal } from './signals.js';
 import { listIds, monitorOf, readState, sandboxDir, updateState } from './state.js';
 import { currentStatus, ociState } from './status.js';
 import { attachStdio, flush } from './stdio-relay.js';
@@ -241,11 +241,16 @@ export async function execAttached(
       : () => undefined;
     const { outputs, input } = attachStdio(agent, id, execId);
     input.done.catch((err: unknown) => g.logger.debug({ err: oneLine(err) }, 'exec stdin relay ended'));
+    const stopForwarding = forwardSignals(
+      (signal) => agent.signalProcess(id, execId, signal),
+      (err) => g.logger.warn({ err: oneLine(err) }, 'forwarding a signal to the exec'),
+    );
     let exitStatus: number;
     try {
       ({ exitStatus } = await agent.waitProcess(id, execId));
       await outputs;
     } finally {
+      stopForwarding();
       restoreTerminal();
     }
     input.stop();

@@ -18,7 +18,8 @@ import {
   writeState,
   type ContainerState,
 } from './state.js';
-import { attachStdio, flush } from './stdio-relay.js';
+import { forwardSignals } from './signals.js';
+import { attachStdio, flush, type AttachedStdio } from './stdio-relay.js';
 import { attachHostTerminal } from './terminal.js';
 import { vmSizeFor } from './vm-sizing.js';
 import { killRecordedVm } from './vmm.js';
@@ -138,10 +139,24 @@ async function superviseContainer(options: RunOptions, sandbox: Sandbox, termina
 }
 
 async function superviseAttached(options: RunOptions, sandbox: Sandbox): Promise<number> {
-  const { root, id, logger } = options;
+  const { id, logger } = options;
   const agent = sandbox.agent;
   const { outputs, input } = attachStdio(agent, id, '');
   input.done.catch((err: unknown) => logger.debug({ err: oneLine(err) }, 'stdin relay ended'));
+  const stopForwarding = forwardSignals(
+    (signal) => agent.signalProcess(id, '', signal),
+    (err) => logger.warn({ err: oneLine(err) }, 'forwarding a signal to the container'),
+  );
+  try {
+    return await superviseUntilExit(options, sandbox, { outputs, input });
+  } finally {
+    stopForwarding();
+  }
+}
+
+async function superviseUntilExit(options: RunOptions, sandbox: Sandbox, { outputs, input }: AttachedStdio): Promise<number> {
+  const { root, id, logger } = options;
+  const agent = sandbox.agent;
 
   if (options.startImmediately) {
     updateState(root, id, (s) => void (s.status = 'running'));

@@ -49,3 +49,8 @@ export function metricsFromGuest(s: StatsContainerResponse, vmMemoryBytes: numbe
     memoryEvents: pick(s.memoryEvents, MEMORY_EVENT_KEYS),
   };
 }
+
+/** memory.events oom_kill of the container's guest cgroup: OOM kills so far (0 when the guest sends nonsense). */
+export function oomKillsFromGuest(s: StatsContainerResponse): number {
+  return count(s.memoryEvents?.['oom_kill']);
+}

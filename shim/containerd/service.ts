@@ -18,8 +18,8 @@ import { pumpInput, pumpOutput, STDIO_CHUNK } from '../stdio-relay.js';
 import { beyondVm } from '../vm-sizing.js';
 import { Topic, type EventSink } from './events.js';
 import { adaptSpecForGuest } from './guest-spec.js';
-import { metricsFromGuest } from './metrics.js';
-import type { MountSpec, PodVm, PodVmFactory, RootfsMounter } from './pod.js';
+import { metricsFromGuest, oomKillsFromGuest } from './metrics.js';
+import type { MountSpec, PodAgent, PodVm, PodVmFactory, RootfsMounter } from './pod.js';
 import { TaskStatus, packAny, toTimestamp, type AnyMessage, type Timestamp } from './protos.js';
 import type { IoOpener, ProcessIo, StdioPaths } from './stdio.js';
 
@@ -61,6 +61,8 @@ interface Container {
   mountedRootfs?: string;
   shared: boolean;
   paused: boolean;
+  /** OOM kills of its guest cgroup already reported with TaskOOM. */
+  oomKills: number;
 }
 
 export interface TaskServiceOptions {
@@ -211,7 +213,7 @@ export class TaskService {
     this.creating.add(id);
     const log = this.log.child({ container: id });
     const stdio: StdioPaths = { stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, terminal: req.terminal };
-    const c: Container = { id, bundle: req.bundle, init: newProc(id, '', stdio), execs: new Map(), shared: false, paused: false };
+    const c: Container = { id, bundle: req.bundle, init: newProc(id, '', stdio), execs: new Map(), shared: false, paused: false, oomKills: 0 };
     let vm: PodVm | undefined;
     try {
       const rootfsDir = path.join(req.bundle, 'rootfs');
@@ -346,8 +348,10 @@ export class TaskService {
           this.log.error({ container: c.id, exec: p.execId || undefined, err: oneLine(err) }, `waiting for process ${p.execId || c.id} failed`);
         }
       }
-      if (vmDied === undefined) await Promise.race([outputs, sleep(OUTPUT_DRAIN_MS)]);
-      else {
+      if (vmDied === undefined) {
+        await Promise.race([outputs, sleep(OUTPUT_DRAIN_MS)]);
+        await this.reportOom(agent, c);
+      } else {
         this.log.error(
           { container: c.id, exec: p.execId || undefined, reason: vmDied },
           `process ${p.execId || c.id} stopped because the VM died: ${vmDied}`,
@@ -369,6 +373,24 @@ export class TaskService {
       this.log.info({ container: c.id, exec: p.execId || undefined, exitStatus: p.exitStatus }, 'process exited');
       p.markExited();
     })();
+  }
+
+  /**
+   * TaskOOM when the container's guest cgroup counted new OOM kills (memory.events oom_kill), published before the
+   * TaskExit it explains: CRI turns it into the container's `OOMKilled` reason.
+   */
+  private async reportOom(agent: PodAgent, c: Container): Promise<void> {
+    let kills: number;
+    try {
+      kills = oomKillsFromGuest(await agent.statsContainer(c.id));
+    } catch (err) {
+      this.log.warn({ container: c.id, err: oneLine(err) }, 'cannot read the OOM count of the container');
+      return;
+    }
+    if (kills <= c.oomKills) return;
+    c.oomKills = kills;
+    this.log.warn({ container: c.id, oomKills: kills }, 'the guest killed a process of the container: out of memory');
+    this.opts.events.publish(Topic.oom, { containerId: c.id });
   }
 
   private onVmDied(vm: PodVm, reason: string): void {

@@ -382,6 +382,26 @@ describe.runIf(prerequisitesMet('containerd tests', containerdPrerequisites()))(
     await until('cleanup', () => (leftovers().length === 0 ? true : undefined), 10_000);
   });
 
+  test('a container over its memory limit is OOM-killed in the guest: TaskOOM, then TaskExit 137', async () => {
+    const events = spawn('ctr', ['-a', ctd.sock, '-n', NS, 'events'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    let seen = '';
+    events.stdout.setEncoding('utf8').on('data', (d: string) => (seen += d));
+    try {
+      await sleep(500); // subscribed before the run
+      // dd touches a 64 MiB buffer at once against a 32 MiB limit: the guest's OOM killer takes it (a workload that
+      // grows slowly can instead thrash page cache for minutes under TCG before the OOM killer acts).
+      const r = await ctr(['run', '--rm', '--runtime', RUNTIME, '--memory-limit', String(32 << 20), IMAGE, 'oom1',
+        'dd', 'bs=64M', 'count=1', 'if=/dev/zero', 'of=/dev/null']);
+      expect(r.code, r.stderr).toBe(137);
+      await until('TaskOOM and TaskExit to reach containerd', () => /\/tasks\/exit.*oom1/.test(seen) || undefined);
+    } finally {
+      events.kill();
+    }
+    const lines = seen.split('\n').filter((l) => l.includes('oom1') && /\/tasks\/(oom|exit)/.test(l));
+    expect(lines.map((l) => /\/tasks\/(oom|exit)/.exec(l)![0])).toEqual(['/tasks/oom', '/tasks/exit']);
+    await until('cleanup', () => (leftovers().length === 0 ? true : undefined), 10_000);
+  });
+
   test('two pods at once: two shims, two VMs, two guest kernels; killing one leaves the other running', async () => {
     const started = await Promise.all(['twoA', 'twoB'].map((id) => ctr(['run', '-d', '--runtime', RUNTIME, IMAGE, id, 'sleep', '1000'])));
     for (const s of started) expect(s.code, s.stderr).toBe(0);

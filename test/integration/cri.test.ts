@@ -423,6 +423,21 @@ describe.runIf(
     }
     expect((await cri.containerStatus(talkerId)).state).toBe('CONTAINER_RUNNING');
 
+    // A container over its memory limit: the guest's OOM killer ends it, and the shim's TaskOOM makes CRI say so
+    // (the kubelet's `OOMKilled`). dd touches a 64 MiB buffer at once against 32 MiB.
+    const hog: ContainerConfig = {
+      ...containerConfig('hog', 'exec dd bs=64M count=1 if=/dev/zero of=/dev/null'),
+      linux: { resources: { memoryLimitInBytes: 32 << 20 }, securityContext: { namespaceOptions: POD_NAMESPACES } },
+    };
+    const hogId = await cri.createContainer(podId, hog, podConfig);
+    await cri.startContainer(hogId);
+    const oomed = await until('the hog to exit', async () => {
+      const st = await cri.containerStatus(hogId);
+      return st.state === 'CONTAINER_EXITED' ? st : undefined;
+    });
+    expect([oomed.exitCode, oomed.reason]).toEqual([137, 'OOMKilled']);
+    await cri.removeContainer(hogId);
+
     const t2 = Date.now();
     await cri.stopPodSandbox(podId);
     console.log(`StopPodSandbox: ${Date.now() - t2} ms`);

@@ -120,9 +120,11 @@ class FakeAgent implements PodAgent {
       cpuStat: { usage_usec: 7, user_usec: 3, system_usec: 4 },
       pidsCurrent: 1,
       pidsMax: 64,
-      memoryEvents: { oom_kill: 1 },
+      memoryEvents: { oom_kill: this.oomKills },
     };
   }
+  /** memory.events oom_kill of every container's cgroup. */
+  oomKills = 0;
   async updateContainer(req: { containerId: string; resourcesJson: string }) {
     this.updates.push(req);
   }
@@ -372,6 +374,22 @@ describe('task lifecycle', () => {
     expect(vms[0]!.shutdowns).toBe(0);
   });
 
+  test('TaskOOM before the TaskExit of a process whose container counted a new OOM kill; not again for the same kill', async () => {
+    await call('Create', { id: 'oom1', bundle: bundle('oom1'), ...stdio('oom1') });
+    await call('Start', { id: 'oom1' });
+    const spec = { typeUrl: 'types.containerd.io/opencontainers/runtime-spec/1/Process', value: Buffer.from(JSON.stringify({ args: ['tail', '/dev/zero'], cwd: '/' })) };
+    await call('Exec', { id: 'oom1', execId: 'e1', stdout: '/fifo/oom1-e1', stderr: '', spec });
+    await call('Start', { id: 'oom1', execId: 'e1' });
+    vms[0]!.agent.oomKills = 1;
+    vms[0]!.agent.finish('oom1', 'e1', 137);
+    await call('Wait', { id: 'oom1', execId: 'e1' });
+    vms[0]!.agent.finish('oom1', '', 0);
+    await call('Wait', { id: 'oom1' });
+    const topics = events.map((e) => e.topic).filter((t) => t === '/tasks/oom' || t === '/tasks/exit');
+    expect(topics).toEqual(['/tasks/oom', '/tasks/exit', '/tasks/exit']);
+    expect(events.find((e) => e.topic === '/tasks/oom')!.event).toEqual({ containerId: 'oom1' });
+  });
+
   test('pause, resume, pids and stats', async () => {
     await call('Create', { id: 'c4', bundle: bundle('c4'), ...stdio('c4') });
     await call('Start', { id: 'c4' });
@@ -381,6 +399,7 @@ describe('task lifecycle', () => {
     await call('Resume', { id: 'c4' });
     expect((await call('State', { id: 'c4' })).status).toBe(TaskStatus.RUNNING);
     expect((await call('Pids', { id: 'c4' })).processes.map((p: { pid: number }) => p.pid)).toEqual([100]);
+    vms[0]!.agent.oomKills = 1;
     const stats = await call('Stats', { id: 'c4' });
     expect(stats.stats.typeUrl).toBe('io.containerd.cgroups.v2.Metrics');
     // The guest cgroup's numbers; no memory limit in the guest → the VM's RAM is the limit; unknown keys dropped.
