@@ -8,7 +8,9 @@
 //   unread bytes here was the flaky `ctr task exec` with piped stdin: the CloseIO often overtook the data.
 // - destroy(): the process is gone; the rest is dropped.
 // A pending open holds one libuv thread-pool thread until the client opens its writer or the process ends; the daemon
-// runs with a larger pool for that reason (start.ts).
+// runs with a larger pool for that reason (start.ts). It must always be freeable: Node joins the pool's threads at
+// exit, so one left in open(2) keeps the shim from ever exiting. A client may remove the FIFO without having opened
+// it (ctr after a failed Start), so the way to the FIFO is kept as an fd of our own (see `handle`).
 import { closeSync, constants, openSync, readSync } from 'node:fs';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -24,20 +26,29 @@ export class StdinFifo {
   private opening = true;
   /** Our own writer, held until a pending open has returned (see unblockOpen). */
   private unblocker: number | undefined;
+  /** A reader of our own, never read from, held while the open is pending: /proc/self/fd/<handle> reaches the FIFO
+   *  even after its path is gone. (A reader does not satisfy the pending reader open, and takes no data.) */
+  private handle: number | undefined;
   private closeRequested = false;
   private destroyed = false;
 
-  constructor(private readonly fifoPath: string) {
+  constructor(fifoPath: string) {
+    try {
+      this.handle = openSync(fifoPath, constants.O_RDONLY | constants.O_NONBLOCK);
+    } catch {
+      this.opening = false;
+      this.stream.end(); // no FIFO: no stdin
+      return;
+    }
     // fs.open, not fs.promises.open: a FileHandle would close its fd when garbage-collected, under the net.Socket.
     fs.open(fifoPath, constants.O_RDONLY, (err, fd) => this.opened(err, fd));
   }
 
   private opened(err: NodeJS.ErrnoException | null, fd: number): void {
     this.opening = false;
-    if (this.unblocker !== undefined) {
-      closeSync(this.unblocker);
-      this.unblocker = undefined;
-    }
+    for (const own of [this.unblocker, this.handle]) if (own !== undefined) closeSync(own);
+    this.unblocker = undefined;
+    this.handle = undefined;
     if (err) {
       this.stream.end();
       return;
@@ -78,12 +89,9 @@ export class StdinFifo {
    * thread may not have entered open(2) yet, and a writer that came and went before then would not wake it.
    */
   private unblockOpen(): void {
-    if (this.unblocker !== undefined) return;
-    try {
-      this.unblocker = openSync(this.fifoPath, constants.O_RDWR | constants.O_NONBLOCK);
-    } catch {
-      // the FIFO is gone: the pending open fails on its own
-    }
+    if (this.unblocker !== undefined || this.handle === undefined) return;
+    // Write-only and non-blocking: succeeds because our handle is a reader.
+    this.unblocker = openSync(`/proc/self/fd/${this.handle}`, constants.O_WRONLY | constants.O_NONBLOCK);
   }
 
   private drainAndEnd(): void {

@@ -107,3 +107,21 @@ test('destroy while the open is pending frees it (the process is gone)', async (
   // No reader is left (no open stuck in the thread pool): a non-blocking writer open fails with ENXIO.
   expect(() => fs.openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK)).toThrow(/ENXIO/);
 });
+
+test('the process going away after the client removed the FIFO still frees the pending open (the shim could not exit)', async () => {
+  // Each pending open holds a libuv thread-pool thread, and Node joins those threads at exit: a shim whose client
+  // removed its FIFOs without ever opening them (ctr after a failed Start) hung in process.exit. Four of them take
+  // the whole default pool, so a file read afterwards only completes if every open was freed.
+  const fifos = ['a', 'b', 'c', 'd'].map((n) => {
+    const p = path.join(dir, n);
+    execFileSync('mkfifo', [p]);
+    return p;
+  });
+  const pending = fifos.map((p) => new StdinFifo(p));
+  await new Promise((r) => setTimeout(r, 100)); // the opens are blocked in open(2) by now
+  for (const p of fifos) rmSync(p);
+  for (const s of pending) s.destroy();
+  const read = fs.promises.readFile(fifo.replace(/stdin$/, ''), { encoding: 'utf8' }).catch(() => 'read done');
+  const outcome = await Promise.race([read.then(() => 'freed'), new Promise((r) => setTimeout(() => r('stuck'), 5000))]);
+  expect(outcome).toBe('freed');
+});
