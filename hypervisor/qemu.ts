@@ -518,12 +518,3 @@ function shellQuote(arg: string): string {
   return /^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replaceAll("'", "'\\''")}'`;
 }
 
-// Kept for callers that only need to know whether a sandbox directory still has a live VM record.
-export function hasVmRecord(dir: string): boolean {
-  try {
-    readVmRecord(sandboxPaths(dir).vmmRecord);
-    return true;
-  } catch {
-    return false;
-  }
-}

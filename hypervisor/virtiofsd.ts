@@ -2,9 +2,9 @@
 // exits when QEMU disconnects. It does not remove its socket, so the caller does. Options checked with --help: the
 // sandbox is `-o sandbox=namespace|chroot` (there is no --sandbox flag in this version), and
 // --thread-pool-size=1 keeps one worker thread per VM instead of a pool.
-import { existsSync, rmSync } from 'node:fs';
-import { HostProcess, requireExecutable } from './process.js';
-import { fileSize, readSince, waitUntilReady } from './ready.js';
+import { existsSync } from 'node:fs';
+import type { HostProcess } from './process.js';
+import { startSocketHelper } from './ready.js';
 
 export interface VirtiofsdOptions {
   binary: string;
@@ -31,36 +31,24 @@ export function virtiofsdArgs(o: VirtiofsdOptions): string[] {
 // Printed after listen(): from then on QEMU's connect succeeds. Probing by connecting would use up its one connection.
 const LISTENING = 'Waiting for vhost-user socket connection';
 
-export async function startVirtiofsd(o: VirtiofsdOptions): Promise<HostProcess> {
-  requireExecutable('virtiofsd', o.binary, 'install Debian package qemu-system-common');
-  rmSync(o.socketPath, { force: true });
-  const offset = fileSize(o.logFile);
-  const proc = await HostProcess.spawn({
+export function startVirtiofsd(o: VirtiofsdOptions): Promise<HostProcess> {
+  let socketSeenAt: number | undefined;
+  return startSocketHelper({
     name: 'virtiofsd',
-    path: o.binary,
+    binary: o.binary,
+    remedy: 'install Debian package qemu-system-common',
     args: virtiofsdArgs(o),
+    sockets: [o.socketPath],
     logFile: o.logFile,
     detached: o.detached,
+    timeoutMs: o.timeoutMs,
+    waitingFor: `its socket ${o.socketPath}`,
+    isReady: (log) => {
+      if (!existsSync(o.socketPath)) return false;
+      if (log().includes(LISTENING)) return true;
+      // Another build may not print the line: a socket that exists for 100 ms is listening by then.
+      socketSeenAt ??= Date.now();
+      return Date.now() - socketSeenAt > 100;
+    },
   });
-  let socketSeenAt: number | undefined;
-  try {
-    await waitUntilReady({
-      proc,
-      logFile: o.logFile,
-      timeoutMs: o.timeoutMs ?? 5000,
-      waitingFor: `its socket ${o.socketPath}`,
-      isReady: () => {
-        if (!existsSync(o.socketPath)) return false;
-        if (readSince(o.logFile, offset).includes(LISTENING)) return true;
-        // Another build may not print the line: a socket that exists for 100 ms is listening by then.
-        socketSeenAt ??= Date.now();
-        return Date.now() - socketSeenAt > 100;
-      },
-    });
-  } catch (err) {
-    await proc.terminate(1000);
-    rmSync(o.socketPath, { force: true });
-    throw err;
-  }
-  return proc;
 }

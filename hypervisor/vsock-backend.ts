@@ -1,9 +1,8 @@
 // Starts hull-vsock-backend (native/vsock-backend) for one VM: the vhost-user-vsock device QEMU connects to, and the
 // hybrid vsock socket the host connects to. stdout and stderr both go to the log file (not a pipe), so the backend
 // keeps running after a detached CLI call exits; readiness is its `READY` line appearing in that file.
-import { rmSync } from 'node:fs';
-import { HostProcess, requireExecutable } from './process.js';
-import { fileSize, readSince, waitUntilReady } from './ready.js';
+import type { HostProcess } from './process.js';
+import { startSocketHelper } from './ready.js';
 
 export interface VsockBackendOptions {
   binary: string;
@@ -24,31 +23,17 @@ export function vsockBackendArgs(o: VsockBackendOptions): string[] {
   return args;
 }
 
-export async function startVsockBackend(o: VsockBackendOptions): Promise<HostProcess> {
-  requireExecutable('hull-vsock-backend', o.binary, 'build it with `make -C native` (or set HULL_VSOCK_BACKEND)');
-  rmSync(o.socketPath, { force: true });
-  rmSync(o.udsPath, { force: true });
-  const offset = fileSize(o.logFile);
-  const proc = await HostProcess.spawn({
+export function startVsockBackend(o: VsockBackendOptions): Promise<HostProcess> {
+  return startSocketHelper({
     name: 'hull-vsock-backend',
-    path: o.binary,
+    binary: o.binary,
+    remedy: 'build it with `make -C native` (or set HULL_VSOCK_BACKEND)',
     args: vsockBackendArgs(o),
+    sockets: [o.socketPath, o.udsPath],
     logFile: o.logFile,
     detached: o.detached,
+    timeoutMs: o.timeoutMs,
+    waitingFor: 'its READY line',
+    isReady: (log) => /(^|\n)READY\n/.test(log()),
   });
-  try {
-    await waitUntilReady({
-      proc,
-      logFile: o.logFile,
-      timeoutMs: o.timeoutMs ?? 5000,
-      waitingFor: 'its READY line',
-      isReady: () => /(^|\n)READY\n/.test(readSince(o.logFile, offset)),
-    });
-  } catch (err) {
-    await proc.terminate(1000);
-    rmSync(o.socketPath, { force: true });
-    rmSync(o.udsPath, { force: true });
-    throw err;
-  }
-  return proc;
 }

@@ -34,4 +34,3 @@ export class ProtocolError extends TtrpcError {
   }
 }
 
-export const isTtrpcError = (err: unknown): err is TtrpcError => err instanceof TtrpcError;

@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(
+  build-essential python3              # gcc/make for native/, g++/make/python3 for node-gyp (the addon)
   qemu-system-x86 qemu-system-common   # the VMM and virtiofsd (/usr/lib/qemu/virtiofsd)
   busybox-static cpio erofs-utils lz4 xz-utils binutils   # guest image build
   clang libclang-rt-14-dev             # libFuzzer and sanitizers for the native tests

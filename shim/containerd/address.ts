@@ -7,7 +7,6 @@ import path from 'node:path';
 
 export const SOCKET_DIR = '/run/containerd/s';
 export const SANDBOX_ID_ANNOTATION = 'io.kubernetes.cri.sandbox-id';
-export const CONTAINER_TYPE_ANNOTATION = 'io.kubernetes.cri.container-type';
 export const GROUP_ANNOTATION = 'io.containerd.hull.v2.group';
 const MAX_SOCKET_PATH = 106;
 

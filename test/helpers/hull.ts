@@ -15,37 +15,14 @@ export interface Result {
   stderr: string;
 }
 
-/**
- * Runs hull, sends it `signal` once its stdout has shown `ready`, and collects the rest: for checking that hull passes
- * the signals it gets on to the container (as `runc run` does) instead of dying of them.
- */
-export function hullSignalledWhenReady(args: string[], options: HullOptions, ready: string, signal: NodeJS.Signals): Promise<Result> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(hullBin, ['--root', options.root, ...(options.globalArgs ?? []), ...args], {
-      env: { ...process.env, ...options.env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    let sent = false;
-    child.stdout.setEncoding('utf8').on('data', (d: string) => {
-      stdout += d;
-      if (!sent && stdout.includes(ready)) {
-        sent = true;
-        child.kill(signal);
-      }
-    });
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code, sig) => resolve({ code, signal: sig, stdout, stderr }));
-  });
-}
-
 export interface HullOptions {
   root: string;
   input?: string;
   env?: Record<string, string>;
   globalArgs?: string[];
+  /** Sends hull `signal` once its stdout shows `ready`: for checking that hull passes the signals it gets on to the
+   *  container (as `runc run` does) instead of dying of them. */
+  signalWhen?: { ready: string; signal: NodeJS.Signals };
 }
 
 export function hull(args: string[], options: HullOptions): Promise<Result> {
@@ -56,7 +33,14 @@ export function hull(args: string[], options: HullOptions): Promise<Result> {
     });
     let stdout = '';
     let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    let signalled = false;
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      stdout += d;
+      if (options.signalWhen && !signalled && stdout.includes(options.signalWhen.ready)) {
+        signalled = true;
+        child.kill(options.signalWhen.signal);
+      }
+    });
     child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
     child.on('error', reject);
     child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));

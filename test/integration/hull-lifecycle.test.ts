@@ -4,7 +4,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { hull, hullBin, hullDetached, hullSignalledWhenReady, leaks, makeBundle, noLeaks, tempDir, expectNoLeaksThenRemove } from '../helpers/hull.js';
+import { hull, hullBin, hullDetached, leaks, makeBundle, noLeaks, tempDir, expectNoLeaksThenRemove } from '../helpers/hull.js';
 
 const work = tempDir('hull-life-');
 const root = path.join(work, 'root');
@@ -77,7 +77,7 @@ describe('hull lifecycle', () => {
 
   it('a SIGTERM to `hull exec` reaches the exec in the guest (as with runc), whose exit code comes back', async () => {
     const script = 'trap "echo got-term; exit 3" TERM; echo ready; while :; do sleep 1; done';
-    const result = await hullSignalledWhenReady(['exec', 'life', 'sh', '-c', script], { root }, 'ready\n', 'SIGTERM');
+    const result = await hull(['exec', 'life', 'sh', '-c', script], { root, signalWhen: { ready: 'ready\n', signal: 'SIGTERM' } });
     expect(result.stdout).toBe('ready\ngot-term\n');
     expect(result.code).toBe(3);
     expect(stateOf((await hull(['state', 'life'], { root })).stdout).status).toBe('running');

@@ -6,7 +6,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { hull, hullBin, hullSignalledWhenReady, leaks, makeBundle, noLeaks, tempDir, expectNoLeaksThenRemove } from '../helpers/hull.js';
+import { hull, hullBin, leaks, makeBundle, noLeaks, tempDir, expectNoLeaksThenRemove } from '../helpers/hull.js';
 
 const work = tempDir('hull-run-');
 const root = path.join(work, 'root');
@@ -139,7 +139,7 @@ describe('hull run', () => {
   it('passes a SIGTERM it gets on to the container (as `runc run` does), then cleans up after the exit', async () => {
     const script = 'trap "echo got-term; exit 3" TERM; echo ready; while :; do sleep 1; done';
     const bundle = makeBundle(path.join(work, 'term'), ['sh', '-c', script]);
-    const result = await hullSignalledWhenReady(['run', '--bundle', bundle, 'term'], { root }, 'ready\n', 'SIGTERM');
+    const result = await hull(['run', '--bundle', bundle, 'term'], { root, signalWhen: { ready: 'ready\n', signal: 'SIGTERM' } });
     expect(result.stdout).toBe('ready\ngot-term\n');
     expect(result.code).toBe(3);
     expect(leaks(root)).toEqual(noLeaks);
