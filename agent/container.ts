@@ -4,6 +4,7 @@ import type { Cgroup } from './cgroups.js';
 import { NotFoundError } from './errors.js';
 import type { HelperProcess } from './process.js';
 import type { PlanSeccomp } from './spec-seccomp.js';
+import type { StartHooks } from './start-hooks.js';
 
 export type ContainerState = 'created' | 'running' | 'stopped';
 
@@ -13,6 +14,10 @@ export class Container {
   readonly pendingExecs = new Set<string>();
   /** Set while RemoveContainer runs, so concurrent removals share one attempt. */
   removing: Promise<void> | undefined;
+  /** The spec's startContainer hooks, run by StartContainer before the init execs (agent/start-hooks.ts). */
+  startHooks: StartHooks | undefined;
+  /** Set while StartContainer runs (its hooks take time), so a second one is refused. */
+  starting = false;
 
   constructor(
     readonly id: string,

@@ -41,6 +41,14 @@ export class HelperError extends TtrpcError {
   }
 }
 
+/** A startContainer hook could not run, failed or timed out (FailedPrecondition): the container is not started. */
+export class HookError extends TtrpcError {
+  constructor(message: string) {
+    super(Code.FailedPrecondition, message);
+    this.name = 'HookError';
+  }
+}
+
 export class InternalError extends TtrpcError {
   constructor(message: string, options?: { cause?: unknown }) {
     super(Code.Internal, message, options);

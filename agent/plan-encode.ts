@@ -32,6 +32,7 @@ export function encodePlan(plan: Plan): Buffer {
   put('groups', plan.groups.join(','));
   put('cwd', plan.cwd);
   if (plan.terminal) put('console', '-');
+  if (plan.execPath !== undefined) put('exec_path', plan.execPath);
   if (plan.capabilities) put('capabilities', ...CAPABILITY_SETS.map((set) => capabilityMask(plan.capabilities![set])));
   if (plan.noNewPrivileges) put('no_new_privs', '1');
   for (const p of plan.readonlyPaths) put('readonly_path', p);

@@ -14,8 +14,10 @@ import { Container } from './container.js';
 import { AlreadyExistsError, InternalError, NotFoundError, SpecError, StateError } from './errors.js';
 import type { OciLinuxResources, OciSpec } from './oci.js';
 import { encodePlan } from './plan-encode.js';
+import { GuestNetwork } from './network.js';
 import { HelperProcess, trySignal } from './process.js';
 import { computeCreatePlan, computeExecPlan, type JoinableNamespace } from './spec-plan.js';
+import { runStartContainerHooks, startContainerHooksFrom, type StartHooks } from './start-hooks.js';
 import { AGENT_VERSION } from './version.js';
 
 /** ReadStdout/ReadStderr never return more than this, whatever max_len asks (well under the 4 MiB frame cap). */
@@ -44,14 +46,19 @@ export interface AgentServiceOptions {
   procRoot?: string;
   /** Where a terminal process's pty is opened (see HelperOptions.ptmxPaths); tests point it at the host's. */
   ptmxPaths?: (workloadPid: number) => string[];
+  /** Applies SetupNetwork; default: the guest's own (busybox ip). */
+  network?: GuestNetwork;
 }
 
 export class AgentService {
   private readonly containers = new Map<string, Container>();
   private readonly creating = new Set<string>();
   private destroying = false;
+  private readonly network: GuestNetwork;
 
-  constructor(private readonly opts: AgentServiceOptions) {}
+  constructor(private readonly opts: AgentServiceOptions) {
+    this.network = opts.network ?? new GuestNetwork({ log: opts.log.child({ component: 'network' }) });
+  }
 
   /** Handlers keyed by the RPC names of agent.proto, for TtrpcServer.registerService. */
   handlers(): Record<string, Handler> {
@@ -73,6 +80,10 @@ export class AgentService {
       StatsContainer: (r: T.ContainerRef) => this.statsContainer(r),
       UpdateContainer: (r: T.UpdateContainerRequest) => this.updateContainer(r),
       ResizePty: (r: T.ResizePtyRequest) => this.resizePty(r),
+      SetupNetwork: async (r: T.SetupNetworkRequest) => {
+        await this.network.setup(r);
+        return {};
+      },
     };
   }
 
@@ -108,6 +119,7 @@ export class AgentService {
         containerNamespace: (pid, type) => this.containerNamespace(pid, type),
       });
       const limits = limitsFor(spec.linux?.resources);
+      const startHooks = startContainerHooksFrom(spec);
       if (!existsSync(plan.rootfs!)) throw new SpecError(`rootfs ${plan.rootfs} does not exist in the guest`);
       for (const w of warnings) log.warn(w);
 
@@ -131,6 +143,14 @@ export class AgentService {
         log,
       });
       const container = new Container(id, init, cgroup, plan.seccomp);
+      if (startHooks.length) {
+        container.startHooks = {
+          hooks: startHooks,
+          process: spec.process,
+          // The host's bundle (runc's state); without one, the container's directory in the share stands for it.
+          state: { ociVersion: spec.ociVersion ?? '', id, bundle: req.bundle || path.posix.dirname(req.rootfsPath), annotations: spec.annotations },
+        };
+      }
       this.containers.set(id, container);
       void init.exited.then((st) => log.info(st, 'container init exited'));
       log.info({ pid: init.pid }, 'container created');
@@ -150,8 +170,37 @@ export class AgentService {
   async startContainer(req: T.ContainerRef): Promise<T.StartResponse> {
     const c = this.get(req.containerId);
     if (c.state !== 'created') throw new StateError(`container ${c.id} is ${c.state}, not created`);
-    await c.init.start(this.opts.startTimeoutMs);
+    if (c.starting) throw new StateError(`container ${c.id} is already being started`);
+    c.starting = true;
+    try {
+      await this.network.ready(); // the pod's network before any of its workload
+      if (c.startHooks) await this.runStartHooks(c, c.startHooks);
+      await c.init.start(this.opts.startTimeoutMs);
+    } finally {
+      c.starting = false;
+    }
     return { pid: c.init.pid };
+  }
+
+  /** startContainer hooks, in the container before its init execs; a failure stops the container (runtime-spec). */
+  private async runStartHooks(c: Container, hooks: StartHooks): Promise<void> {
+    try {
+      await runStartContainerHooks({
+        ...hooks,
+        initPid: c.init.pid,
+        cgroupPath: c.cgroup?.path,
+        ...(c.seccomp ? { seccomp: c.seccomp } : {}),
+        helperPath: this.opts.helperPath,
+        setupTimeoutMs: this.opts.setupTimeoutMs,
+        startTimeoutMs: this.opts.startTimeoutMs,
+        procRoot: this.opts.procRoot,
+        log: this.opts.log.child({ container: c.id }),
+      });
+    } catch (err) {
+      this.opts.log.warn({ container: c.id, err: (err as Error).message }, 'startContainer hook failed; stopping the container');
+      c.init.kill('SIGKILL');
+      throw err;
+    }
   }
 
   async execProcess(req: T.ExecProcessRequest): Promise<T.StartResponse> {

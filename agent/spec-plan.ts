@@ -58,6 +58,8 @@ export interface Plan {
   args: string[];
   /** process.terminal: the helper gets `console -` (docs/design.md). */
   terminal?: boolean;
+  /** What is executed when it is not args[0] (an OCI hook's path, its args[0] being only argv[0]). */
+  execPath?: string;
   /** process.capabilities; undefined: left as they are (root keeps all, as runc without the field). */
   capabilities?: PlanCapabilities;
   noNewPrivileges: boolean;
@@ -170,6 +172,7 @@ export function computeCreatePlan(input: CreatePlanInput): PlanResult {
   const sysctls = sysctlsFrom(linux.sysctl, {
     ipc: namespaces.includes('ipc') || joined('ipc'),
     uts: namespaces.includes('uts') || joined('uts'),
+    net: hasNetworkNamespace(linux.namespaces),
   });
   const seccomp = linux.seccomp === undefined || linux.seccomp === null ? undefined : seccompFrom(linux.seccomp, warnings);
 
@@ -286,7 +289,7 @@ function namespacesFrom(
     const nsPath = o.path === undefined || o.path === '' ? undefined : str(o.path, `${at}.path`);
     if (type === 'user') throw new SpecError('user namespaces are not supported yet (remove the "user" namespace from linux.namespaces)');
     if (type === 'network') {
-      warnings.push('network namespace ignored: containers share the guest network for now');
+      warnings.push("network namespace ignored: the container shares the VM's network, which holds the pod's interfaces");
       return;
     }
     if (type === 'time') throw new SpecError('time namespaces are not supported');
@@ -403,4 +406,9 @@ function withDefaultMounts(specMounts: PlanMount[]): PlanMount[] {
   const out = [...front];
   specMounts.forEach((m, i) => out.push(m, ...(after.get(i) ?? [])));
   return out;
+}
+
+/** linux.namespaces lists a network namespace (the pod's: in hull, the VM's own network). */
+function hasNetworkNamespace(value: unknown): boolean {
+  return Array.isArray(value) && value.some((n) => typeof n === 'object' && n !== null && (n as { type?: unknown }).type === 'network');
 }

@@ -73,6 +73,11 @@ export interface SysctlNamespaces {
   /** The container has an IPC namespace of its own or its pod's (created or joined), not the guest's. */
   ipc: boolean;
   uts: boolean;
+  /**
+   * The spec gives the container a network namespace. In hull that is the VM's own (the pod's containers share the
+   * guest's network, which holds only the pod's interfaces), so net.* keys change only this pod.
+   */
+  net: boolean;
 }
 
 /**
@@ -94,7 +99,7 @@ export function sysctlsFrom(value: unknown, ns: SysctlNamespaces): Array<[string
     if (IPC_SYSCTLS.has(key) || key.startsWith('fs.mqueue.')) {
       if (!ns.ipc) throw new SpecError(`sysctl ${key} needs a private IPC namespace (add "ipc" to linux.namespaces)`);
     } else if (key.startsWith('net.')) {
-      throw new SpecError(`sysctl ${key} needs a private network namespace, and containers share the guest network for now`);
+      if (!ns.net) throw new SpecError(`sysctl ${key} needs a private network namespace (add "network" to linux.namespaces)`);
     } else if (key === 'kernel.domainname' && ns.uts) {
       // namespaced, and no OCI field sets it
     } else if (key === 'kernel.hostname' && ns.uts) {

@@ -15,7 +15,10 @@ import { vsockListen } from '../native/addon/index.js';
 import { agentService, methodTypes } from '../protocol/proto.js';
 import { decodeRequest, decodeResponse, encodeRequest, encodeResponse } from '../protocol/ttrpc/envelope.js';
 import { TtrpcServer } from '../protocol/ttrpc/server.js';
+import type { SetupNetworkRequest } from '../protocol/agent-types.js';
 import { CgroupManager } from './cgroups.js';
+import { networkSteps, renderScript } from './network.js';
+import { checkNetworkRequest } from './network-check.js';
 import { createLogger, kernelDebugFlag } from './logger.js';
 import { installProcessGuards } from './pid1.js';
 import { powerOffMachine, syncFilesystems } from './power.js';
@@ -38,7 +41,17 @@ export function prepareAgent(): void {
   decodeRequest(encodeRequest({ service: service.fullName, method: 'Health', payload, timeoutNano: 0, metadata: [] }));
   decodeResponse(encodeResponse({ payload }));
   decodeResponse(encodeResponse({ status: { code: 2, message: 'x' }, payload: Buffer.alloc(0) }));
+  // A pod's network: its nested message types (empty above) and the checks, so the first SetupNetwork is served warm.
+  const network = methodTypes(service, 'SetupNetwork').requestType;
+  const sample = network.toObject(network.decode(network.encode(network.fromObject(NETWORK_SAMPLE)).finish())) as SetupNetworkRequest;
+  renderScript(networkSteps(checkNetworkRequest(sample), new Map([[NETWORK_SAMPLE.interfaces[0]!.mac, { name: 'eth0', mtu: 1500 }]])));
 }
+
+const NETWORK_SAMPLE: SetupNetworkRequest = {
+  interfaces: [{ name: 'eth0', mac: '02:00:00:00:00:01', mtu: 1500, addresses: [{ family: 4, address: '192.0.2.2', prefixLength: 24 }, { family: 6, address: '2001:db8::2', prefixLength: 64 }] }],
+  routes: [{ family: 4, destination: 'default', gateway: '192.0.2.1', device: 'eth0', scope: '', metric: 0, source: '' }],
+  neighbors: [{ family: 4, address: '192.0.2.9', mac: '02:00:00:00:00:09', device: 'eth0' }],
+};
 
 /**
  * Serves the agent. `marks`: start-up times (ms since the process started, performance.now()) to report under

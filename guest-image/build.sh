@@ -122,8 +122,8 @@ modules_for() { # names... → mod_order: the load order including dependencies 
   for m in "$@"; do mod_resolve "$m"; done
 }
 # What the agent needs: virtio-mmio transport, virtio-rng (entropy: without it the first getrandom() in Node
-# waits ~1 s for the crng under TCG), vsock, virtio-fs, overlay for container layers.
-main_modules=(virtio_ring virtio virtio_mmio virtio_rng fuse virtiofs vsock vmw_vsock_virtio_transport_common vmw_vsock_virtio_transport overlay)
+# waits ~1 s for the crng under TCG), vsock, virtio-fs, overlay for container layers, virtio_net for the pod's NICs.
+main_modules=(virtio_ring virtio virtio_mmio virtio_rng fuse virtiofs vsock vmw_vsock_virtio_transport_common vmw_vsock_virtio_transport overlay virtio_net)
 # What stage 1 of the erofs format needs to mount the root disk.
 stage1_modules=(virtio_ring virtio virtio_mmio virtio_blk libcrc32c erofs)
 modules_for "${main_modules[@]}"; main_list=("${mod_order[@]}")

@@ -56,7 +56,10 @@ export class VmStartError extends HypervisorError {
 /** A Unix socket path would not fit in sockaddr_un (108 bytes); the sandbox root is too deep. */
 export class SocketPathTooLongError extends HypervisorError {
   constructor(readonly path: string) {
-    super(`socket path is ${Buffer.byteLength(path)} bytes, more than the 107 a Unix socket allows: ${path}; use a shorter --root`);
+    super(
+      `socket path is ${Buffer.byteLength(path)} bytes, more than the 107 a Unix socket allows: ${path}; ` +
+        'set HULL_SOCKET_DIR to a shorter directory',
+    );
   }
 }
 

@@ -2,7 +2,8 @@
 // the fixed names inside a sandbox directory (docs/design.md). This module is bundled by esbuild into dist/hull.mjs,
 // so the root is found by walking up from this module's own URL to hull's package.json, which works the same from
 // hypervisor/paths.ts (vitest, tsx) and from dist/hull.mjs.
-import { existsSync, readFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SocketPathTooLongError } from './errors.js';
@@ -49,9 +50,30 @@ export function vsockBackendPath(): string {
   return process.env['HULL_VSOCK_BACKEND'] ?? path.join(repoRoot(), 'build', 'native', 'hull-vsock-backend');
 }
 
-/** The fixed file names inside one sandbox directory. */
+/**
+ * Where sandboxes' Unix sockets live. Not under the sandbox directory: engines choose `--root` and the id (Docker:
+ * `/var/run/docker/runtime-runc/moby/<64 hex>`), and sun_path holds only 107 bytes. $HULL_SOCKET_DIR overrides it.
+ */
+export const SOCKET_BASE_DEFAULT = '/run/hull/s';
+
+export function socketBase(): string {
+  return process.env['HULL_SOCKET_DIR'] ?? SOCKET_BASE_DEFAULT;
+}
+
+/**
+ * The short per-sandbox socket directory: `<base>/<16 hex of sha256(absolute sandbox dir)>`. Deterministic, so any
+ * later CLI call (or the containerd shim's delete) finds a sandbox's sockets from its directory alone.
+ */
+export function socketDirFor(sandboxDir: string, base = socketBase()): string {
+  const digest = createHash('sha256').update(path.resolve(sandboxDir)).digest('hex').slice(0, 16);
+  return path.join(base, digest);
+}
+
+/** The fixed file names of one sandbox: files in its directory, sockets in its socket directory. */
 export interface SandboxPaths {
   dir: string;
+  /** Holds the four sockets below and the guest-initiated `vsock.sock_<port>` ones; mode 0700, see socketDirFor. */
+  socketDir: string;
   consoleLog: string;
   /** The FIFO QEMU's console goes through; unlinked as soon as both ends are open (console-log.ts). */
   consoleFifo: string;
@@ -66,16 +88,19 @@ export interface SandboxPaths {
   vmmRecord: string;
 }
 
-export function sandboxPaths(dir: string): SandboxPaths {
+export function sandboxPaths(dir: string, base = socketBase()): SandboxPaths {
   const p = (name: string): string => path.join(dir, name);
+  const socketDir = socketDirFor(dir, base);
+  const s = (name: string): string => path.join(socketDir, name);
   return {
     dir,
+    socketDir,
     consoleLog: p('console.log'),
     consoleFifo: p('console.fifo'),
-    qmpSock: p('qmp.sock'),
-    vhostVsockSock: p('vhost-vsock.sock'),
-    vsockSock: p('vsock.sock'),
-    virtiofsdSock: p('virtiofsd.sock'),
+    qmpSock: s('qmp.sock'),
+    vhostVsockSock: s('vhost-vsock.sock'),
+    vsockSock: s('vsock.sock'),
+    virtiofsdSock: s('virtiofsd.sock'),
     qemuLog: p('qemu.log'),
     virtiofsdLog: p('virtiofsd.log'),
     vsockBackendLog: p('vsock-backend.log'),
@@ -90,7 +115,27 @@ export function sandboxSockets(paths: SandboxPaths): string[] {
 
 // sun_path is 108 bytes including the terminating NUL. `vsock.sock_<port>` (guest-initiated) adds up to 11 bytes.
 const SUN_PATH_MAX = 107;
+const GUEST_PORT_SUFFIX = '_4294967295';
 
 export function checkSocketPath(p: string, reserve = 0): void {
   if (Buffer.byteLength(p) + reserve > SUN_PATH_MAX) throw new SocketPathTooLongError(p);
+}
+
+/**
+ * Creates the sandbox's socket directory (0700; its parent 0711, as `--root`) before any helper listens in it, after
+ * checking that every socket path fits sun_path (it does unless $HULL_SOCKET_DIR is long).
+ */
+export function prepareSocketDir(paths: SandboxPaths): void {
+  for (const sock of sandboxSockets(paths)) checkSocketPath(sock);
+  checkSocketPath(paths.vsockSock, GUEST_PORT_SUFFIX.length);
+  mkdirSync(path.dirname(paths.socketDir), { recursive: true, mode: 0o711 });
+  // A directory already there is what a crashed earlier sandbox of the same directory left: start afresh, so
+  // that the one in use is the one made here, with this mode.
+  rmSync(paths.socketDir, { recursive: true, force: true });
+  mkdirSync(paths.socketDir, { mode: 0o700 });
+}
+
+/** Removes a sandbox's socket directory and whatever sockets are still in it (nothing if it is gone already). */
+export function removeSocketDir(paths: Pick<SandboxPaths, 'socketDir'>): void {
+  rmSync(paths.socketDir, { recursive: true, force: true });
 }

@@ -1,6 +1,6 @@
 // Builds the QEMU command line for one microvm. Pure: no file system, no environment, so it is unit-tested as is.
 // Each non-obvious flag carries the measured reason it is there (see shared/reference/platform.md).
-import type { Acceleration } from './types.js';
+import type { Acceleration, VmNic } from './types.js';
 import type { SandboxPaths } from './paths.js';
 
 export type VsockDevice =
@@ -27,6 +27,10 @@ export interface QemuCommandSpec {
   /** Attach the virtio-fs device (virtiofsd must listen on paths.virtiofsdSock). */
   sharedFs: boolean;
   vsock?: VsockDevice;
+  /** virtio-net devices, each on an existing tap opened by name (QEMU must run in the tap's network namespace). */
+  nics?: VmNic[];
+  /** The kernel's vhost-net data path for the NICs (only where /dev/vhost-net exists). */
+  vhostNet?: boolean;
   /** Extra microvm machine properties, e.g. ['pit=off']. */
   machineOptions?: string[];
   /** `-cpu` under TCG (KVM always uses `host`). Default TCG_CPU_MODEL. */
@@ -127,6 +131,14 @@ export function buildQemuArgs(spec: QemuCommandSpec): string[] {
   } else if (spec.vsock?.kind === 'vhost-vsock') {
     args.push('-device', `vhost-vsock-device,guest-cid=${spec.vsock.guestCid}`);
   }
+  (spec.nics ?? []).forEach((nic, i) => {
+    // script=no: the tap exists already (shim/network/mirror.ts); QEMU only attaches to it.
+    args.push(
+      '-netdev', `tap,id=net${i},ifname=${escapeOpt(nic.tap)},script=no,downscript=no${spec.vhostNet ? ',vhost=on' : ''}`,
+      // host_mtu tells the guest driver the MTU (VIRTIO_NET_F_MTU); the agent sets it too.
+      '-device', `virtio-net-device,netdev=net${i},mac=${nic.mac},host_mtu=${nic.mtu}`,
+    );
+  });
   return args;
 }
 

@@ -1,7 +1,7 @@
 // The QEMU microvm driver: starts the vsock backend, virtiofsd and QEMU for one sandbox, controls QEMU over QMP, and
 // guarantees that when QEMU is gone (for any reason) its helpers and sockets are gone too. Every failure in start()
 // undoes what start() did, in reverse order, so a failed boot leaves no process behind.
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { chooseAcceleration, type AccelerationProbes } from './acceleration.js';
@@ -9,16 +9,17 @@ import { captureConsole, consoleFiles } from './console-log.js';
 import { HypervisorError, QmpProtocolError, VmStartError, VmStateError } from './errors.js';
 import { tailLines } from './log-tail.js';
 import {
-  checkSocketPath,
+  prepareSocketDir,
   qemuPath as defaultQemuPath,
+  removeSocketDir,
   sandboxPaths,
-  sandboxSockets,
   virtiofsdPath as defaultVirtiofsdPath,
   vsockBackendPath as defaultVsockBackendPath,
   type SandboxPaths,
 } from './paths.js';
 import { hostTscKhz } from './host-tsc.js';
 import { HostProcess, requireExecutable, type RecordedProcess } from './process.js';
+import { systemTool } from './system-tool.js';
 import { QmpClient, type QmpEvent } from './qmp.js';
 import { buildQemuArgs, composeKernelCmdline, type VsockDevice } from './qemu-command.js';
 import { readVmRecord, removeVmRecord, writeVmRecord, type VmRecord } from './record.js';
@@ -144,8 +145,8 @@ export class QemuMicrovm implements Hypervisor {
 
   /**
    * Ends the processes of a VM from their recorded pids alone (crashed monitor, `hull delete`): QEMU first, then its
-   * helpers, SIGTERM then SIGKILL. Pids whose start time no longer matches are left alone. With `dir`, the sockets
-   * and vmm.json are removed too.
+   * helpers, SIGTERM then SIGKILL. Pids whose start time no longer matches are left alone. With `dir`, the socket
+   * directory and vmm.json are removed too.
    */
   static async killRecorded(pids: VmProcesses, dir?: string, graceMs = 2000): Promise<void> {
     for (const role of [...PROCESS_ORDER].reverse()) {
@@ -157,7 +158,7 @@ export class QemuMicrovm implements Hypervisor {
     }
     if (dir !== undefined) {
       const paths = sandboxPaths(dir);
-      for (const s of sandboxSockets(paths)) rmSync(s, { force: true });
+      removeSocketDir(paths);
       removeVmRecord(paths.vmmRecord);
     }
   }
@@ -184,11 +185,10 @@ export class QemuMicrovm implements Hypervisor {
     const { paths, options, config } = this;
     const timeoutMs = options.startTimeoutMs ?? 10_000;
     const detached = options.detached ?? false;
-    for (const s of sandboxSockets(paths)) checkSocketPath(s);
-    checkSocketPath(paths.vsockSock, '_4294967295'.length);
     const qemu = options.qemuPath ?? defaultQemuPath();
     requireExecutable('QEMU', qemu, 'install Debian package qemu-system-x86');
     mkdirSync(paths.dir, { recursive: true });
+    prepareSocketDir(paths); // removed by teardown(), which abortStart() runs on any failure from here on
 
     let vsock: VsockDevice | undefined;
     if (this.transportKind === 'hybrid') {
@@ -238,6 +238,7 @@ export class QemuMicrovm implements Hypervisor {
       ...(config.rootImagePath !== undefined ? { rootImagePath: config.rootImagePath } : {}),
       sharedFs: true,
       ...(vsock ? { vsock } : {}),
+      ...(config.nics?.length ? { nics: config.nics, vhostNet: vhostNetUsable() } : {}),
       ...(machineOptions ? { machineOptions } : {}),
       ...(process.env['HULL_TCG_CPU'] ? { tcgCpu: process.env['HULL_TCG_CPU'] } : {}),
     });
@@ -253,7 +254,10 @@ export class QemuMicrovm implements Hypervisor {
     this.consoleCopied = consoleCapture.copied;
     let vmm: HostProcess;
     try {
-      vmm = await HostProcess.spawn({ name: 'QEMU', path: qemu, args, logFile: paths.qemuLog, detached, stdoutFd: consoleCapture.writeFd });
+      // In the pod's network namespace, through nsenter (which execs QEMU: the pid stays QEMU's), so it finds the
+      // taps by name there.
+      const [path, argv] = config.netnsPath ? [systemTool('nsenter', 'util-linux'), [`--net=${config.netnsPath}`, '--', qemu, ...args]] : [qemu, args];
+      vmm = await HostProcess.spawn({ name: 'QEMU', path, args: argv, logFile: paths.qemuLog, detached, stdoutFd: consoleCapture.writeFd });
     } catch (err) {
       consoleCapture.abort();
       throw err;
@@ -335,7 +339,7 @@ export class QemuMicrovm implements Hypervisor {
         const proc = this.procs[role];
         if (proc && !(await proc.waitFor(200))) await proc.terminate(grace);
       }
-      for (const s of sandboxSockets(this.paths)) rmSync(s, { force: true });
+      removeSocketDir(this.paths);
       this.cidLease?.release();
       removeVmRecord(this.paths.vmmRecord);
       this.state = 'exited';
@@ -506,6 +510,16 @@ async function settledWithin(promise: Promise<void>, ms: number): Promise<void> 
   let timer: NodeJS.Timeout | undefined;
   await Promise.race([promise, new Promise<void>((r) => (timer = setTimeout(r, ms)))]);
   clearTimeout(timer);
+}
+
+/** The kernel's vhost-net is there and ours to open (not on these machines: QEMU's user-space virtio-net then). */
+function vhostNetUsable(): boolean {
+  try {
+    accessSync('/dev/vhost-net', constants.R_OK | constants.W_OK);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** A comma-separated list from the environment (experiments and benchmarks), undefined when unset or empty. */

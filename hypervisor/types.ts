@@ -26,6 +26,19 @@ export interface VmConfig {
   sharedDir: string;
   accel: 'auto' | Acceleration;
   guestCid: number;
+  /**
+   * The pod's network namespace (a path): QEMU runs in it, where it opens the NICs' taps by name. Absent: the
+   * caller's namespace.
+   */
+  netnsPath?: string;
+  /** One virtio-net device each, backed by a tap in netnsPath, with the pod interface's MAC and MTU. */
+  nics?: VmNic[];
+}
+
+export interface VmNic {
+  tap: string;
+  mac: string;
+  mtu: number;
 }
 
 export interface VmExit {

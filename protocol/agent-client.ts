@@ -114,6 +114,11 @@ export class AgentClient {
     await this.call('ResizePty', req, opts);
   }
 
+  /** Configures the guest's NICs, routes and neighbours (once, before the first container). */
+  async setupNetwork(req: T.SetupNetworkRequest, opts?: CallOptions): Promise<void> {
+    await this.call('SetupNetwork', req, opts);
+  }
+
   /** The agent kills every container, syncs and powers the guest off after replying. */
   async destroySandbox(opts?: CallOptions): Promise<void> {
     await this.call('DestroySandbox', {}, opts);

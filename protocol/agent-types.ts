@@ -35,6 +35,8 @@ export interface CreateContainerRequest {
   rootfsPath: string;
   /** false: the process's stdin is /dev/null. */
   stdin: boolean;
+  /** Host bundle directory, for the startContainer hooks' state; empty: the container's directory in the share. */
+  bundle?: string;
 }
 
 export interface PidResponse {
@@ -127,4 +129,46 @@ export interface StatsContainerResponse {
   /** 0: no limit. */
   pidsMax: number;
   memoryEvents: Record<string, number>;
+}
+
+export interface IpAddress {
+  family: 4 | 6;
+  address: string;
+  prefixLength: number;
+}
+
+export interface NetInterface {
+  /** The interface's name in the pod's network namespace; the guest NIC gets it. */
+  name: string;
+  mac: string;
+  mtu: number;
+  addresses: IpAddress[];
+}
+
+export interface NetRoute {
+  family: 4 | 6;
+  /** "default" or a CIDR. */
+  destination: string;
+  /** Empty: on-link. */
+  gateway: string;
+  device: string;
+  /** "link", "global", or empty. */
+  scope: string;
+  metric: number;
+  /** Preferred source address, or empty. */
+  source: string;
+}
+
+export interface NetNeighbor {
+  family: 4 | 6;
+  address: string;
+  mac: string;
+  device: string;
+}
+
+/** What the guest's network is made of: the pod namespace's interfaces that reach the VM, their routes and neighbours. */
+export interface SetupNetworkRequest {
+  interfaces: NetInterface[];
+  routes: NetRoute[];
+  neighbors: NetNeighbor[];
 }

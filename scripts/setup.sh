@@ -14,6 +14,8 @@ packages=(
   runc runsc                           # baselines for the benchmark
   containerd                           # the containerd shim tests drive a private containerd
   containernetworking-plugins iproute2 # CNI plugins (/usr/lib/cni) for the CRI test's pod network; `ip` checks its links
+  podman iptables                      # podman 4.3 (pulls conmon, containers-common, catatonit); iptables for CNI's portmap (-p)
+  docker.io                            # Docker 20.10 (dockerd, docker CLI at /usr/bin/docker): the Docker test runs a private dockerd
 )
 missing=()
 for p in "${packages[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p"); done
@@ -33,5 +35,9 @@ bash scripts/build.sh
 
 ln -sf "$PWD/bin/hull" /usr/local/bin/hull
 ln -sf "$PWD/bin/containerd-shim-hull-v2" /usr/local/bin/containerd-shim-hull-v2 2>/dev/null || true
+# podman finds a runtime by name only through containers.conf: `podman --runtime hull` (docs/podman.md)
+mkdir -p /etc/containers/containers.conf.d
+printf '# installed by hull scripts/setup.sh: lets `podman --runtime hull` find hull by name\n[engine.runtimes]\nhull = ["/usr/local/bin/hull"]\n' \
+  >/etc/containers/containers.conf.d/hull.conf
 [ -f build/bundles/hello/config.json ] || node scripts/make-bundle.mjs build/bundles/hello
 echo "setup: done; try: hull run --bundle build/bundles/hello hello" >&2

@@ -3,6 +3,7 @@ import { readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { Ajv, type ValidateFunction } from 'ajv';
 import { invalidArgument } from './errors.js';
+import { hooksOf } from './hooks.js';
 import type { OciSpec } from './oci-spec.js';
 import { specSchema } from './spec-schema.js';
 
@@ -91,6 +92,7 @@ export function loadBundle(bundleDir: string, options: { requireProcess: boolean
   const spec = parsed as OciSpec;
   checkOciVersion(spec.ociVersion);
   checkPaths(spec, options.requireProcess);
+  hooksOf(spec); // its errors name the hook's field; run by create before a monitor exists
   const rootfs = resolveRootfs(dir, spec.root.path);
   if (!isDirectory(rootfs)) throw invalidArgument(`rootfs ${rootfs} does not exist or is not a directory`);
   return { dir, spec, specJson, rootfs };

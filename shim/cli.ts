@@ -68,7 +68,10 @@ export function buildProgram(): Command {
   });
   program.configureOutput({ writeErr: () => undefined });
 
-  const bundleOption = () => new Option('-b, --bundle <dir>', 'path to the bundle').default(process.cwd(), 'current directory');
+  // No eager process.cwd(): containerd-shim-runc-v2 runs `delete --force` from a bundle directory it may have removed
+  // already, and the cwd of a deleted directory throws ENOENT.
+  const bundleOption = () => new Option('-b, --bundle <dir>', 'path to the bundle (default: the current directory)');
+  const withBundle = <O extends { bundle?: string }>(o: O): O & { bundle: string } => ({ ...o, bundle: o.bundle ?? process.cwd() });
   const compatible = (cmd: Command): Command =>
     cmd
       .option('--console-socket <path>', 'refused: the pty lives inside the VM (use run/exec --tty from a terminal)')
@@ -84,9 +87,9 @@ export function buildProgram(): Command {
       .option('-d, --detach', 'detach from the container', false)
       .argument('<id>'),
   ).action(
-    action(program, (g, id: string, o: { bundle: string; pidFile?: string; detach: boolean; consoleSocket?: string }) => {
+    action(program, (g, id: string, o: { bundle?: string; pidFile?: string; detach: boolean; consoleSocket?: string }) => {
       refuseConsoleSocket(o.consoleSocket);
-      return commands.run(g, id, o);
+      return commands.run(g, id, withBundle(o));
     }),
   );
 
@@ -98,9 +101,9 @@ export function buildProgram(): Command {
       .option('--pid-file <file>', 'write the host pid standing for the container')
       .argument('<id>'),
   ).action(
-    action(program, (g, id: string, o: { bundle: string; pidFile?: string; consoleSocket?: string }) => {
+    action(program, (g, id: string, o: { bundle?: string; pidFile?: string; consoleSocket?: string }) => {
       refuseConsoleSocket(o.consoleSocket);
-      return commands.create(g, id, o);
+      return commands.create(g, id, withBundle(o));
     }),
   );
 

@@ -14,12 +14,14 @@ import type { OciProcess, OciSpec } from './oci-spec.js';
 import { writePidFile } from './pid-file.js';
 import { connectToSandbox } from './sandbox.js';
 import { planHostBinds } from './share-mounts.js';
+import { requireNetns, specNetwork } from './network/spec-netns.js';
 import { forwardSignals, parseSignal } from './signals.js';
-import { listIds, monitorOf, readState, sandboxDir, updateState } from './state.js';
+import { listIds, monitorOf, readState, sandboxDir, updateState, type ContainerState } from './state.js';
 import { currentStatus, ociState } from './status.js';
 import { attachStdio, flush } from './stdio-relay.js';
 import { attachHostTerminal } from './terminal.js';
 import { destroySandbox, waitForExit } from './teardown.js';
+import { runPoststartHooks, runPoststopHooks, startCallOptions } from './lifecycle-hooks.js';
 
 export interface Globals {
   root: string;
@@ -55,7 +57,9 @@ export async function run(g: Globals, id: string, opts: { bundle: string; pidFil
     });
   } finally {
     if (created) {
+      const last = readStateOrUndefined(g.root, id);
       await destroySandbox(g.root, id, 0).catch((err: unknown) => g.logger.warn({ err: oneLine(err) }, 'cleanup after run'));
+      await runPoststopHooks(last, g.logger);
     }
   }
 }
@@ -65,6 +69,8 @@ export async function create(g: Globals, id: string, opts: { bundle: string; pid
   // Fail fast, before a monitor is spawned, on what can be checked here.
   const bundle = loadBundle(opts.bundle, { requireProcess: true });
   planHostBinds(bundle.specJson, id, bundle.dir);
+  const network = specNetwork(bundle.spec);
+  if (network.kind === 'path') requireNetns(network.path);
   if (existsSync(sandboxDir(g.root, id))) throw alreadyExists(`container ${id} already exists`);
   const pid = await spawnDetached([...g.passThrough, '_monitor', '--bundle', opts.bundle, id]);
   if (opts.pidFile) writePidFile(opts.pidFile, pid);
@@ -106,8 +112,9 @@ export async function start(g: Globals, id: string): Promise<number> {
   if (status !== 'created') throw failedPrecondition(`cannot start container ${id}: it is ${status}, not created`);
   const agent = await connectToSandbox(sandboxDir(g.root, id));
   try {
-    updateState(g.root, id, (s) => void (s.status = 'running'));
-    await agent.startContainer(id);
+    const current = updateState(g.root, id, (s) => void (s.status = 'running'));
+    await agent.startContainer(id, startCallOptions(current));
+    await runPoststartHooks(g.root, id, g.logger, (signal) => agent.signalProcess(id, '', signal, true));
   } finally {
     agent.close();
   }
@@ -161,7 +168,17 @@ export async function remove(g: Globals, id: string, force: boolean): Promise<nu
     await waitForExit(monitorOf(current), MONITOR_WAIT_MS);
   }
   await destroySandbox(g.root, id, MONITOR_WAIT_MS);
+  await runPoststopHooks(current, g.logger);
   return 0;
+}
+
+/** The recorded state, or undefined once there is none (the run's own failed create removed it). */
+function readStateOrUndefined(root: string, id: string): ContainerState | undefined {
+  try {
+    return readState(root, id);
+  } catch {
+    return undefined;
+  }
 }
 
 export interface ExecOptions {

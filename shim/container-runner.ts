@@ -23,6 +23,10 @@ import { attachStdio, flush, type AttachedStdio } from './stdio-relay.js';
 import { attachHostTerminal } from './terminal.js';
 import { vmSizeFor } from './vm-sizing.js';
 import { killRecordedVm } from './vmm.js';
+import { runCreateHooks, runPoststartHooks, runPoststopHooks, startCallOptions } from './lifecycle-hooks.js';
+import { enterNetns, unshareNetns } from '../native/addon/index.js';
+import { attachNetwork, detachNetwork } from './network/pod-network.js';
+import { requireNetns, specNetwork, type SpecNetwork } from './network/spec-netns.js';
 
 export interface RunOptions {
   root: string;
@@ -44,6 +48,11 @@ export async function runContainer(options: RunOptions): Promise<number> {
   const bundle = loadBundle(options.bundleDir, { requireProcess: true });
   // Checked before anything exists, so a refused bind source leaves nothing behind.
   const hostBinds = planHostBinds(bundle.specJson, id, bundle.dir);
+  const network = specNetwork(bundle.spec);
+  if (network.kind === 'path') requireNetns(network.path);
+  // This process stands for the container, so it lives in the container's network namespace: hooks that enter
+  // /proc/<pid>/ns/net (Docker's prestart hook) find it there, and QEMU, spawned from here, starts there.
+  const netnsPath = joinNetwork(network);
   const dir = createSandboxDir(root, id);
   const state: ContainerState = {
     ociVersion: bundle.spec.ociVersion,
@@ -63,10 +72,15 @@ export async function runContainer(options: RunOptions): Promise<number> {
 
   let sandbox: Sandbox | undefined;
   try {
+    // OCI hooks prestart, createRuntime, createContainer (docs/hooks.md): on the host, after the state is written (they
+    // read it: pid is this process) and before anything is shared or booted.
+    await runCreateHooks(root, id, bundle.spec, logger);
     // On record before it exists, so a crash between the two still gets it unmounted.
     const mount = Sandbox.rootfsTarget(dir, id);
     updateState(root, id, (s) => void s.mounts.push(mount));
     Sandbox.shareRootfs(dir, id, bundle.rootfs);
+    // After the create-time hooks, which may have put interfaces into the namespace; before boot (no NIC hotplug).
+    const net = await attachNetwork(netnsPath, logger, (record) => updateState(root, id, (s) => void (s.network = record)));
     // Before boot: this VM's virtiofsd pins its view of the share when it starts.
     mountHostBinds(dir, id, hostBinds.binds, (targets) => updateState(root, id, (s) => void s.mounts.push(...targets)));
     sandbox = await Sandbox.boot(
@@ -77,6 +91,7 @@ export async function runContainer(options: RunOptions): Promise<number> {
         logger,
         detached: options.detached,
         onResources: ({ vm }) => updateState(root, id, (s) => void (s.vm = vm)),
+        ...(net.nics.length > 0 ? { network: { netnsPath, ...net } } : {}),
       },
       [mount],
     );
@@ -85,6 +100,7 @@ export async function runContainer(options: RunOptions): Promise<number> {
       specJson: hostBinds.specJson,
       rootfsPath: guestRootfs(id),
       stdin: true,
+      bundle: bundle.dir,
     });
     updateState(root, id, (s) => {
       s.status = 'created';
@@ -111,9 +127,11 @@ async function teardownFailedCreate(root: string, id: string, sandbox: Sandbox |
   const state = readStateQuietly(root, id);
   if (state) {
     await killRecordedVm(state.vm);
+    await detachNetwork(state.network, logger).catch((err: unknown) => logger.warn({ err: oneLine(err) }, 'network cleanup after failed create'));
     releaseMounts(sandboxDir(root, id), state.mounts);
   }
   removeSandboxDir(root, id);
+  await runPoststopHooks(state, logger); // runtime-spec: a failed create ends like a delete
 }
 
 function readStateQuietly(root: string, id: string): ContainerState | undefined {
@@ -158,11 +176,7 @@ async function superviseUntilExit(options: RunOptions, sandbox: Sandbox, { outpu
   const { root, id, logger } = options;
   const agent = sandbox.agent;
 
-  if (options.startImmediately) {
-    updateState(root, id, (s) => void (s.status = 'running'));
-    await agent.startContainer(id);
-    logger.info('container started');
-  }
+  const startError = options.startImmediately ? await startForRun(options, agent) : undefined;
 
   let exitStatus: number;
   let stopReason: string | undefined;
@@ -196,8 +210,46 @@ async function superviseUntilExit(options: RunOptions, sandbox: Sandbox, { outpu
   await sandbox.shutdown().catch((err: unknown) => logger.warn({ err: oneLine(err) }, 'shutdown'));
   const state = updateState(root, id, (s) => void (s.vm = {}));
   releaseMounts(sandbox.dir, state.mounts);
+  await detachNetwork(state.network, logger).catch((err: unknown) => logger.warn({ err: oneLine(err) }, 'network cleanup'));
+  updateState(root, id, (s) => void delete s.network);
   updateState(root, id, (s) => void (s.mounts = []));
   logger.info({ exitStatus }, 'container exited');
+  if (startError) throw startError;
   return exitStatus;
 }
 
+/**
+ * `hull run`'s start: StartContainer (the agent runs the startContainer hooks before the exec), then the poststart
+ * hooks. A failure is returned, to be thrown once the VM is down: the container is killed (as runc destroys it), so
+ * the supervision that follows collects its exit and powers off as usual.
+ */
+async function startForRun(options: RunOptions, agent: Sandbox['agent']): Promise<unknown> {
+  const { root, id, logger } = options;
+  try {
+    const state = updateState(root, id, (s) => void (s.status = 'running'));
+    await agent.startContainer(id, startCallOptions(state));
+    logger.info('container started');
+    await runPoststartHooks(root, id, logger, (signal) => agent.signalProcess(id, '', signal, true));
+    return undefined;
+  } catch (err) {
+    await agent
+      .signalProcess(id, '', os.constants.signals.SIGKILL, true)
+      .catch((e: unknown) => logger.debug({ err: oneLine(e) }, 'kill after a failed start (already stopped)'));
+    return err;
+  }
+}
+
+
+/**
+ * Puts this process into the container's network namespace (made here when the spec asks for a new one). Returns
+ * the path that names it for later calls: the engine's, or this process's own (the namespace lives as long as this
+ * process and the VM it starts).
+ */
+function joinNetwork(network: SpecNetwork): string {
+  if (network.kind === 'path') {
+    enterNetns(network.path);
+    return network.path;
+  }
+  unshareNetns();
+  return `/proc/${process.pid}/ns/net`;
+}

@@ -5,8 +5,8 @@ import { mkdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { AgentUnreachableError } from '../hypervisor/errors.js';
-import type { Hypervisor, VmConfig } from '../hypervisor/types.js';
-import { AgentClient } from '../protocol/agent-client.js';
+import type { Hypervisor, VmConfig, VmNic } from '../hypervisor/types.js';
+import { AgentClient, type SetupNetworkRequest } from '../protocol/agent-client.js';
 import { HullError, oneLine } from './errors.js';
 import { findGuestAssets } from './guest-assets.js';
 import { bindMount, unmount, unmountAllUnder } from './host-mounts.js';
@@ -38,6 +38,14 @@ export interface SandboxOptions {
    * driver's ('namespace'), which pins the share's mounts at boot.
    */
   virtiofsdSandbox?: 'namespace' | 'chroot';
+  /** The pod's network (shim/network/): QEMU runs in netnsPath with a NIC per tap; the agent configures the guest. */
+  network?: SandboxNetwork;
+}
+
+export interface SandboxNetwork {
+  netnsPath: string;
+  nics: VmNic[];
+  guest: SetupNetworkRequest;
 }
 
 export class Sandbox {
@@ -92,6 +100,7 @@ export class Sandbox {
       sharedDir,
       accel: (process.env.HULL_ACCEL as VmConfig['accel'] | undefined) ?? 'auto',
       guestCid: 3,
+      ...(options.network ? { netnsPath: options.network.netnsPath, nics: options.network.nics } : {}),
     };
     const hypervisor = createHypervisor(
       config,
@@ -113,6 +122,10 @@ export class Sandbox {
       const agent = new AgentClient(stream);
       await agent.health();
       logger.info({ ms: Date.now() - started }, 'agent ready');
+      if (options.network && options.network.guest.interfaces.length > 0) {
+        await agent.setupNetwork(options.network.guest);
+        logger.info({ ms: Date.now() - started }, 'guest network configured');
+      }
       return new Sandbox(id, dir, hypervisor, agent, logger);
     } catch (err) {
       const tail = hypervisor.consoleTail(8);

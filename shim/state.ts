@@ -4,9 +4,12 @@
 import { closeSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, unlinkSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { alreadyExists, HullError, notFound } from './errors.js';
+import type { OciHooks } from './hooks.js';
 import { unmountAllUnder } from './host-mounts.js';
+import { removeSocketDir, sandboxPaths } from '../hypervisor/paths.js';
 import { isAlive, type RecordedProcess } from '../hypervisor/process.js';
 import type { VmProcesses } from '../hypervisor/types.js';
+import type { NetworkRecord } from './network/pod-network.js';
 
 export type ContainerStatus = 'creating' | 'created' | 'running' | 'stopped';
 
@@ -30,11 +33,18 @@ export interface ContainerState {
   /** Host paths mounted for this sandbox (the rootfs and the spec's host bind sources in the share), unmounted on
    *  teardown. */
   mounts: string[];
+  /** The taps, filters and qdiscs hull added to the container's network namespace (shim/network/pod-network.ts). */
+  network?: NetworkRecord;
   exitStatus?: number;
   exitedAt?: string;
   /** Why the container stopped when it was not its own exit (VM died, boot failed). */
   stopReason?: string;
+  /** The spec's hooks that run after create (config.json is read once, at create): shim/lifecycle-hooks.ts. */
+  hooks?: RecordedHooks;
 }
+
+/** startContainer (its timeouts bound the host's StartContainer call), poststart and poststop. */
+export type RecordedHooks = Pick<OciHooks, 'startContainer' | 'poststart' | 'poststop'>;
 
 const STATE_FILE = 'state.json';
 const LOCK_FILE = 'state.lock';
@@ -58,13 +68,15 @@ export function createSandboxDir(root: string, id: string): string {
 }
 
 /**
- * Removes the sandbox dir. Whatever is still mounted below it (a record lost in a crash) is unmounted first, and if
- * that fails nothing is removed: a recursive delete would go through the mount into the host's files.
+ * Removes the sandbox dir and its socket dir (hypervisor/paths.ts). Whatever is still mounted below the sandbox dir (a
+ * record lost in a crash) is unmounted first, and if that fails nothing is removed: a recursive delete would go
+ * through the mount into the host's files.
  */
 export function removeSandboxDir(root: string, id: string): void {
   const dir = sandboxDir(root, id);
   unmountAllUnder(dir);
   rmSync(dir, { recursive: true, force: true });
+  removeSocketDir(sandboxPaths(dir));
 }
 
 export function readState(root: string, id: string): ContainerState {

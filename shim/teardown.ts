@@ -5,6 +5,7 @@ import { releaseMounts } from './sandbox.js';
 import { isAlive, type RecordedProcess } from '../hypervisor/process.js';
 import { monitorOf, readState, removeSandboxDir, sandboxDir } from './state.js';
 import { killRecordedVm } from './vmm.js';
+import { detachNetwork } from './network/pod-network.js';
 
 export async function waitForExit(proc: RecordedProcess, timeoutMs: number): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
@@ -34,6 +35,7 @@ export async function destroySandbox(root: string, id: string, monitorWaitMs: nu
   }
   const latest = readState(root, id);
   await killRecordedVm(latest.vm);
+  await detachNetwork(latest.network);
   releaseMounts(sandboxDir(root, id), latest.mounts);
   removeSandboxDir(root, id);
 }

@@ -1,4 +1,5 @@
-// hull_native: what Node cannot do by itself in hull — AF_VSOCK sockets, streams over raw socket fds, and ptys.
+// hull_native: what Node cannot do by itself in hull — AF_VSOCK sockets, streams over raw socket fds, ptys, and
+// network namespaces.
 // Only N-API (node-addon-api) plus libuv's uv_poll_t through napi_get_uv_event_loop. Functions that make fds
 // return the fd, or -errno on failure (the TS wrapper in index.ts turns that into an Error with .code).
 #include <errno.h>
@@ -9,6 +10,7 @@
 
 #include "fd_handle.h"
 #include "listener.h"
+#include "netns.h"
 #include "peercred.h"
 #include "pty.h"
 
@@ -102,6 +104,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("openpty", Napi::Function::New(env, OpenPty, "openpty"));
   exports.Set("setWindowSize", Napi::Function::New(env, SetWindowSize, "setWindowSize"));
   exports.Set("getWindowSize", Napi::Function::New(env, GetWindowSize, "getWindowSize"));
+  exports.Set("netnsCheck", Napi::Function::New(env, NetnsCheck, "netnsCheck"));
+  exports.Set("enterNetns", Napi::Function::New(env, EnterNetns, "enterNetns"));
+  exports.Set("unshareNetns", Napi::Function::New(env, UnshareNetns, "unshareNetns"));
   exports.Set("peerCredentials", Napi::Function::New(env, PeerCredentials, "peerCredentials"));
   exports.Set("VMADDR_CID_ANY", Napi::Number::New(env, VMADDR_CID_ANY));
   exports.Set("VMADDR_PORT_ANY", Napi::Number::New(env, VMADDR_PORT_ANY));

@@ -48,6 +48,9 @@ interface NativeAddon {
   openpty(ptmxPath?: string): { master: number; slavePath: string } | number;
   setWindowSize(fd: number, rows: number, cols: number): number;
   getWindowSize(fd: number): [number, number] | number;
+  netnsCheck(path: string): number;
+  enterNetns(path: string): number;
+  unshareNetns(): number;
 }
 
 let addon: NativeAddon | undefined;
@@ -234,6 +237,27 @@ export function openpty(ptmxPath?: string): Pty {
 export function setWindowSize(fd: number, rows: number, cols: number): void {
   const r = load().setWindowSize(fd, rows, cols);
   if (r < 0) throw errnoError(r, 'ioctl', 'TIOCSWINSZ');
+}
+
+/** Throws (code EINVAL) unless `path` is a network namespace file (nsfs), e.g. /var/run/netns/x or /proc/<pid>/ns/net. */
+export function checkNetns(path: string): void {
+  const r = load().netnsCheck(path);
+  if (r < 0) throw errnoError(r, 'netns', path);
+}
+
+/**
+ * Moves the calling thread (call it on the main thread: the one children are forked from and /proc/<pid>/ns/net
+ * shows) into the network namespace at `path`.
+ */
+export function enterNetns(path: string): void {
+  const r = load().enterNetns(path);
+  if (r < 0) throw errnoError(r, 'setns', path);
+}
+
+/** Gives the calling (main) thread a network namespace of its own, holding only a loopback device. */
+export function unshareNetns(): void {
+  const r = load().unshareNetns();
+  if (r < 0) throw errnoError(r, 'unshare', 'CLONE_NEWNET');
 }
 
 /** TIOCGWINSZ: { rows, cols } of a terminal fd. */

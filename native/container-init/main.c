@@ -177,10 +177,11 @@ static const char *plan_env(const struct plan *p, const char *name)
 	return NULL;
 }
 
-/* execvpe with the container's PATH (not the helper's). */
+/* execvpe with the container's PATH (not the helper's); exec_path (an OCI hook's path) is executed as is, with
+ * argv[0] left as the plan gives it. */
 static _Noreturn void do_exec(const struct plan *p)
 {
-	const char *file = p->argv[0];
+	const char *file = p->exec_path ? p->exec_path : p->argv[0];
 	if (strchr(file, '/')) {
 		execve(file, p->argv, p->env);
 		status_line("error exec %s: %s", file, strerror(errno));

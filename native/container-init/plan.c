@@ -434,7 +434,7 @@ int plan_read(int fd, struct plan *p, char *err, size_t errlen)
 			{ "gid", 1 }, { "groups", 1 }, { "cwd", 1 }, { "env", 1 }, { "arg", 1 },
 			{ "console", 1 }, { "join_ns", 3 }, { "capabilities", 5 }, { "no_new_privs", 1 },
 			{ "masked_path", 1 }, { "readonly_path", 1 }, { "sysctl", 2 }, { "seccomp", 2 },
-			{ "seccomp_arch", 1 }, { "seccomp_syscall", 3 }, { "seccomp_arg", 4 },
+			{ "seccomp_arch", 1 }, { "seccomp_syscall", 3 }, { "seccomp_arg", 4 }, { "exec_path", 1 },
 		};
 		int nvals = -1;
 		for (size_t i = 0; i < sizeof(arity) / sizeof(arity[0]); i++)
@@ -521,6 +521,10 @@ int plan_read(int fd, struct plan *p, char *err, size_t errlen)
 			if (strcmp(v[0], "-") != 0 && v[0][0] != '/')
 				return errf(err, errlen, "plan: console must be \"-\" or an absolute path");
 			p->console = v[0];
+		} else if (strcmp(key, "exec_path") == 0) {
+			if (v[0][0] != '/')
+				return errf(err, errlen, "plan: exec_path must be absolute");
+			p->exec_path = v[0];
 		} else if (strcmp(key, "cwd") == 0) {
 			if (v[0][0] != '/')
 				return errf(err, errlen, "plan: cwd must be absolute");

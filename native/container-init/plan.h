@@ -95,6 +95,7 @@ struct plan {
 	const char *cgroup;   /* NULL: stay in the agent's cgroup */
 	const char *cwd;      /* NULL: "/" */
 	const char *console;  /* NULL: keep the agent's stdio; "-": slave path follows the start byte on fd 5 */
+	const char *exec_path; /* NULL: argv[0], looked up in the plan's PATH; else executed as is, argv[0] kept */
 	uid_t uid;
 	gid_t gid;
 	bool has_groups;

@@ -5,6 +5,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import pino, { type Logger } from 'pino';
+import { removeSocketDir, sandboxPaths } from '../../hypervisor/paths.js';
 import { procStartTime } from '../../hypervisor/process.js';
 import { TtrpcServer } from '../../protocol/ttrpc/server.js';
 import { oneLine } from '../errors.js';
@@ -54,6 +55,7 @@ function removePodDir(podDir: string, log: Logger): void {
       return;
     }
     rmSync(podDir, { recursive: true, force: true });
+    removeSocketDir(sandboxPaths(podDir));
   } catch (err) {
     log.warn({ err: oneLine(err) }, 'cannot remove the pod directory');
   }

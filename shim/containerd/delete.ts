@@ -4,6 +4,7 @@
 // 137, now) on stdout.
 import { rmSync } from 'node:fs';
 import path from 'node:path';
+import { removeSocketDir, sandboxPaths } from '../../hypervisor/paths.js';
 import { QemuMicrovm } from '../../hypervisor/qemu.js';
 import { isAlive } from '../../hypervisor/process.js';
 import { oneLine } from '../errors.js';
@@ -12,6 +13,7 @@ import { groupIdForBundle, sandboxDirFor, socketAddress, socketPath } from './ad
 import type { ShimFlags } from './flags.js';
 import { encode, toTimestamp } from './protos.js';
 import { readPodRecord, withPodRecordLock, writePodRecord } from './record.js';
+import { detachNetwork } from '../network/pod-network.js';
 import { hostRootfsMounter } from './rootfs-mount.js';
 
 export const DELETE_EXIT_STATUS = 137;
@@ -41,6 +43,8 @@ export async function deleteShim(flags: ShimFlags, root: string): Promise<Delete
     } catch (err) {
       warnings.push(`killing the VM of pod ${groupId}: ${oneLine(err)}`);
     }
+    // The VM is gone, so its taps carry nothing; the deletes of the pod's other containers may do this too.
+    await detachNetwork(record.network).catch((err: unknown) => warnings.push(`removing the pod's taps: ${oneLine(err)}`));
   }
   let shareReleased = false;
   try {
@@ -77,6 +81,7 @@ export async function deleteShim(flags: ShimFlags, root: string): Promise<Delete
           try {
             releaseMounts(dir, current.mounts);
             rmSync(dir, { recursive: true, force: true });
+            removeSocketDir(sandboxPaths(dir));
           } catch (err) {
             warnings.push(`removing ${dir}: ${oneLine(err)}`);
           }

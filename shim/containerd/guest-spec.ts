@@ -1,8 +1,9 @@
 // The OCI spec as the guest agent receives it. Every container of a pod runs in the pod's one VM and the task pids
 // the shim reports are guest pids, so a CRI namespace path `/proc/<pid>/ns/<type>` whose pid is a live container init
 // of this pod names that container's namespace inside the guest: it is kept, and the agent joins it (after its own
-// checks). Any other path (the sandbox's host netns `/var/run/netns/cni-…`, some host process) means nothing in the
-// guest: it is dropped, so the container gets a fresh namespace there.
+// checks). Any other path (some host process) means nothing in the guest: it is dropped, so the container gets a
+// fresh namespace there. The network path (the sandbox's host netns `/var/run/netns/cni-…`) is dropped too: its
+// interfaces reach the VM (shim/network/), and the pod's containers share the guest's network.
 
 /** The file under /proc/<pid>/ns/ that stands for each OCI namespace type. */
 const NS_FILE: Readonly<Record<string, string>> = {
@@ -43,7 +44,7 @@ export function adaptSpecForGuest(specJson: string, liveInitPids: ReadonlySet<nu
     const type = String(n.type);
     const at = `linux.namespaces[${i}] (${type})`;
     if (type === 'network') {
-      notes.push(`${at}: path ${n.path} dropped: the pod's containers share the guest's network (networking inside the VM is not done yet)`);
+      notes.push(`${at}: path ${n.path} dropped: the pod's containers share the guest's network, which the pod namespace's interfaces were given to at boot`);
       return withoutPath(n);
     }
     if (namesLiveInit(n.path, type, liveInitPids)) return n;

@@ -3,6 +3,7 @@
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { VmProcesses } from '../../hypervisor/types.js';
+import type { NetworkRecord } from '../network/pod-network.js';
 import { withLockFile } from '../state.js';
 
 export interface PodRecord {
@@ -15,6 +16,8 @@ export interface PodRecord {
   mounts: string[];
   /** Containers with their bundles (whose rootfs the shim may have mounted). */
   containers: Array<{ id: string; bundle: string }>;
+  /** The taps, filters and qdiscs hull added to the pod's network namespace (shim/network/pod-network.ts). */
+  network?: NetworkRecord;
 }
 
 export const POD_RECORD = 'pod.json';

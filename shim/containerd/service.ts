@@ -10,6 +10,7 @@ import { ConnectionClosedError, TtrpcError } from '../../protocol/errors.js';
 import { Code } from '../../protocol/ttrpc/codes.js';
 import type { Handler } from '../../protocol/ttrpc/server.js';
 import { loadBundle } from '../bundle.js';
+import { hooksOf } from '../hooks.js';
 import { HullError, oneLine } from '../errors.js';
 import { exitStatusFromGuest, pidFromGuest } from '../guest-values.js';
 import type { OciLinuxResources } from '../oci-spec.js';
@@ -222,6 +223,8 @@ export class TaskService {
         c.mountedRootfs = rootfsDir;
       }
       const bundle = loadBundle(req.bundle, { requireProcess: true });
+      const hostHooks = Object.keys(hooksOf(bundle.spec)).filter((kind) => kind !== 'startContainer');
+      if (hostHooks.length) log.warn({ hooks: hostHooks }, 'the containerd shim does not run OCI hooks on the host yet (docs/hooks.md)');
       const hostBinds = planHostBinds(bundle.specJson, id, bundle.dir);
       c.init.io = await this.opts.openIo(stdio, { containerId: id, namespace: this.opts.namespace });
       const booted = await this.podLock.run(async () => {
@@ -246,6 +249,7 @@ export class TaskService {
         specJson: guestSpec.specJson,
         rootfsPath: booted.guestRootfs,
         stdin: Boolean(req.stdin),
+        bundle: bundle.dir,
       });
       c.init.pid = pidFromGuest(pid);
       this.containers.set(id, c);

@@ -11,6 +11,8 @@ import { mountHostBinds, type HostBind } from '../share-mounts.js';
 import { vmSizeFor } from '../vm-sizing.js';
 import type { BootRequest, PodVm, PodVmFactory, VmUsage } from './pod.js';
 import { readPodRecord, updatePodRecord } from './record.js';
+import { attachNetwork, detachNetwork } from '../network/pod-network.js';
+import { requireNetns, specNetwork } from '../network/spec-netns.js';
 
 const CLK_TCK = 100;
 
@@ -51,6 +53,16 @@ function shareContainer(dir: string, containerId: string, hostRootfs: string, bi
 function unshareContainer(dir: string, containerId: string): void {
   const share = releaseContainerShare(dir, containerId);
   updatePodRecord(dir, (r) => void (r.mounts = r.mounts.filter((m) => m !== share && !m.startsWith(`${share}/`))));
+}
+
+/** Removes the taps hull added to the pod's namespace and drops them from the record. */
+async function releasePodNetwork(dir: string, log: Logger): Promise<void> {
+  try {
+    await detachNetwork(readPodRecord(dir)?.network, log);
+    updatePodRecord(dir, (r) => void delete r.network);
+  } catch (err) {
+    log.warn({ err: oneLine(err) }, 'removing the pod network taps');
+  }
 }
 
 /** True while the process exists and is not a zombie (QEMU that died but was not reaped yet is a zombie). */
@@ -146,6 +158,7 @@ class VmPod implements PodVm {
     this.stopped ??= (async () => {
       await this.sandbox.shutdown().catch((err: unknown) => this.log.warn({ err: oneLine(err) }, 'sandbox shutdown'));
       releaseMounts(this.dir, readPodRecord(this.dir)?.mounts ?? []);
+      await releasePodNetwork(this.dir, this.log);
       this.shares.clear();
       updatePodRecord(this.dir, (r) => {
         r.vm = {};
@@ -165,11 +178,18 @@ export class VmPodFactory implements PodVmFactory {
   ) {}
 
   async boot(req: BootRequest): Promise<PodVm> {
+    const network = specNetwork(req.spec);
+    if (network.kind === 'path') requireNetns(network.path);
     mkdirSync(this.dir, { recursive: true, mode: 0o700 });
     const size = vmSizeFor(req.spec);
     // Shared before virtiofsd starts; later containers (shareRootfs) are seen through its chroot sandbox.
     shareContainer(this.dir, req.containerId, req.hostRootfs, req.binds);
     try {
+      // The pod's namespace (CNI's) reaches the VM; a namespace of its own without a path is loopback only.
+      const net =
+        network.kind === 'path'
+          ? await attachNetwork(network.path, this.log, (record) => updatePodRecord(this.dir, (r) => void (r.network = record)))
+          : undefined;
       const sandbox = await Sandbox.boot(
         {
           id: this.sandboxId,
@@ -179,6 +199,7 @@ export class VmPodFactory implements PodVmFactory {
           detached: true,
           virtiofsdSandbox: 'chroot',
           onResources: ({ vm }: { vm: VmProcesses }) => updatePodRecord(this.dir, (r) => void (r.vm = vm)),
+          ...(net && network.kind === 'path' && net.nics.length > 0 ? { network: { netnsPath: network.path, ...net } } : {}),
         },
         [Sandbox.rootfsTarget(this.dir, req.containerId)],
       );
@@ -188,6 +209,7 @@ export class VmPodFactory implements PodVmFactory {
     } catch (err) {
       updatePodRecord(this.dir, (r) => void (r.vm = {}));
       unshareContainer(this.dir, req.containerId);
+      await releasePodNetwork(this.dir, this.log);
       throw err;
     }
   }

@@ -44,7 +44,7 @@ export async function buildBusyboxImage(out: string, name: string, options: Imag
     chmodSync(path.join(root, 'tmp'), 0o1777);
     copyFileSync('/bin/busybox', path.join(root, 'bin/busybox'));
     chmodSync(path.join(root, 'bin/busybox'), 0o755);
-    for (const applet of ['sh', 'echo', 'true', 'sleep', 'cat', 'ls', 'ps', 'id', 'hostname', 'wc', 'head', 'yes', 'tee', 'sha256sum', 'env', 'mkfifo', 'dd']) {
+    for (const applet of ['sh', 'echo', 'true', 'sleep', 'cat', 'ls', 'ps', 'id', 'hostname', 'wc', 'head', 'yes', 'tee', 'sha256sum', 'env', 'mkfifo', 'dd', 'mkdir', 'ip', 'wget', 'httpd', 'timeout']) {
       symlinkSync('busybox', path.join(root, 'bin', applet));
     }
     writeFileSync(path.join(root, 'etc/passwd'), 'root:x:0:0:root:/root:/bin/sh\n');
@@ -147,6 +147,8 @@ export interface PodRecord {
   vm: { vmm?: number };
   shimPid: number;
   containers: Array<{ id: string }>;
+  /** The pod's network namespace and hull's taps in it, while the VM has them. */
+  network?: { netns: string };
 }
 
 /** The shims' pod records (pod.json under /run/hull/containerd/<hash>/). */

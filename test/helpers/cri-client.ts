@@ -80,7 +80,7 @@ export interface PodSandboxStatus {
   metadata: PodSandboxMetadata;
   state: PodSandboxState;
   createdAt: Int64;
-  network: { ip: string } | null;
+  network: { ip: string; additionalIps: Array<{ ip: string }> } | null;
   linux: { namespaces: { options: NamespaceOption | null } | null } | null;
   labels: Record<string, string>;
   annotations: Record<string, string>;

@@ -10,6 +10,7 @@
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
@@ -83,7 +84,11 @@ function criConfig(): string {
   ].join('\n');
 }
 
-/** bridge + host-local: no gateway and no masquerading, so the plugins leave host sysctls and iptables alone. */
+/**
+ * bridge + host-local, dual-stack (as containerd's TestPodDualStack): no gateway and no masquerading, so the plugins
+ * leave host sysctls and iptables alone. The host reaches the pods through an address of its own on the bridge
+ * (makeBridge), outside the ranges the plugin hands out.
+ */
 function writeCniConfig(): void {
   mkdirSync(path.join(work, 'net.d'), { recursive: true });
   const conflist = {
@@ -95,11 +100,46 @@ function writeCniConfig(): void {
         bridge,
         isGateway: false,
         ipMasq: false,
-        ipam: { type: 'host-local', ranges: [[{ subnet: '10.99.77.0/24' }]], dataDir: path.join(work, 'ipam') },
+        ipam: {
+          type: 'host-local',
+          ranges: [[{ subnet: '10.99.77.0/24', rangeEnd: '10.99.77.200' }], [{ subnet: 'fd00:99:77::/64', rangeEnd: 'fd00:99:77::c8' }]],
+          dataDir: path.join(work, 'ipam'),
+        },
       },
     ],
   };
   writeFileSync(path.join(work, 'net.d', '10-hull-cri-test.conflist'), JSON.stringify(conflist, null, 2));
+}
+
+const HOST_ON_BRIDGE = { v4: '10.99.77.250', v6: 'fd00:99:77::fa' };
+
+/** The pods' bridge, made before the plugin would, with the host's own addresses on the test's subnets. */
+function makeBridge(): void {
+  execFileSync('ip', ['link', 'add', 'name', bridge, 'type', 'bridge']);
+  execFileSync('ip', ['addr', 'add', `${HOST_ON_BRIDGE.v4}/24`, 'dev', bridge]);
+  execFileSync('ip', ['addr', 'add', `${HOST_ON_BRIDGE.v6}/64`, 'dev', bridge, 'nodad']);
+  execFileSync('ip', ['link', 'set', bridge, 'up']);
+}
+
+/** GET from the host, bounded: 30 tries of at most 3 s each. */
+async function httpGet(url: string): Promise<string> {
+  let last: unknown;
+  for (let i = 0; i < 30; i++) {
+    try {
+      return await new Promise<string>((resolve, reject) => {
+        const req = http.get(url, { timeout: 3000 }, (res) => {
+          let body = '';
+          res.setEncoding('utf8').on('data', (d: string) => (body += d)).on('end', () => resolve(body));
+        });
+        req.on('timeout', () => req.destroy(new Error('timed out')));
+        req.on('error', reject);
+      });
+    } catch (err) {
+      last = err;
+      await new Promise((r) => setTimeout(r, 300));
+    }
+  }
+  throw new Error(`GET ${url} failed 30 times: ${String(last)}`);
 }
 
 const sandboxConfig = (logDirectory: string): PodSandboxConfig => ({
@@ -191,6 +231,7 @@ describe.runIf(
     ipForwardBefore = ipForward();
     hostNetnsDirBefore = existsSync('/var/run/netns');
     writeCniConfig();
+    makeBridge();
     ctd = await PrivateContainerd.start(NS, { cri: true, extraConfig: criConfig() });
     await ctd.importBusybox(IMAGE);
     await ctd.importBusybox(PAUSE, { entrypoint: ['sh', '-c', 'trap "exit 0" TERM INT; while :; do sleep 1; done'] });
@@ -448,6 +489,51 @@ describe.runIf(
     await cri.removePodSandbox(podId);
     expect(await cri.listPodSandbox()).toEqual([]);
     expect(await cri.listContainers()).toEqual([]);
+  });
+
+  test('pod network: the guest has the CNI addresses (dual-stack), MAC and MTU; the host and another pod reach the pod IP', async () => {
+    const pods = ['web', 'client'].map((name) => {
+      const logDir = path.join(work, 'pods', `default_hull-${name}_uid-hull-${name}-1`);
+      mkdirSync(logDir, { recursive: true });
+      return { ...sandboxConfig(logDir), hostname: `hull-${name}`, metadata: { name: `hull-${name}`, uid: `uid-hull-${name}-1`, namespace: 'default', attempt: 0 } };
+    });
+    const [webPod, clientPod] = [await cri.runPodSandbox(pods[0]!, HANDLER), await cri.runPodSandbox(pods[1]!, HANDLER)];
+    for (const id of [webPod, clientPod]) podDirs.push(sandboxDirFor(POD_ROOT, NS, id));
+    const token = `cri-page-${Date.now()}`;
+    const web = await cri.createContainer(webPod, containerConfig('web', `mkdir -p /www && echo ${token} > /www/index.html && exec httpd -f -p 8080 -h /www`), pods[0]!);
+    const client = await cri.createContainer(clientPod, containerConfig('client', LOOPER), pods[1]!);
+    await cri.startContainer(web);
+    await cri.startContainer(client);
+
+    const status = await cri.podSandboxStatus(webPod);
+    const ip4 = status.network?.ip ?? '';
+    const ip6 = status.network?.additionalIps.map((a) => a.ip).find((a) => a.includes(':')) ?? '';
+    expect(ip4).toMatch(/^10\.99\.77\.\d+$/);
+    expect(ip6).toMatch(/^fd00:99:77::[0-9a-f]+$/);
+
+    // The guest NIC is the pod interface: CNI's addresses, and the MAC and MTU of the veth in the pod's namespace.
+    const record = ourPodRecords().find((r) => r.dir === sandboxDirFor(POD_ROOT, NS, webPod));
+    const netns = record?.network?.netns ?? '';
+    expect(netns).not.toBe('');
+    const [veth] = JSON.parse(execFileSync('nsenter', [`--net=${netns}`, 'ip', '-json', 'link', 'show', 'eth0'], { encoding: 'utf8' })) as Array<{ address: string; mtu: number }>;
+    const guest = text((await cri.execSync(web, ['ip', 'addr', 'show', 'eth0'], 30)).stdout);
+    expect(guest).toContain(`inet ${ip4}/24`);
+    expect(guest).toContain(`inet6 ${ip6}/64`);
+    expect(guest).toContain(`link/ether ${veth!.address}`);
+    expect(guest).toMatch(new RegExp(`mtu ${veth!.mtu} `));
+
+    // From the host (its address on the bridge), and from the other pod on the same bridge, both families.
+    expect((await httpGet(`http://${ip4}:8080/index.html`)).trim()).toBe(token);
+    expect((await httpGet(`http://[${ip6}]:8080/index.html`)).trim()).toBe(token);
+    for (const url of [`http://${ip4}:8080/index.html`, `http://[${ip6}]:8080/index.html`]) {
+      const fetched = await cri.execSync(client, ['timeout', '10', 'wget', '-q', '-O', '-', url], 30);
+      expect([fetched.exitCode, text(fetched.stdout).trim()]).toEqual([0, token]);
+    }
+
+    for (const id of [webPod, clientPod]) {
+      await cri.stopPodSandbox(id);
+      await cri.removePodSandbox(id);
+    }
   });
 
   test("the pod's shim killed: containers exit, the pod stops and goes, containerd's deletes leave nothing", async () => {

@@ -1,8 +1,9 @@
 // Bad input: a clear one-line error naming what is wrong, a non-zero exit, and nothing left behind.
+import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync, copyFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { hull, leaks, makeBundle, noLeaks, tempDir, repo, expectNoLeaksThenRemove } from '../helpers/hull.js';
+import { hull, hullBin, leaks, makeBundle, noLeaks, tempDir, repo, expectNoLeaksThenRemove } from '../helpers/hull.js';
 
 const work = tempDir('hull-bad-');
 const root = path.join(work, 'root');
@@ -81,6 +82,13 @@ describe('bad input', () => {
     expect(result.code).toBe(0);
   });
 
+  it('delete --force from a working directory that was removed (containerd-shim-runc-v2 cleans up from the bundle dir)', () => {
+    const gone = path.join(work, 'removed-cwd');
+    const script = `mkdir "${gone}" && cd "${gone}" && rmdir "${gone}" && exec "${hullBin}" --root "${root}" delete --force ghost`;
+    const result = spawnSync('sh', ['-c', script], { encoding: 'utf8' });
+    expect([result.status, result.stderr]).toEqual([0, '']);
+  });
+
   it('invalid signal', () => expectOneLineError(['kill', 'ghost', 'SIGNOPE'], /invalid signal "SIGNOPE"|does not exist/));
 
   it('QEMU missing says what to install', () =>
@@ -104,4 +112,27 @@ describe('bad input', () => {
 
   it('an agent that never answers: a bounded wait, then guidance naming the console log', () =>
     expectOneLineError(['run', '-b', good, 'slow'], /agent.*(did not answer|unreachable).*console/i, { HULL_AGENT_TIMEOUT_MS: '300' }));
+
+  it('the host network (no network namespace, e.g. --network host): a VM cannot join it', async () => {
+    const hostNet = bundleWith('hostnet', (spec) => {
+      spec.linux.namespaces = spec.linux.namespaces.filter((n: { type: string }) => n.type !== 'network');
+    });
+    for (const cmd of ['run', 'create']) {
+      await expectOneLineError([cmd, '-b', hostNet, 'hostnet'], /^hull: the spec keeps the host network namespace .*cannot join the host network/);
+    }
+  });
+
+  it('a network namespace path that does not exist, or is no network namespace', async () => {
+    const setPath = (p: string) => (spec: Record<string, any>) => {
+      spec.linux.namespaces = spec.linux.namespaces.map((n: { type: string }) => (n.type === 'network' ? { type: 'network', path: p } : n));
+    };
+    const missing = path.join(work, 'no-such-netns');
+    const plainFile = path.join(work, 'plain-file');
+    writeFileSync(plainFile, '');
+    for (const cmd of ['run', 'create']) {
+      await expectOneLineError([cmd, '-b', bundleWith(`ns-missing-${cmd}`, setPath(missing)), 'nsx'], new RegExp(`^hull: network namespace ${missing} does not exist\n$`));
+      await expectOneLineError([cmd, '-b', bundleWith(`ns-file-${cmd}`, setPath(plainFile)), 'nsx'], new RegExp(`^hull: ${plainFile} is not a network namespace\n$`));
+      await expectOneLineError([cmd, '-b', bundleWith(`ns-pid-${cmd}`, setPath('/proc/self/ns/pid')), 'nsx'], /^hull: \/proc\/self\/ns\/pid is not a network namespace\n$/);
+    }
+  });
 });

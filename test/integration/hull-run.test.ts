@@ -2,10 +2,11 @@
 // guest agent. Nothing here is mocked.
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { socketDirFor } from '../../hypervisor/paths.js';
 import { hull, hullBin, leaks, makeBundle, noLeaks, tempDir, expectNoLeaksThenRemove } from '../helpers/hull.js';
 
 const work = tempDir('hull-run-');
@@ -231,6 +232,20 @@ describe('hull run', () => {
     expect(facts.mkdir).toBe("mkdir: can't create directory '/tmp/denied': Operation not permitted");
     expect(facts.touch).toBe('ok');
     expect(leaks(root)).toEqual(noLeaks);
+  });
+
+  it('runs under a --root and id as long as Docker’s (sockets live in a short directory of their own)', async () => {
+    // Docker: --root /var/run/docker/runtime-runc/moby and 64-hex ids; this root is longer still.
+    const deepRoot = path.join(work, 'var-run-docker', 'runtime-runc', 'moby', 'd'.repeat(40));
+    const id = createHash('sha256').update('deep-root').digest('hex');
+    expect(path.join(deepRoot, id, 'vhost-vsock.sock').length).toBeGreaterThan(107);
+    const bundle = makeBundle(path.join(work, 'deep'), ['sh', '-c', 'uname -r; exit 5']);
+    const result = await hull(['run', '--bundle', bundle, id], { root: deepRoot });
+    expect(result.stderr).toBe('');
+    expect(result.stdout).toMatch(/cloud-amd64\n$/);
+    expect(result.code).toBe(5);
+    expect(existsSync(socketDirFor(path.join(deepRoot, id)))).toBe(false);
+    expect(leaks(deepRoot)).toEqual(noLeaks);
   });
 
   it('refuses a bad bind source with one line, before anything exists', async () => {

@@ -130,8 +130,10 @@ function allGone(p: VmProcesses): boolean {
   });
 }
 
+/** Sockets left behind, and the socket directory itself (hypervisor/paths.ts) if it is still there. */
 function leftoverSockets(dir: string): string[] {
-  return sandboxSockets(sandboxPaths(dir)).filter((s) => existsSync(s));
+  const paths = sandboxPaths(dir);
+  return [...sandboxSockets(paths), paths.socketDir].filter((s) => existsSync(s));
 }
 
 /** vm.wait(), bounded, failing with the console tail so a hung guest explains itself. */

@@ -450,6 +450,34 @@ describe.runIf(prerequisitesMet('hull-container-init', [!canRun && 'root and /bi
     expect((await c.withTimeout(c.exit)).code).toBe(0);
   });
 
+  it('exec joins a created container before its start (startContainer hooks); exec_path runs a path with its own argv0', async () => {
+    const c = helper(createPlan({ hostname: 'not-started', args: ['sh', '-c', 'cat /work/hook-mark; exit 0'] }));
+    await c.ready();
+    // The init waits for its start byte, set up and pivoted: the hook sees the container's root and hostname.
+    const hook = ['sh', '-c', 'echo "$(hostname) $(cat /proc/1/comm) $(cat)" > /work/hook-mark'];
+    const e = helper(execPlan(c.pid, hook, ['exec_path', '/bin/busybox']));
+    await e.ready();
+    e.child.stdin!.end('state-on-stdin');
+    e.start();
+    const { code } = await e.withTimeout(e.exit);
+    expect([code, e.stderr]).toEqual([0, '']);
+    c.start();
+    expect((await c.withTimeout(c.exit)).code).toBe(0);
+    // pid 1 was still the helper's child, waiting: the workload had not been exec'd when the hook ran.
+    expect(c.stdout).toMatch(/^not-started hull-container-\S* state-on-stdin\n$/);
+
+    // exec_path is what runs (busybox), argv[0] what it is told (busybox picks its applet by it).
+    // (Joining our own namespaces: no ready(), which would record the host's pid namespace as a container's.)
+    const argv0 = helper(execPlan(process.pid, ['hook-argv0'], ['exec_path', '/bin/busybox']));
+    argv0.start();
+    await argv0.withTimeout(argv0.exit);
+    expect(argv0.stderr).toMatch(/^hook-argv0: applet not found/);
+
+    const relative = helper(execPlan(process.pid, ['true'], ['exec_path', 'bin/sh']));
+    await relative.withTimeout(relative.exit);
+    expect(relative.status.join('\n')).toMatch(/exec_path must be absolute/);
+  });
+
   it('create with join_ns shares the pid, ipc and uts namespaces of a running container, with its own mounts', async () => {
     const sandbox = helper(createPlan({ hostname: 'pod-host', args: ['sh', '-c', 'trap "exit 0" TERM; echo up; sleep 1000 & wait'] }));
     await sandbox.ready();

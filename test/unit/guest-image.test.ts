@@ -25,6 +25,7 @@ const fakeModules: Record<string, string> = {
   fuse: '', virtiofs: 'fuse,virtio,virtio_ring', vsock: '', vmw_vsock_virtio_transport_common: 'vsock',
   vmw_vsock_virtio_transport: 'virtio,vmw_vsock_virtio_transport_common,virtio_ring,vsock', overlay: '',
   virtio_blk: 'virtio,virtio_ring', libcrc32c: '', erofs: 'libcrc32c',
+  failover: '', net_failover: 'failover', virtio_net: 'virtio_ring,virtio,net_failover',
 };
 
 let tmp: string;
@@ -105,6 +106,7 @@ describe.runIf(prerequisitesMet('guest-image/build.sh', missing))('guest-image/b
     expect(order).toEqual([
       'virtio_ring.ko', 'virtio.ko', 'virtio_mmio.ko', 'virtio_rng.ko', 'fuse.ko', 'virtiofs.ko', 'vsock.ko',
       'vmw_vsock_virtio_transport_common.ko', 'vmw_vsock_virtio_transport.ko', 'overlay.ko',
+      'failover.ko', 'net_failover.ko', 'virtio_net.ko',
     ]);
     expect(cpioFile(initrd, `usr/lib/modules/${release}/overlay.ko`)).toContain('name=overlay');
 

@@ -129,6 +129,24 @@ describe('buildQemuArgs', () => {
   const after = (args: string[], flag: string): string[] =>
     args.flatMap((a, i) => (a === flag ? [args[i + 1] as string] : []));
 
+  it('gives each NIC a tap netdev by name and a virtio-net device with the pod MAC and MTU; vhost only when asked', () => {
+    const nics = [
+      { tap: 'hulltap0', mac: '0a:58:0a:63:4d:05', mtu: 1450 },
+      { tap: 'hulltap1', mac: '02:00:00:00:00:01', mtu: 9000 },
+    ];
+    const args = buildQemuArgs({ ...base, nics });
+    expect(after(args, '-netdev')).toEqual([
+      'tap,id=net0,ifname=hulltap0,script=no,downscript=no',
+      'tap,id=net1,ifname=hulltap1,script=no,downscript=no',
+    ]);
+    expect(after(args, '-device').filter((d) => d.startsWith('virtio-net'))).toEqual([
+      'virtio-net-device,netdev=net0,mac=0a:58:0a:63:4d:05,host_mtu=1450',
+      'virtio-net-device,netdev=net1,mac=02:00:00:00:00:01,host_mtu=9000',
+    ]);
+    expect(after(buildQemuArgs({ ...base, nics, vhostNet: true }), '-netdev')[0]).toMatch(/,vhost=on$/);
+    expect(after(buildQemuArgs(base), '-netdev')).toEqual([]);
+  });
+
   it('builds a microvm with shared memfd memory, TCG tb-size and the TCG CPU model', () => {
     const args = buildQemuArgs({ ...base, name: 'hull-a,b' });
     expect(after(args, '-name')).toEqual(['hull-a,,b,debug-threads=on']);
@@ -152,9 +170,9 @@ describe('buildQemuArgs', () => {
     const args = buildQemuArgs(base);
     expect(after(args, '-chardev')).toEqual([
       'stdio,id=console,signal=off',
-      'socket,id=qmp,path=/run/hull/sb1/qmp.sock,server=on,wait=off',
-      'socket,id=fs,path=/run/hull/sb1/virtiofsd.sock',
-      'socket,id=vsock,path=/run/hull/sb1/vhost-vsock.sock',
+      `socket,id=qmp,path=${paths.socketDir}/qmp.sock,server=on,wait=off`,
+      `socket,id=fs,path=${paths.socketDir}/virtiofsd.sock`,
+      `socket,id=vsock,path=${paths.socketDir}/vhost-vsock.sock`,
     ]);
     expect(after(args, '-serial')).toEqual(['chardev:console']);
     expect(after(args, '-mon')).toEqual(['chardev=qmp,mode=control']);

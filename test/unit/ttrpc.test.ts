@@ -333,6 +333,7 @@ describe('agent API round trip', () => {
       }),
       UpdateContainer: rec('UpdateContainer', {}),
       ResizePty: rec('ResizePty', {}),
+      SetupNetwork: rec('SetupNetwork', {}),
     };
     expect(Object.keys(handlers).sort()).toEqual(Object.keys(agentService().methods).sort());
 
@@ -345,7 +346,7 @@ describe('agent API round trip', () => {
 
     expect(await agent.health()).toEqual({ status: 'SERVING', agentVersion: '0.1.0' });
     expect(await agent.guestDetails()).toEqual({ kernelRelease: '6.1.0', vcpus: 2, memoryBytes: 2 ** 33, agentVersion: '0.1.0', uptimeSeconds: 1.5 });
-    const create: T.CreateContainerRequest = { containerId: 'c1', specJson: '{}', rootfsPath: '/run/hull/shared/c1/rootfs', stdin: true };
+    const create: T.CreateContainerRequest = { containerId: 'c1', specJson: '{}', rootfsPath: '/run/hull/shared/c1/rootfs', stdin: true, bundle: '/bundles/c1' };
     expect(await agent.createContainer(create)).toEqual({ pid: 42 });
     expect(seen.CreateContainer).toEqual(create);
     expect(await agent.startContainer('c1')).toEqual({ pid: 42 });
@@ -386,6 +387,13 @@ describe('agent API round trip', () => {
     expect(seen.StatsContainer).toEqual({ containerId: 'c1' });
     await agent.updateContainer({ containerId: 'c1', resourcesJson: '{"pids":{"limit":10}}' });
     expect(seen.UpdateContainer).toEqual({ containerId: 'c1', resourcesJson: '{"pids":{"limit":10}}' });
+    const network = {
+      interfaces: [{ name: 'eth0', mac: '0a:58:0a:63:4d:05', mtu: 1450, addresses: [{ family: 6 as const, address: 'fd99::5', prefixLength: 64 }] }],
+      routes: [{ family: 4 as const, destination: 'default', gateway: '10.99.77.1', device: 'eth0', scope: '', metric: 7, source: '' }],
+      neighbors: [{ family: 4 as const, address: '10.99.77.9', mac: '02:00:00:00:00:09', device: 'eth0' }],
+    };
+    await agent.setupNetwork(network);
+    expect(seen.SetupNetwork).toEqual(network);
   });
 
   it('surfaces agent error codes as TtrpcError', async () => {
