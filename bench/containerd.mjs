@@ -13,6 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tar from 'tar';
+import { processTree } from './processes.mjs';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const hull = path.join(repo, 'bin', 'hull');
@@ -183,7 +184,7 @@ async function idleMemory() {
   }
   await sleep(3000); // let the shim's start-up garbage be collected and the guest settle
   const rows = [{ name: 'containerd-shim-hull-v2', pid: pod.shimPid, ...memoryOf(pod.shimPid) }];
-  for (const { pid, cmd } of processes((cmd) => cmd.includes(pod.dir) && !cmd.includes('containerd-shim-hull-v2'))) {
+  for (const { pid, cmd } of processTree(pod.shimPid).filter((p) => p.pid !== pod.shimPid)) {
     const name = cmd.includes('qemu-system') ? 'qemu' : cmd.includes('virtiofsd') ? 'virtiofsd' : cmd.includes('vsock-backend') ? 'vsock-backend' : cmd.slice(0, 30);
     rows.push({ name, pid, ...memoryOf(pid) });
   }

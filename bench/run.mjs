@@ -13,6 +13,7 @@ import {
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { processTree } from './processes.mjs';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const hull = path.join(repo, 'bin', 'hull');
@@ -113,16 +114,6 @@ function pss(pid) {
     return 0;
   }
 }
-function processesMentioning(marker) {
-  return readdirSync('/proc').filter((e) => /^\d+$/.test(e)).flatMap((pid) => {
-    try {
-      const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ');
-      return cmd.includes(marker) ? [{ pid: Number(pid), cmd }] : [];
-    } catch {
-      return [];
-    }
-  });
-}
 /** QEMU's PSS by kind of mapping: guest RAM (the memfd), anonymous (mostly the TCG code buffer), files (vmlinux…). */
 function qemuSplit(pid) {
   const split = { 'guest RAM': 0, anonymous: 0, files: 0 };
@@ -173,7 +164,9 @@ async function idleSandbox(guest) {
   execFileSync(hull, ['--root', root, 'create', '--bundle', idle, 'idle'], { stdio: 'ignore', env });
   execFileSync(hull, ['--root', root, 'start', 'idle'], { env });
   await new Promise((r) => setTimeout(r, 3000));
-  const rows = processesMentioning(root).map(({ pid, cmd }) => {
+  const monitorPid = JSON.parse(readFileSync(path.join(root, 'idle', 'state.json'), 'utf8')).pid;
+  // QEMU and the helpers are the monitor's children; their command lines name the socket dir, not the root.
+  const rows = processTree(monitorPid).map(({ pid, cmd }) => {
     const name = cmd.includes('qemu-system') ? 'qemu' : cmd.includes('virtiofsd') ? 'virtiofsd' : cmd.includes('vsock-backend') ? 'vsock-backend' : 'hull monitor';
     return { name, pid, pss: pss(pid), ...(name === 'qemu' ? { split: qemuSplit(pid) } : {}) };
   });

@@ -122,11 +122,14 @@ modules_for() { # names... → mod_order: the load order including dependencies 
   for m in "$@"; do mod_resolve "$m"; done
 }
 # What the agent needs: virtio-mmio transport, virtio-rng (entropy: without it the first getrandom() in Node
-# waits ~1 s for the crng under TCG), vsock, virtio-fs, overlay for container layers, virtio_net for the pod's NICs.
-main_modules=(virtio_ring virtio virtio_mmio virtio_rng fuse virtiofs vsock vmw_vsock_virtio_transport_common vmw_vsock_virtio_transport overlay virtio_net)
+# waits ~1 s for the crng under TCG), vsock, virtio-fs, overlay for container layers.
+main_modules=(virtio_ring virtio virtio_mmio virtio_rng fuse virtiofs vsock vmw_vsock_virtio_transport_common vmw_vsock_virtio_transport overlay)
+# The pod's NICs: /init loads these only when the VM has a virtio-net device (most sandboxes have none).
+net_modules=(virtio_net)
 # What stage 1 of the erofs format needs to mount the root disk.
 stage1_modules=(virtio_ring virtio virtio_mmio virtio_blk libcrc32c erofs)
 modules_for "${main_modules[@]}"; main_list=("${mod_order[@]}")
+modules_for "${net_modules[@]}"; net_list=("${mod_order[@]}")
 stage1_list=()
 if [[ $format == erofs ]]; then
   modules_for "${stage1_modules[@]}"; stage1_list=("${mod_order[@]}")
@@ -224,6 +227,15 @@ make_base_root() {
     ln -s /usr/bin/busybox "$r/$a"
   done < <("$busybox" --list-full)
   install -m 0755 "$init_script" "$r/init"
+  write_module_list "$r" "$list" "$@"
+  printf 'root:x:0:0:root:/root:/bin/sh\n' >"$r/etc/passwd"
+  printf 'root:x:0:\ntty:x:5:\n' >"$r/etc/group"
+  printf '127.0.0.1 localhost\n::1 localhost\n' >"$r/etc/hosts"
+}
+
+# $1: root dir, $2: module list file name (one .ko a line, load order), rest: module names, copied in.
+write_module_list() {
+  local r=$1 list=$2; shift 2
   local md=$r/usr/lib/modules/$krel m
   mkdir -p "$md"
   : >"$md/$list"
@@ -231,9 +243,6 @@ make_base_root() {
     mod_cat "${mod_path[$m]}" >"$md/$m.ko"
     echo "$m.ko" >>"$md/$list"
   done
-  printf 'root:x:0:0:root:/root:/bin/sh\n' >"$r/etc/passwd"
-  printf 'root:x:0:\ntty:x:5:\n' >"$r/etc/group"
-  printf '127.0.0.1 localhost\n::1 localhost\n' >"$r/etc/hosts"
 }
 
 make_cpio() { # root dir → cpio (compressed as asked) at $2
@@ -293,6 +302,7 @@ build_snapshot() {
 
 root=$tmp/root
 make_base_root "$root" hull.list "${main_list[@]}"
+write_module_list "$root" hull-net.list "${net_list[@]}"
 install -m 0755 "$node_bin" "$root/usr/bin/node"
 # Stage 1 recognises the erofs root by this file (and the same UUID is in the erofs superblock).
 [[ $format == erofs ]] && printf '%s\n' "$uuid" >"$root/etc/hull-rootuuid"

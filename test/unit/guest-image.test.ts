@@ -1,7 +1,8 @@
 // guest-image/build.sh: content hashing, caching, publishing and pruning — no QEMU, no real kernel.
 // A fake kernel dir (a stub vmlinux and text "modules" holding only a `depends=` string, which is all the script
 // reads from them) and tiny stand-ins for node, the agent, the addon and the helper keep every build to a second.
-// Needs bash, cpio and a static busybox (`/bin/busybox`, Debian busybox-static); skipped otherwise.
+// Needs bash, cpio, xz, strings, mkfs.erofs and a static busybox (`/bin/busybox`, Debian busybox-static)
+// (test/helpers/prerequisites.ts says what happens without them).
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -16,8 +17,12 @@ const release = '6.1.0-test-cloud-amd64';
 function have(cmd: string): boolean {
   return spawnSync('bash', ['-c', `command -v ${cmd}`]).status === 0;
 }
-const missing = ['cpio', 'xz', 'strings', 'mkfs.erofs'].filter((c) => !have(c));
-if (!existsSync('/bin/busybox')) missing.push('/bin/busybox');
+/** Each tool with the Debian package that has it. */
+const tools: Record<string, string> = { cpio: 'cpio', xz: 'xz-utils', strings: 'binutils', 'mkfs.erofs': 'erofs-utils' };
+const missing = Object.entries(tools)
+  .filter(([tool]) => !have(tool))
+  .map(([tool, pkg]) => `${tool} (apt-get install ${pkg})`);
+if (!existsSync('/bin/busybox')) missing.push('/bin/busybox (apt-get install busybox-static)');
 
 // name → depends (the real Debian 6.1 cloud kernel's graph, for the modules build.sh asks for).
 const fakeModules: Record<string, string> = {
@@ -106,7 +111,10 @@ describe.runIf(prerequisitesMet('guest-image/build.sh', missing))('guest-image/b
     expect(order).toEqual([
       'virtio_ring.ko', 'virtio.ko', 'virtio_mmio.ko', 'virtio_rng.ko', 'fuse.ko', 'virtiofs.ko', 'vsock.ko',
       'vmw_vsock_virtio_transport_common.ko', 'vmw_vsock_virtio_transport.ko', 'overlay.ko',
-      'failover.ko', 'net_failover.ko', 'virtio_net.ko',
+    ]);
+    // The NIC driver is loaded only when the VM has a virtio-net device: a list of its own.
+    expect(cpioFile(initrd, `usr/lib/modules/${release}/hull-net.list`).trim().split('\n')).toEqual([
+      'virtio_ring.ko', 'virtio.ko', 'failover.ko', 'net_failover.ko', 'virtio_net.ko',
     ]);
     expect(cpioFile(initrd, `usr/lib/modules/${release}/overlay.ko`)).toContain('name=overlay');
 
