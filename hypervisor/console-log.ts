@@ -123,7 +123,7 @@ export function openConsolePipe(fifoPath: string): ConsolePipe {
     execFileSync('mkfifo', ['-m', '600', '--', fifoPath], { stdio: ['ignore', 'ignore', 'pipe'] });
   } catch (err) {
     const stderr = String((err as { stderr?: unknown }).stderr ?? '').trim();
-    throw new HypervisorError(`cannot make the console pipe ${fifoPath}: ${stderr || (err as Error).message}`, { cause: err });
+    throw new HypervisorError('internal', `cannot make the console pipe ${fifoPath}: ${stderr || (err as Error).message}`, { cause: err });
   }
   let readFd: number | undefined;
   try {
@@ -136,7 +136,7 @@ export function openConsolePipe(fifoPath: string): ConsolePipe {
     return { reader, writeFd };
   } catch (err) {
     if (readFd !== undefined) closeSync(readFd);
-    throw new HypervisorError(`cannot open the console pipe ${fifoPath}: ${(err as Error).message}`, { cause: err });
+    throw new HypervisorError('internal', `cannot open the console pipe ${fifoPath}: ${(err as Error).message}`, { cause: err });
   } finally {
     unlinkSync(fifoPath);
   }

@@ -16,25 +16,39 @@ export interface RecordedProcess {
   startTime?: number;
 }
 
-export function procStartTime(pid: number): number | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // comm (field 2) may hold spaces and parentheses: fields after it start past the last ')'.
-    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const value = Number(rest[19]);
-    return Number.isFinite(value) ? value : undefined;
-  } catch {
-    return undefined;
-  }
+/** The fields of /proc/<pid>/stat that hull uses (proc(5)). */
+export interface ProcStat {
+  /** Field 3: one letter, R running, S sleeping, D disk wait, Z zombie, X dead, T stopped, … */
+  state: string;
+  /** Fields 14 and 15: CPU time in user and kernel mode, in clock ticks. */
+  utime: number;
+  stime: number;
+  /** Field 22: when the process started, in clock ticks since boot; with the pid, it names one process. */
+  starttime: number;
+  /** Field 24: resident set size, in pages. */
+  rss: number;
 }
 
-function procState(pid: number): string | undefined {
+/** Reads /proc/<pid>/stat; undefined when the process is gone (or was never there). */
+export function procStat(pid: number): ProcStat | undefined {
+  let stat: string;
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0];
-  } catch {
-    return undefined;
+    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch (err) {
+    // ENOENT: no such process; ESRCH: it exited while we read.
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ESRCH') return undefined;
+    throw err;
   }
+  // comm (field 2) may hold spaces and parentheses: the fields after it start past the last ')', at field 3.
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const field = (n: number): number => Number(f[n - 3]);
+  return { state: f[0] ?? '', utime: field(14), stime: field(15), starttime: field(22), rss: field(24) };
+}
+
+export function procStartTime(pid: number): number | undefined {
+  const start = procStat(pid)?.starttime;
+  return start !== undefined && Number.isFinite(start) ? start : undefined;
 }
 
 /** True while the process exists, is not a zombie, and (if known) has the recorded start time. */
@@ -44,9 +58,9 @@ export function isAlive(proc: RecordedProcess): boolean {
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EPERM') return false;
   }
-  const state = procState(proc.pid);
-  if (state === undefined || state === 'Z' || state === 'X') return false;
-  return proc.startTime === undefined || procStartTime(proc.pid) === proc.startTime;
+  const stat = procStat(proc.pid);
+  if (stat === undefined || stat.state === 'Z' || stat.state === 'X') return false;
+  return proc.startTime === undefined || stat.starttime === proc.startTime;
 }
 
 export function requireExecutable(binary: string, path: string, remedy: string): void {

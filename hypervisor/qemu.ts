@@ -6,7 +6,7 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { chooseAcceleration, type AccelerationProbes } from './acceleration.js';
 import { captureConsole, consoleFiles } from './console-log.js';
-import { HypervisorError, QmpProtocolError, VmStartError, VmStateError } from './errors.js';
+import { QmpProtocolError, VmRecordError, VmStartError, VmStateError } from './errors.js';
 import { tailLines } from './log-tail.js';
 import {
   prepareSocketDir,
@@ -18,7 +18,7 @@ import {
   type SandboxPaths,
 } from './paths.js';
 import { hostTscKhz } from './host-tsc.js';
-import { HostProcess, requireExecutable, type RecordedProcess } from './process.js';
+import { HostProcess, requireExecutable } from './process.js';
 import { systemTool } from './system-tool.js';
 import { QmpClient, type QmpEvent } from './qmp.js';
 import { buildQemuArgs, composeKernelCmdline, type VsockDevice } from './qemu-command.js';
@@ -28,6 +28,7 @@ import {
   chooseTransport,
   HybridTransport,
   KernelVsockTransport,
+  transportFor,
   type AgentTransport,
   type CidLease,
   type TransportKind,
@@ -38,10 +39,15 @@ import type {
   HypervisorCapabilities,
   VmConfig,
   VmExit,
+  VmProcess,
   VmProcesses,
 } from './types.js';
+import { endRecordedProcesses, VMM_ROLE } from './vm-processes.js';
 import { startVirtiofsd } from './virtiofsd.js';
 import { startVsockBackend } from './vsock-backend.js';
+
+/** This driver's name in the registry (hypervisor/registry.ts) and in records. */
+export const QEMU_MICROVM = 'qemu-microvm';
 
 /**
  * TCG translation buffer. QEMU's default is 1 GiB, lazily touched: booting the agent image fills ~118 MiB of it.
@@ -85,8 +91,12 @@ const CONSOLE_DRAIN_MS = 1000;
 
 const ARGV_PREFIX = '# argv: ';
 
-const PROCESS_ORDER = ['vsockBackend', 'virtiofsd', 'vmm'] as const;
-type ProcessRole = (typeof PROCESS_ORDER)[number];
+/**
+ * QEMU's helpers, by role, in the order they start (they stop in reverse). vm-processes.ts reads records of earlier
+ * hull versions into these names.
+ */
+const HELPER_ROLES = ['vsock-backend', 'virtiofsd'] as const;
+type ProcessRole = (typeof HELPER_ROLES)[number] | typeof VMM_ROLE;
 
 export class QemuMicrovm implements Hypervisor {
   readonly accel: AccelerationChoice;
@@ -132,8 +142,11 @@ export class QemuMicrovm implements Hypervisor {
   }
 
   /** Reattaches to a VM that an earlier (detached) hull process started in `dir`, from its vmm.json. */
-  static async reattach(dir: string, options: QemuMicrovmOptions): Promise<QemuMicrovm> {
-    const record = readVmRecord(sandboxPaths(dir).vmmRecord);
+  static async reattach(
+    dir: string,
+    options: QemuMicrovmOptions,
+    record: VmRecord = readVmRecord(sandboxPaths(dir).vmmRecord),
+  ): Promise<QemuMicrovm> {
     const vm = new QemuMicrovm(record.config, options, {
       accel: record.accel,
       transport: record.transport,
@@ -148,14 +161,8 @@ export class QemuMicrovm implements Hypervisor {
    * helpers, SIGTERM then SIGKILL. Pids whose start time no longer matches are left alone. With `dir`, the socket
    * directory and vmm.json are removed too.
    */
-  static async killRecorded(pids: VmProcesses, dir?: string, graceMs = 2000): Promise<void> {
-    for (const role of [...PROCESS_ORDER].reverse()) {
-      const pid = pids[role];
-      if (pid === undefined) continue;
-      const startTime = pids.startTimes?.[role];
-      const proc = HostProcess.adopt(role, startTime === undefined ? { pid } : { pid, startTime });
-      await proc.terminate(graceMs);
-    }
+  static async killRecorded(processes: VmProcesses, dir?: string, graceMs = 2000): Promise<void> {
+    await endRecordedProcesses(processes, graceMs);
     if (dir !== undefined) {
       const paths = sandboxPaths(dir);
       removeSocketDir(paths);
@@ -192,7 +199,7 @@ export class QemuMicrovm implements Hypervisor {
 
     let vsock: VsockDevice | undefined;
     if (this.transportKind === 'hybrid') {
-      this.procs.vsockBackend = await startVsockBackend({
+      this.procs['vsock-backend'] = await startVsockBackend({
         binary: options.vsockBackendPath ?? defaultVsockBackendPath(),
         socketPath: paths.vhostVsockSock,
         udsPath: paths.vsockSock,
@@ -335,7 +342,7 @@ export class QemuMicrovm implements Hypervisor {
       const exit = this.exitReason();
       const grace = this.options.helperStopMs ?? 2000;
       // Reverse start order. Both normally exit on their own once QEMU disconnects.
-      for (const role of ['virtiofsd', 'vsockBackend'] as const) {
+      for (const role of [...HELPER_ROLES].reverse()) {
         const proc = this.procs[role];
         if (proc && !(await proc.waitFor(200))) await proc.terminate(grace);
       }
@@ -436,16 +443,13 @@ export class QemuMicrovm implements Hypervisor {
   }
 
   processes(): VmProcesses {
-    const out: VmProcesses = {};
-    const startTimes: NonNullable<VmProcesses['startTimes']> = {};
-    for (const role of PROCESS_ORDER) {
+    const entry = (role: ProcessRole): VmProcess[] => {
       const proc = this.procs[role];
-      if (!proc) continue;
-      out[role] = proc.pid;
-      if (proc.startTime !== undefined) startTimes[role] = proc.startTime;
-    }
-    if (Object.keys(startTimes).length > 0) out.startTimes = startTimes;
-    return out;
+      if (!proc) return [];
+      return [proc.startTime === undefined ? { role, pid: proc.pid } : { role, pid: proc.pid, startTime: proc.startTime }];
+    };
+    const [vmm] = entry(VMM_ROLE);
+    return { driver: QEMU_MICROVM, ...(vmm ? { vmm } : {}), helpers: HELPER_ROLES.flatMap(entry) };
   }
 
   consoleTail(lines = 20): string {
@@ -469,6 +473,7 @@ export class QemuMicrovm implements Hypervisor {
   private writeRecord(): void {
     const record: VmRecord = {
       version: 1,
+      driver: QEMU_MICROVM,
       config: this.config,
       accel: this.accel,
       transport: this.transportKind,
@@ -479,18 +484,17 @@ export class QemuMicrovm implements Hypervisor {
   }
 
   private async adopt(record: VmRecord): Promise<void> {
-    const p = record.processes;
-    for (const role of PROCESS_ORDER) {
-      const pid = p[role];
-      if (pid === undefined) continue;
-      const startTime = p.startTimes?.[role];
-      const rec: RecordedProcess = startTime === undefined ? { pid } : { pid, startTime };
-      this.procs[role] = HostProcess.adopt(role, rec);
+    const { vmm: recordedVmm, helpers = [] } = record.processes;
+    for (const p of [...(recordedVmm ? [recordedVmm] : []), ...helpers]) {
+      const role = p.role === VMM_ROLE ? VMM_ROLE : HELPER_ROLES.find((r) => r === p.role);
+      if (role === undefined) {
+        throw new VmRecordError('internal', `VM record in ${this.config.dir} names a QEMU helper hull does not know: ${JSON.stringify(p.role)}`);
+      }
+      this.procs[role] = HostProcess.adopt(role, p);
     }
-    if (this.transportKind === 'hybrid') this.transport = new HybridTransport(this.paths.vsockSock);
-    else if (this.transportKind === 'vhost-vsock') this.transport = new KernelVsockTransport(this.guestCid);
+    this.transport = transportFor(this.transportKind, this.paths.vsockSock, this.guestCid);
     const vmm = this.procs.vmm;
-    if (!vmm) throw new HypervisorError(`VM record in ${this.config.dir} has no QEMU pid`);
+    if (!vmm) throw new VmRecordError('internal', `VM record in ${this.config.dir} has no QEMU pid`);
     this.state = 'running';
     vmm.onExit(() => void this.teardown());
     vmm.watch(false); // polls the pid (an adopted QEMU is not our child) without keeping this process alive

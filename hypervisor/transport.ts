@@ -184,6 +184,16 @@ export class KernelVsockTransport implements AgentTransport {
   }
 }
 
+/**
+ * The transport a VM's recorded kind names: the hybrid socket at `udsPath`, or AF_VSOCK to `guestCid`; undefined when
+ * the VM has no vsock device.
+ */
+export function transportFor(kind: TransportKind | 'none', udsPath: string, guestCid: number): AgentTransport | undefined {
+  if (kind === 'hybrid') return new HybridTransport(udsPath);
+  if (kind === 'vhost-vsock') return new KernelVsockTransport(guestCid);
+  return undefined;
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // Guest CIDs for kernel vhost-vsock are host-global: reserve one with an O_EXCL lock file holding our pid; a lock
 // whose owner is dead is taken over.

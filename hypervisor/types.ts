@@ -1,6 +1,9 @@
 // The seam between the sandbox manager and a VMM driver. QEMU microvm is the first driver; Cloud Hypervisor or
-// Firecracker can be added behind the same interface without touching shim/.
+// Firecracker can be added behind the same interfaces (Hypervisor for one VM, VmDriver for the registry,
+// hypervisor/registry.ts) without touching shim/.
 import type { Duplex } from 'node:stream';
+import type { Logger } from 'pino';
+import type { VmRecord } from './record.js';
 
 export type Acceleration = 'kvm' | 'tcg';
 
@@ -57,16 +60,29 @@ export interface HypervisorCapabilities {
   vsock: 'hybrid' | 'vhost-vsock';
 }
 
-/** Host processes that belong to one VM, for leak checks, memory accounting and crash recovery. */
-export interface VmProcesses {
-  vmm?: number;
-  virtiofsd?: number;
-  vsockBackend?: number;
+/** One host process of a VM: the VMM itself, or one of its helpers. */
+export interface VmProcess {
+  /** What it is to the driver: 'vmm' for the VMM, a name of the driver's choosing for a helper ('virtiofsd', …). */
+  role: string;
+  pid: number;
   /**
-   * Start time of each process (field 22 of /proc/<pid>/stat), so a later cleanup never signals an unrelated
-   * process that reused a recorded pid. Optional: without it the pid alone is trusted.
+   * Field 22 of /proc/<pid>/stat, so a later cleanup never signals an unrelated process that reused a recorded pid.
+   * Absent when it could not be read: then the pid alone is trusted.
    */
-  startTimes?: { vmm?: number; virtiofsd?: number; vsockBackend?: number };
+  startTime?: number;
+}
+
+/**
+ * Host processes that belong to one VM, for leak checks, memory accounting and crash recovery. `{}` means none (yet,
+ * or any more). Records written before drivers and helper lists are read into this shape (hypervisor/vm-processes.ts).
+ */
+export interface VmProcesses {
+  /** The driver that started them (hypervisor/registry.ts); absent: 'qemu-microvm', the first and default driver. */
+  driver?: string;
+  /** The VMM (role 'vmm'): the VM lives as long as it does. */
+  vmm?: VmProcess;
+  /** The VMM's helpers, in the order they started (they are ended in reverse, after the VMM). */
+  helpers?: VmProcess[];
 }
 
 export interface Hypervisor {
@@ -91,4 +107,34 @@ export interface Hypervisor {
   /** The last lines of the guest console, for error messages. */
   consoleTail(lines?: number): string;
   readonly consolePath: string;
+}
+
+/** What the sandbox manager tells any driver about a VM it creates or reattaches to. */
+export interface VmOptions {
+  logger: Logger;
+  /** The VM outlives this process: helpers get their own session, stdio goes to files, nothing holds our loop. */
+  detached?: boolean;
+  /**
+   * virtiofsd's sandbox. 'chroot' keeps virtiofsd in our mount namespace, so directories shared after boot are seen
+   * in the guest; 'namespace' (the default) pins the share's mounts at boot.
+   */
+  virtiofsdSandbox?: 'namespace' | 'chroot';
+  /** The driver to create the VM with (hypervisor/registry.ts); default 'qemu-microvm'. Reattaching reads the record's. */
+  driver?: string;
+}
+
+/**
+ * One VMM driver as the registry (hypervisor/registry.ts) sees it: everything a hull process needs to do with a VM of
+ * this driver, whether it started the VM itself or finds it from its record (vmm.json) after another process did.
+ */
+export interface VmDriver {
+  readonly name: string;
+  /** A VM not started yet (Hypervisor.start boots it). */
+  create(config: VmConfig, options: VmOptions): Hypervisor;
+  /** The running VM that `record` (read from `dir`) describes. */
+  reattach(dir: string, record: VmRecord, options: VmOptions): Promise<Hypervisor>;
+  /** Ends the VM's processes from the record alone; with `dir`, removes what the VM left in it too. */
+  killRecorded(processes: VmProcesses, dir: string | undefined): Promise<void>;
+  /** A stream to a guest vsock port of the VM that `record` describes, over the transport it chose at start. */
+  connectRecorded(dir: string, record: VmRecord, port: number, timeoutMs: number): Promise<Duplex>;
 }

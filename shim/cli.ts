@@ -2,7 +2,7 @@
 import { Command, Option } from 'commander';
 import path from 'node:path';
 import * as commands from './commands.js';
-import { HullError, invalidArgument, oneLine } from './errors.js';
+import { errorKind, invalidArgument, oneLine } from './errors.js';
 import { createLogger, type LogFormat } from './log.js';
 
 const VERSION = '0.1.0';
@@ -43,7 +43,7 @@ function action<A extends unknown[]>(program: Command, body: (g: commands.Global
       process.exit(code);
     } catch (err) {
       const message = oneLine(err);
-      g.logger.error({ kind: err instanceof HullError ? err.kind : 'internal' }, message);
+      g.logger.error({ kind: errorKind(err) ?? 'internal' }, message);
       g.logger.flush();
       process.stderr.write(`hull: ${message}\n`);
       process.exit(exitCodeOnError);

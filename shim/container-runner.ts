@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 import { loadBundle } from './bundle.js';
 import { procStartTime } from '../hypervisor/process.js';
 import { oneLine } from './errors.js';
+import { VM_DIED_STATUS } from './exit-status.js';
 import { exitStatusFromGuest, pidFromGuest } from './guest-values.js';
 import { releaseMounts, Sandbox, guestRootfs } from './sandbox.js';
 import { mountHostBinds, planHostBinds } from './share-mounts.js';
@@ -22,7 +23,7 @@ import { forwardSignals } from './signals.js';
 import { attachStdio, flush, type AttachedStdio } from './stdio-relay.js';
 import { attachHostTerminal } from './terminal.js';
 import { vmSizeFor } from './vm-sizing.js';
-import { killRecordedVm } from './vmm.js';
+import { killRecordedVm } from '../hypervisor/registry.js';
 import { runCreateHooks, runPoststartHooks, runPoststopHooks, startCallOptions } from './lifecycle-hooks.js';
 import { enterNetns, unshareNetns } from '../native/addon/index.js';
 import { attachNetwork, detachNetwork } from './network/pod-network.js';
@@ -40,8 +41,7 @@ export interface RunOptions {
   onCreated: (result: { ok: true; pid: number } | { ok: false; error: Error }) => void;
 }
 
-/** Exit status reported when the VM died under the container. */
-export const VM_DIED_STATUS = 255;
+export { VM_DIED_STATUS };
 
 export async function runContainer(options: RunOptions): Promise<number> {
   const { root, id, logger } = options;

@@ -1,13 +1,9 @@
 // Typed errors of the host side. Each carries a one-line message meant for a person, and the exit code the CLI
 // uses. Errors become exit codes (or ttrpc codes in the containerd shim) only at the edge.
+import { HypervisorError, type ErrorKind } from '../hypervisor/errors.js';
 
-export type HullErrorKind =
-  | 'invalid-argument'
-  | 'not-found'
-  | 'already-exists'
-  | 'failed-precondition'
-  | 'unavailable'
-  | 'internal';
+/** The kinds of hull's errors: the VMM layer's HypervisorError carries the same ones. */
+export type HullErrorKind = ErrorKind;
 
 export class HullError extends Error {
   constructor(
@@ -18,6 +14,14 @@ export class HullError extends Error {
     super(message, options);
     this.name = 'HullError';
   }
+}
+
+/**
+ * The kind an error was raised with: a HullError's, or a HypervisorError's (the VMM layer chooses one where it raises
+ * it); undefined for any other error, which the edges treat as unknown (containerd) or internal (the CLI's log).
+ */
+export function errorKind(err: unknown): HullErrorKind | undefined {
+  return err instanceof HullError || err instanceof HypervisorError ? err.kind : undefined;
 }
 
 export const invalidArgument = (message: string): HullError => new HullError('invalid-argument', message);

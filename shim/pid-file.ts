@@ -1,10 +1,8 @@
-import { renameSync, writeFileSync } from 'node:fs';
-import path from 'node:path';
+// The --pid-file of create, run and exec: what conmon, podman and Docker read to find the process that stands for the
+// container (or the exec). Written atomically, so a reader never sees a half-written pid.
+import { writeFileAtomic } from '../hypervisor/atomic-write.js';
 
-/** runc's format: the decimal pid with no newline, written to a dot-temp file then renamed into place. */
+/** runc's format: the decimal pid with no newline. */
 export function writePidFile(file: string, pid: number): void {
-  const target = path.resolve(file);
-  const temp = path.join(path.dirname(target), `.${path.basename(target)}`);
-  writeFileSync(temp, String(pid), { mode: 0o644 });
-  renameSync(temp, target);
+  writeFileAtomic(file, String(pid), 0o644);
 }

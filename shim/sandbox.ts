@@ -5,12 +5,13 @@ import { mkdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { AgentUnreachableError } from '../hypervisor/errors.js';
+import { connectRecordedVm } from '../hypervisor/registry.js';
 import type { Hypervisor, VmConfig, VmNic } from '../hypervisor/types.js';
 import { AgentClient, type SetupNetworkRequest } from '../protocol/agent-client.js';
 import { HullError, oneLine } from './errors.js';
 import { findGuestAssets } from './guest-assets.js';
 import { bindMount, unmount, unmountAllUnder } from './host-mounts.js';
-import { createHypervisor, connectAgentStream } from './vmm.js';
+import { createHypervisor } from './vmm.js';
 import type { VmSize } from './vm-sizing.js';
 
 export const AGENT_PORT = 1024;
@@ -159,7 +160,7 @@ export class Sandbox {
 
 /** Connects to the agent of a sandbox another process started. */
 export async function connectToSandbox(dir: string): Promise<AgentClient> {
-  const stream = await connectAgentStream(dir, AGENT_PORT, 10_000);
+  const stream = await connectRecordedVm(dir, AGENT_PORT, 10_000);
   return new AgentClient(stream);
 }
 

@@ -1,14 +1,16 @@
 // Persistent state of one container/sandbox under <root>/<id>/. Lives longer than any single CLI call: `create` in
 // one process, `start` in the next. Writes are atomic (temp file + rename) and read-modify-write cycles hold a
 // per-sandbox lock so the monitor and a CLI call never lose each other's update.
-import { closeSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, unlinkSync, writeSync } from 'node:fs';
 import path from 'node:path';
+import { writeFileAtomic } from '../hypervisor/atomic-write.js';
 import { alreadyExists, HullError, notFound } from './errors.js';
 import type { OciHooks } from './hooks.js';
 import { unmountAllUnder } from './host-mounts.js';
 import { removeSocketDir, sandboxPaths } from '../hypervisor/paths.js';
 import { isAlive, type RecordedProcess } from '../hypervisor/process.js';
 import type { VmProcesses } from '../hypervisor/types.js';
+import { parseVmProcesses } from '../hypervisor/vm-processes.js';
 import type { NetworkRecord } from './network/pod-network.js';
 
 export type ContainerStatus = 'creating' | 'created' | 'running' | 'stopped';
@@ -86,23 +88,19 @@ export function readState(root: string, id: string): ContainerState {
   } catch {
     throw notFound(`container ${id} does not exist`);
   }
+  let state: ContainerState;
   try {
-    return JSON.parse(text) as ContainerState;
+    state = JSON.parse(text) as ContainerState;
   } catch (err) {
     throw new HullError('internal', `state of container ${id} is corrupt: ${(err as Error).message}`);
   }
+  // Earlier versions of hull recorded the VM's processes in another shape: read them into today's.
+  state.vm = parseVmProcesses(state.vm, `state of container ${id}`);
+  return state;
 }
 
 export function writeState(root: string, state: ContainerState): void {
-  const file = path.join(sandboxDir(root, state.id), STATE_FILE);
-  const temp = `${file}.${process.pid}.tmp`;
-  const fd = openSync(temp, 'w', 0o600);
-  try {
-    writeSync(fd, JSON.stringify(state, null, 2));
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(temp, file);
+  writeFileAtomic(path.join(sandboxDir(root, state.id), STATE_FILE), JSON.stringify(state, null, 2), 0o600);
 }
 
 function sleepSync(ms: number): void {

@@ -4,7 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { releaseMounts } from './sandbox.js';
 import { isAlive, type RecordedProcess } from '../hypervisor/process.js';
 import { monitorOf, readState, removeSandboxDir, sandboxDir } from './state.js';
-import { killRecordedVm } from './vmm.js';
+import { killRecordedVm } from '../hypervisor/registry.js';
 import { detachNetwork } from './network/pod-network.js';
 
 export async function waitForExit(proc: RecordedProcess, timeoutMs: number): Promise<boolean> {

@@ -5,8 +5,8 @@
 import { rmSync } from 'node:fs';
 import path from 'node:path';
 import { removeSocketDir, sandboxPaths } from '../../hypervisor/paths.js';
-import { QemuMicrovm } from '../../hypervisor/qemu.js';
 import { isAlive } from '../../hypervisor/process.js';
+import { killRecordedVm } from '../../hypervisor/registry.js';
 import { oneLine } from '../errors.js';
 import { releaseContainerShare, releaseMounts, Sandbox } from '../sandbox.js';
 import { groupIdForBundle, sandboxDirFor, socketAddress, socketPath } from './address.js';
@@ -39,7 +39,7 @@ export async function deleteShim(flags: ShimFlags, root: string): Promise<Delete
   if (record && !shimAlive) {
     // The shim is gone: nothing else can use this pod's VM any more.
     try {
-      await QemuMicrovm.killRecorded(record.vm, dir);
+      await killRecordedVm(record.vm, dir);
     } catch (err) {
       warnings.push(`killing the VM of pod ${groupId}: ${oneLine(err)}`);
     }

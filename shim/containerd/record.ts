@@ -1,8 +1,10 @@
 // The pod's record on disk (<pod dir>/pod.json): the shim's pid, the VM's processes and the host mounts, written
 // before each resource exists, so the `delete` command can clean up after a shim that died (SIGKILL, OOM).
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
+import { writeFileAtomic } from '../../hypervisor/atomic-write.js';
 import type { VmProcesses } from '../../hypervisor/types.js';
+import { parseVmProcesses } from '../../hypervisor/vm-processes.js';
 import type { NetworkRecord } from '../network/pod-network.js';
 import { withLockFile } from '../state.js';
 
@@ -23,19 +25,21 @@ export interface PodRecord {
 export const POD_RECORD = 'pod.json';
 
 export function readPodRecord(dir: string): PodRecord | undefined {
+  const file = path.join(dir, POD_RECORD);
+  let record: PodRecord;
   try {
-    return JSON.parse(readFileSync(path.join(dir, POD_RECORD), 'utf8')) as PodRecord;
+    record = JSON.parse(readFileSync(file, 'utf8')) as PodRecord;
   } catch {
     return undefined;
   }
+  // Earlier versions of hull recorded the VM's processes in another shape: read them into today's.
+  record.vm = parseVmProcesses(record.vm, file);
+  return record;
 }
 
 export function writePodRecord(dir: string, record: PodRecord): void {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const file = path.join(dir, POD_RECORD);
-  const temp = `${file}.${process.pid}.tmp`;
-  writeFileSync(temp, JSON.stringify(record, null, 2), { mode: 0o600 });
-  renameSync(temp, file);
+  writeFileAtomic(path.join(dir, POD_RECORD), JSON.stringify(record, null, 2), 0o600);
 }
 
 /**

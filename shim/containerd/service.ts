@@ -7,11 +7,12 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { ConnectionClosedError, TtrpcError } from '../../protocol/errors.js';
-import { Code } from '../../protocol/ttrpc/codes.js';
+import { Code, type CodeValue } from '../../protocol/ttrpc/codes.js';
 import type { Handler } from '../../protocol/ttrpc/server.js';
 import { loadBundle } from '../bundle.js';
 import { hooksOf } from '../hooks.js';
-import { HullError, oneLine } from '../errors.js';
+import { errorKind, HullError, oneLine, type HullErrorKind } from '../errors.js';
+import { VM_DIED_STATUS } from '../exit-status.js';
 import { exitStatusFromGuest, pidFromGuest } from '../guest-values.js';
 import type { OciLinuxResources } from '../oci-spec.js';
 import { planHostBinds } from '../share-mounts.js';
@@ -24,8 +25,7 @@ import type { MountSpec, PodAgent, PodVm, PodVmFactory, RootfsMounter } from './
 import { TaskStatus, packAny, toTimestamp, type AnyMessage, type Timestamp } from './protos.js';
 import type { IoOpener, ProcessIo, StdioPaths } from './stdio.js';
 
-/** Exit status of every process whose VM died under it. */
-export const VM_DIED_STATUS = 255;
+export { VM_DIED_STATUS };
 /** How long, after a process exited, its output may still take to reach the FIFOs before TaskExit goes out anyway. */
 const OUTPUT_DRAIN_MS = 5000;
 export const SHIM_VERSION = 'hull-0.1.0';
@@ -661,19 +661,18 @@ export class TaskService {
   }
 }
 
+const KIND_CODES: Record<HullErrorKind, CodeValue> = {
+  'invalid-argument': Code.InvalidArgument,
+  'not-found': Code.NotFound,
+  'already-exists': Code.AlreadyExists,
+  'failed-precondition': Code.FailedPrecondition,
+  unavailable: Code.Unavailable,
+  internal: Code.Internal,
+};
+
+/** The wire form of any error: its kind (HullError's, or the VMM layer's HypervisorError's) picks the code. */
 export function toTtrpcError(err: unknown): TtrpcError {
   if (err instanceof TtrpcError) return err;
-  if (err instanceof HullError) {
-    const code =
-      {
-        'invalid-argument': Code.InvalidArgument,
-        'not-found': Code.NotFound,
-        'already-exists': Code.AlreadyExists,
-        'failed-precondition': Code.FailedPrecondition,
-        unavailable: Code.Unavailable,
-        internal: Code.Internal,
-      }[err.kind] ?? Code.Unknown;
-    return new TtrpcError(code, oneLine(err));
-  }
-  return new TtrpcError(Code.Unknown, oneLine(err));
+  const kind = errorKind(err);
+  return new TtrpcError(kind === undefined ? Code.Unknown : KIND_CODES[kind], oneLine(err));
 }

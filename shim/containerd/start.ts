@@ -2,18 +2,15 @@
 // stdout and stderr together (CombinedOutput) until both close, so the only output is the address, and the daemon
 // gets neither: it is spawned in its own session with /dev/null stdio, binds the socket, and says "ready" on fd 4.
 import { spawn } from 'node:child_process';
-import { renameSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
+import { writeFileAtomic } from '../../hypervisor/atomic-write.js';
 import { READY_FD_ENV, groupIdForBundle, socketAddress, socketPath } from './address.js';
 import { daemonArgs, type ShimFlags } from './flags.js';
 
 /** Writes <bundle>/address atomically (containerd reads it when it restarts). */
 export function writeAddressFile(bundle: string, address: string): void {
-  const file = path.join(bundle, 'address');
-  const temp = path.join(bundle, '.address.tmp');
-  writeFileSync(temp, address, { mode: 0o644 });
-  renameSync(temp, file);
+  writeFileAtomic(path.join(bundle, 'address'), address, 0o644);
 }
 
 function connect(sockPath: string, timeoutMs: number): Promise<net.Socket> {

@@ -2,8 +2,9 @@
 // directory. virtiofsd runs with its chroot sandbox so roots shared after boot (later containers of the pod) are
 // visible in the guest; every host resource is written to the pod record first, so `delete` can clean up after a
 // shim that died.
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import type { Logger } from 'pino';
+import { isAlive, procStat } from '../../hypervisor/process.js';
 import type { VmProcesses } from '../../hypervisor/types.js';
 import { HullError, oneLine } from '../errors.js';
 import { guestRootfs, releaseContainerShare, releaseMounts, Sandbox } from '../sandbox.js';
@@ -15,18 +16,7 @@ import { attachNetwork, detachNetwork } from '../network/pod-network.js';
 import { requireNetns, specNetwork } from '../network/spec-netns.js';
 
 const CLK_TCK = 100;
-
-function procTimes(pid: number | undefined): { user: number; system: number; rss: number } {
-  if (!pid) return { user: 0, system: 0, rss: 0 };
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    // fields after comm: state=0 … utime=11 stime=12 … rss=21 (pages)
-    return { user: Number(f[11]), system: Number(f[12]), rss: Number(f[21]) * 4096 };
-  } catch {
-    return { user: 0, system: 0, rss: 0 };
-  }
-}
+const PAGE_SIZE = 4096;
 
 /**
  * Shares one container into the pod's share: its root, then the host sources its spec binds, each written to the
@@ -65,17 +55,6 @@ async function releasePodNetwork(dir: string, log: Logger): Promise<void> {
   }
 }
 
-/** True while the process exists and is not a zombie (QEMU that died but was not reaped yet is a zombie). */
-function running(pid: number | undefined): boolean {
-  if (!pid) return false;
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-  } catch {
-    return false;
-  }
-}
-
 class VmPod implements PodVm {
   readonly died: Promise<string>;
   private settleDied!: (reason: string) => void;
@@ -103,7 +82,9 @@ class VmPod implements PodVm {
     // Without its agent the VM can do nothing more. If QEMU died, its exit is on the way (wait() above); if it
     // still runs (the agent crashed), stop it, so that died always settles and nothing waits on a dead channel.
     sandbox.agent.onClose((err) => {
-      if (this.stopping || !running(sandbox.hypervisor.processes().vmm)) return;
+      // isAlive: a QEMU that died but was not reaped yet is a zombie, and counts as gone.
+      const vmm = sandbox.hypervisor.processes().vmm;
+      if (this.stopping || !vmm || !isAlive(vmm)) return;
       this.stoppedBecause = `the guest agent connection closed (${oneLine(err)})`;
       log.error({ reason: this.stoppedBecause }, 'stopping the pod VM: its agent is gone');
       void sandbox.hypervisor.kill().catch((e: unknown) => log.warn({ err: oneLine(e) }, 'kill VM'));
@@ -142,11 +123,12 @@ class VmPod implements PodVm {
   }
 
   usage(): VmUsage {
-    const t = procTimes(this.sandbox.hypervisor.processes().vmm);
+    const vmm = this.sandbox.hypervisor.processes().vmm;
+    const stat = vmm ? procStat(vmm.pid) : undefined;
     return {
-      cpuUserUsec: Math.round((t.user * 1e6) / CLK_TCK),
-      cpuSystemUsec: Math.round((t.system * 1e6) / CLK_TCK),
-      rssBytes: t.rss,
+      cpuUserUsec: Math.round(((stat?.utime ?? 0) * 1e6) / CLK_TCK),
+      cpuSystemUsec: Math.round(((stat?.stime ?? 0) * 1e6) / CLK_TCK),
+      rssBytes: (stat?.rss ?? 0) * PAGE_SIZE,
       memoryLimitBytes: this.memoryMiB * 2 ** 20,
       vcpus: this.vcpus,
     };

@@ -8,6 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import * as tar from 'tar';
 import { repo } from './hull.js';
+import { needRoot } from './prerequisites.js';
 
 export const RUNTIME = 'io.containerd.hull.v2';
 export const POD_ROOT = '/run/hull/containerd';
@@ -19,10 +20,10 @@ export function have(cmd: string): boolean {
 /** What the containerd suites need; each missing one is named (see prerequisitesMet). */
 export function containerdPrerequisites(): (string | false)[] {
   return [
-    process.getuid?.() !== 0 && 'root',
-    !have('containerd') && 'containerd',
-    !have('ctr') && 'ctr',
-    !existsSync('/bin/busybox') && '/bin/busybox',
+    needRoot(),
+    !have('containerd') && 'containerd (apt-get install containerd)',
+    !have('ctr') && 'ctr (apt-get install containerd)',
+    !existsSync('/bin/busybox') && '/bin/busybox (apt-get install busybox-static)',
     !existsSync(path.join(repo, 'dist', 'containerd-shim-hull-v2.mjs')) && 'dist/containerd-shim-hull-v2.mjs (npm run build)',
     !existsSync(path.join(repo, 'build', 'guest', 'current', 'manifest.json')) && 'guest image (npm run build)',
   ];
@@ -144,6 +145,7 @@ export function runCommand(command: string, args: string[], input = '', timeoutM
 
 export interface PodRecord {
   dir: string;
+  /** The VM as the tests look at it: the VMM's pid (pod.json `vm.vmm.pid`), while the VM runs. */
   vm: { vmm?: number };
   shimPid: number;
   containers: Array<{ id: string }>;
@@ -157,7 +159,10 @@ export function podRecords(): PodRecord[] {
   const out: PodRecord[] = [];
   for (const d of readdirSync(POD_ROOT).map((name) => path.join(POD_ROOT, name))) {
     try {
-      out.push({ dir: d, ...(JSON.parse(readFileSync(path.join(d, 'pod.json'), 'utf8')) as Omit<PodRecord, 'dir'>) });
+      const rec = JSON.parse(readFileSync(path.join(d, 'pod.json'), 'utf8')) as Omit<PodRecord, 'dir' | 'vm'> & {
+        vm: { vmm?: { pid: number } };
+      };
+      out.push({ ...rec, dir: d, vm: rec.vm.vmm ? { vmm: rec.vm.vmm.pid } : {} });
     } catch {
       // no record (yet, or any more)
     }

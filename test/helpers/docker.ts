@@ -13,6 +13,7 @@ import * as tar from 'tar';
 import { socketDirFor } from '../../hypervisor/paths.js';
 import { addedIptablesLines, links, snapshotHostNet, type HostNetSnapshot } from './host-net.js';
 import { hullBin, processesMentioning, repo } from './hull.js';
+import { needRoot } from './prerequisites.js';
 
 /** Debian's binaries, by absolute path: /usr/local/bin/docker on these machines is some other docker CLI. */
 export const DOCKER = '/usr/bin/docker';
@@ -30,7 +31,7 @@ export function have(cmd: string): boolean {
 /** What the Docker suite needs, each missing one named with what installs it (see prerequisitesMet). */
 export function dockerPrerequisites(): (string | false)[] {
   return [
-    process.getuid?.() !== 0 && 'root',
+    needRoot(),
     !existsSync(DOCKERD) && `${DOCKERD} (apt-get install docker.io, or scripts/setup.sh)`,
     !existsSync(DOCKER) && `${DOCKER} (apt-get install docker.io)`,
     !existsSync(DOCKER_PROXY) && `${DOCKER_PROXY} (apt-get install docker.io)`,

@@ -13,6 +13,7 @@ import path from 'node:path';
 import * as tar from 'tar';
 import { addedIptablesLines, links, removePortmapChains, snapshotHostNet, type HostNetSnapshot } from './host-net.js';
 import { hullBin, processesMentioning, repo } from './hull.js';
+import { needRoot } from './prerequisites.js';
 
 export const CNI_BIN = '/usr/lib/cni';
 /** hull's default --root, which podman leaves it. */
@@ -28,7 +29,7 @@ export function have(cmd: string): boolean {
 /** What the podman suite needs, each missing one named with what installs it (see prerequisitesMet). */
 export function podmanPrerequisites(): (string | false)[] {
   return [
-    process.getuid?.() !== 0 && 'root',
+    needRoot(),
     !have('podman') && 'podman (apt-get install podman, or scripts/setup.sh)',
     !have('conmon') && 'conmon (apt-get install conmon)',
     !['bridge', 'host-local', 'portmap'].every((p) => existsSync(path.join(CNI_BIN, p))) &&

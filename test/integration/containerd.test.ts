@@ -1,7 +1,7 @@
 // containerd 1.6 (Debian's) driving containerd-shim-hull-v2 through `ctr`: a private containerd (own root, state,
 // socket and config.toml under a temp dir) finds the shim on PATH (bin/), imports a busybox OCI archive built here,
 // and runs tasks in microVMs. Each VM boot costs seconds under TCG, so cases share tasks where they can. Needs root,
-// containerd + ctr, busybox-static, the guest image and dist/ (npm run build); skipped otherwise.
+// containerd + ctr, busybox-static, the guest image and dist/ (npm run build): test/helpers/prerequisites.ts.
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';

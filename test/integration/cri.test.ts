@@ -220,8 +220,8 @@ async function sttySizeBecomes(s: CriStream, rows: number, cols: number): Promis
 describe.runIf(
   prerequisitesMet('CRI tests', [
     ...containerdPrerequisites(),
-    !existsSync(path.join(CNI_BIN, 'bridge')) && 'containernetworking-plugins',
-    !have('ip') && 'ip (iproute2)',
+    !existsSync(path.join(CNI_BIN, 'bridge')) && 'CNI plugins in /usr/lib/cni (apt-get install containernetworking-plugins)',
+    !have('ip') && 'ip (apt-get install iproute2)',
   ]),
 )(`Kubernetes CRI (containerd 1.6) with runtime handler ${HANDLER}`, () => {
   beforeAll(async () => {

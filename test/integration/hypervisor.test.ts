@@ -23,7 +23,8 @@ import { AgentUnreachableError, VmStartError } from '../../hypervisor/errors.js'
 import { isAlive } from '../../hypervisor/process.js';
 import { repoRoot, sandboxPaths, sandboxSockets, vsockBackendPath } from '../../hypervisor/paths.js';
 import { QemuMicrovm, type QemuMicrovmOptions } from '../../hypervisor/qemu.js';
-import type { VmConfig, VmExit, VmProcesses } from '../../hypervisor/types.js';
+import { killRecordedVm, reattachVm } from '../../hypervisor/registry.js';
+import type { Hypervisor, VmConfig, VmExit, VmProcesses } from '../../hypervisor/types.js';
 import { prerequisitesMet } from '../helpers/prerequisites.js';
 
 const kernelDir = process.env['HULL_TEST_KERNEL_DIR'] ?? path.join(repoRoot(), 'build', 'kernel');
@@ -97,7 +98,7 @@ function buildInitramfs(work: string): string {
 const logger = pino({ level: process.env['HULL_TEST_LOG'] ?? 'silent' });
 let work: string;
 let initrd: string;
-const started: QemuMicrovm[] = [];
+const started: Hypervisor[] = [];
 
 function makeVm(name: string, extra: Partial<VmConfig> = {}, opts: Partial<QemuMicrovmOptions> = {}): QemuMicrovm {
   const dir = path.join(work, name);
@@ -122,12 +123,12 @@ function makeVm(name: string, extra: Partial<VmConfig> = {}, opts: Partial<QemuM
 }
 
 function allGone(p: VmProcesses): boolean {
-  return (['vmm', 'virtiofsd', 'vsockBackend'] as const).every((role) => {
-    const pid = p[role];
-    if (pid === undefined) return true;
-    const startTime = p.startTimes?.[role];
-    return !isAlive(startTime === undefined ? { pid } : { pid, startTime });
-  });
+  return [...(p.vmm ? [p.vmm] : []), ...(p.helpers ?? [])].every((proc) => !isAlive(proc));
+}
+
+/** The pid of the VM's process in `role` ('vmm' or a helper's), if it has one. */
+function pidOf(p: VmProcesses, role: string): number | undefined {
+  return role === 'vmm' ? p.vmm?.pid : p.helpers?.find((h) => h.role === role)?.pid;
 }
 
 /** Sockets left behind, and the socket directory itself (hypervisor/paths.ts) if it is still there. */
@@ -137,7 +138,7 @@ function leftoverSockets(dir: string): string[] {
 }
 
 /** vm.wait(), bounded, failing with the console tail so a hung guest explains itself. */
-async function waitExit(vm: QemuMicrovm, timeoutMs: number): Promise<VmExit> {
+async function waitExit(vm: Hypervisor, timeoutMs: number): Promise<VmExit> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new Error(`VM did not exit within ${timeoutMs} ms; console:\n${vm.consoleTail(30)}`)), timeoutMs);
@@ -149,7 +150,7 @@ async function waitExit(vm: QemuMicrovm, timeoutMs: number): Promise<VmExit> {
   }
 }
 
-async function waitForConsole(vm: QemuMicrovm, marker: string, timeoutMs: number): Promise<void> {
+async function waitForConsole(vm: Hypervisor, marker: string, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!readFileSync(vm.consolePath, 'utf8').includes(marker)) {
     if (Date.now() > deadline) throw new Error(`console never showed ${marker}:\n${vm.consoleTail(30)}`);
@@ -184,9 +185,9 @@ describe.runIf(
     const t0 = Date.now();
     await vm.start();
     const procs = vm.processes();
-    expect(procs.vmm).toBeTypeOf('number');
-    expect(procs.virtiofsd).toBeTypeOf('number');
-    if (haveBackend) expect(procs.vsockBackend).toBeTypeOf('number');
+    expect(pidOf(procs, 'vmm')).toBeTypeOf('number');
+    expect(pidOf(procs, 'virtiofsd')).toBeTypeOf('number');
+    if (haveBackend) expect(pidOf(procs, 'vsock-backend')).toBeTypeOf('number');
     expect(existsSync(sandboxPaths(vm.config.dir).vmmRecord)).toBe(true);
 
     const exit = await waitExit(vm, 60_000);
@@ -234,7 +235,7 @@ describe.runIf(
     const vm = makeVm('recorded', { kernelCmdline: 'quiet hulltest.mode=hang' });
     await vm.start();
     const procs = vm.processes();
-    await QemuMicrovm.killRecorded(procs, vm.config.dir);
+    await killRecordedVm(procs, vm.config.dir); // through the registry, by the driver the record names
     expect(allGone(procs)).toBe(true);
     const exit = await vm.wait(); // the owning object notices too
     expect(exit.reason).toBe('killed');
@@ -246,7 +247,7 @@ describe.runIf(
     await vm.start();
     const procs = vm.processes();
     vm.release(); // what a CLI call does before exiting: QEMU serves one QMP client at a time
-    const again = await QemuMicrovm.reattach(vm.config.dir, { logger });
+    const again = await reattachVm(vm.config.dir, { logger }); // the registry reads the driver from vmm.json
     started.push(again);
     expect(again.processes()).toEqual(procs);
     expect(again.accel).toEqual(vm.accel);

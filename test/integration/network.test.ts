@@ -10,7 +10,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expectNoLeaksThenRemove, hull, hullDetached, makeBundle, tempDir } from '../helpers/hull.js';
 import { fetchIn, namespaceSnapshot, podWithPeer, sh, type PodWithPeer } from '../helpers/netns.js';
-import { prerequisitesMet } from '../helpers/prerequisites.js';
+import { needRoot, prerequisitesMet } from '../helpers/prerequisites.js';
 
 const work = tempDir('hull-net-');
 const root = path.join(work, 'root');
@@ -21,7 +21,7 @@ const peerToken = `peer-page-${Date.now()}`;
 let net: PodWithPeer | undefined;
 let before: ReturnType<typeof namespaceSnapshot>;
 
-const ready = prerequisitesMet('network', [process.getuid?.() !== 0 && 'root', !hasTool('tc') && 'iproute2 (tc)', !hasTool('nsenter') && 'util-linux (nsenter)']);
+const ready = prerequisitesMet('network', [needRoot(), !hasTool('tc') && 'tc (apt-get install iproute2)', !hasTool('nsenter') && 'nsenter (apt-get install util-linux)']);
 
 function hasTool(name: string): boolean {
   try {

@@ -1,11 +1,12 @@
 // `containerd-shim-hull-v2 … delete` after the pod's shim died: containerd runs one delete per container of that shim,
 // all at once (one per closed task connection). Each must leave the pod record right for the others, and the last
 // one must remove the pod directory. Runs against a temp root: no VM, no real pod.
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, expect, test } from 'vitest';
+import { isAlive, procStartTime } from '../../hypervisor/process.js';
 import { SANDBOX_ID_ANNOTATION, sandboxDirFor } from '../../shim/containerd/address.js';
 import { deleteShim } from '../../shim/containerd/delete.js';
 import type { ShimFlags } from '../../shim/containerd/flags.js';
@@ -72,4 +73,24 @@ test('deletes of every container of a dead shim, run at once: none loses the oth
   for (const r of results) expect(r.response.length).toBeGreaterThan(0);
   expect(existsSync(podDir)).toBe(false);
   expect(existsSync(root) ? readdirSync(root) : []).toEqual([]); // no lock file left either
+});
+
+test('a pod record written by the previous hull (the VM\'s processes as fixed fields) still gets its VM ended', async () => {
+  const child = spawn('/bin/sleep', ['30'], { stdio: 'ignore' });
+  await new Promise((r) => child.once('spawn', r));
+  const vmm = { pid: child.pid as number, startTime: procStartTime(child.pid as number) as number };
+  const exited = new Promise((r) => child.once('exit', r));
+  try {
+    writeDeadPod([POD]);
+    const file = path.join(podDir, 'pod.json');
+    const record = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+    writeFileSync(file, JSON.stringify({ ...record, vm: { vmm: vmm.pid, startTimes: { vmm: vmm.startTime } } }));
+    const result = await deleteShim(flagsFor(POD), root);
+    expect(result.warnings).toEqual([]);
+    await exited;
+    expect(isAlive(vmm)).toBe(false);
+    expect(existsSync(podDir)).toBe(false);
+  } finally {
+    child.kill('SIGKILL');
+  }
 });

@@ -7,6 +7,7 @@ import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
+import { QmpClosedError, QmpCommandError, VmStateError } from '../../hypervisor/errors.js';
 import { ConnectionClosedError, TtrpcError } from '../../protocol/errors.js';
 import { TtrpcClient } from '../../protocol/ttrpc/client.js';
 import { Code } from '../../protocol/ttrpc/codes.js';
@@ -143,6 +144,8 @@ class FakeVm implements PodVm {
   agent = new FakeAgent();
   shared = new Set<string>();
   paused = false;
+  /** What the VMM answers pause and resume with, when it fails. */
+  vmmError: Error | undefined;
   shutdowns = 0;
   private dying = new Deferred<string>();
   died = this.dying.promise;
@@ -154,9 +157,11 @@ class FakeVm implements PodVm {
     this.shared.delete(id);
   }
   async pause() {
+    if (this.vmmError) throw this.vmmError;
     this.paused = true;
   }
   async resume() {
+    if (this.vmmError) throw this.vmmError;
     this.paused = false;
   }
   usage() {
@@ -388,6 +393,24 @@ describe('task lifecycle', () => {
     const topics = events.map((e) => e.topic).filter((t) => t === '/tasks/oom' || t === '/tasks/exit');
     expect(topics).toEqual(['/tasks/oom', '/tasks/exit', '/tasks/exit']);
     expect(events.find((e) => e.topic === '/tasks/oom')!.event).toEqual({ containerId: 'oom1' });
+  });
+
+  test('a VMM failure reaches containerd with the code of the kind it was raised with', async () => {
+    await call('Create', { id: 'c11', bundle: bundle('c11'), ...stdio('c11') });
+    await call('Start', { id: 'c11' });
+    const cases: Array<[Error, number]> = [
+      [new QmpCommandError('stop', 'DeviceNotActive', 'not now'), Code.FailedPrecondition],
+      [new QmpCommandError('stop', 'GenericError', 'broken'), Code.Internal],
+      [new QmpClosedError('QMP connection closed before stop'), Code.Unavailable],
+      [new VmStateError('cannot pause VM x: it is exited'), Code.FailedPrecondition],
+      [new Error('no kind'), Code.Unknown],
+    ];
+    for (const [error, code] of cases) {
+      vms[0]!.vmmError = error;
+      const refused = await callError('Pause', { id: 'c11' });
+      expect([refused.code, refused.message]).toEqual([code, error.message]);
+    }
+    vms[0]!.vmmError = undefined;
   });
 
   test('pause, resume, pids and stats', async () => {

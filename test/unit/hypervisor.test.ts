@@ -20,12 +20,14 @@ import {
 import { hostTscKhz } from '../../hypervisor/host-tsc.js';
 import { tailLines } from '../../hypervisor/log-tail.js';
 import { checkSocketPath, findRepoRoot, sandboxPaths } from '../../hypervisor/paths.js';
-import { HostProcess, isAlive, procStartTime } from '../../hypervisor/process.js';
+import { HostProcess, isAlive, procStartTime, procStat } from '../../hypervisor/process.js';
 import { buildQemuArgs, composeKernelCmdline, TCG_CPU_MODEL, type QemuCommandSpec } from '../../hypervisor/qemu-command.js';
 import { QmpClient, type QmpEvent } from '../../hypervisor/qmp.js';
 import { allocateGuestCid, connectHybridVsock } from '../../hypervisor/transport.js';
 import { startVirtiofsd, virtiofsdArgs } from '../../hypervisor/virtiofsd.js';
 import { startVsockBackend, vsockBackendArgs } from '../../hypervisor/vsock-backend.js';
+import { Code } from '../../protocol/ttrpc/codes.js';
+import { toTtrpcError } from '../../shim/containerd/service.js';
 
 let tmp: string;
 const servers: net.Server[] = [];
@@ -290,6 +292,31 @@ describe('QmpClient', () => {
     qmp.close();
   });
 
+  it('gives a failure the kind its QMP error class says, and containerd the code of that kind', async () => {
+    const classes: Record<string, string> = { stop: 'GenericError', cont: 'DeviceNotActive', 'query-status': 'DeviceNotFound' };
+    const fake = await fakeQemu((cmd, sock) => {
+      if (cmd.execute === 'quit') sock.destroy(); // QEMU gone before it answers
+      else sock.write(`${JSON.stringify({ error: { class: classes[cmd.execute], desc: 'refused' }, id: cmd.id })}\r\n`);
+    });
+    const qmp = await QmpClient.connect(fake.path);
+    const failures = [
+      await qmp.stop().catch((e: unknown) => e),
+      await qmp.cont().catch((e: unknown) => e),
+      await qmp.queryStatus().catch((e: unknown) => e),
+      await qmp.execute('quit').catch((e: unknown) => e),
+    ] as QmpCommandError[];
+    expect(failures.map((e) => [e.constructor.name, e.kind])).toEqual([
+      ['QmpCommandError', 'internal'],
+      ['QmpCommandError', 'failed-precondition'],
+      ['QmpCommandError', 'not-found'],
+      ['QmpClosedError', 'unavailable'],
+    ]);
+    // What the containerd shim answers for each (shim/containerd/service.ts turns every error into its wire code).
+    expect(failures.map((e) => toTtrpcError(e).code)).toEqual([Code.Internal, Code.FailedPrecondition, Code.NotFound, Code.Unavailable]);
+    expect(toTtrpcError(failures[0]).message).toBe('QMP stop failed: GenericError: refused');
+    qmp.close();
+  });
+
   it('emits events by name and as "event", but never as its own "error"/"close"', async () => {
     const fake = await fakeQemu(() => undefined);
     const qmp = await QmpClient.connect(fake.path);
@@ -500,6 +527,21 @@ describe('helper processes', () => {
     expect(virtiofsdArgs({ binary: 'x', socketPath: '/s', sharedDir: '/d', logFile: '/l', detached: false })).toEqual([
       '--socket-path=/s', '-o', 'source=/d', '-o', 'cache=auto', '-o', 'sandbox=namespace', '--thread-pool-size=1',
     ]);
+  });
+
+  it('reads /proc/<pid>/stat past a command name with spaces and parentheses', async () => {
+    const odd = path.join(tmp, 'a) b (c');
+    writeFileSync(odd, readFileSync('/bin/sleep'), { mode: 0o755 });
+    const proc = await HostProcess.spawn({ name: 'odd', path: odd, args: ['30'], logFile: path.join(tmp, 'odd.log'), detached: false });
+    const stat = procStat(proc.pid);
+    expect(stat?.state).toMatch(/^[RSD]$/);
+    expect(stat?.starttime).toBe(proc.startTime);
+    expect([stat?.utime, stat?.stime, stat?.rss].every(Number.isInteger)).toBe(true);
+    const mine = procStat(process.pid);
+    expect(mine?.utime).toBeGreaterThan(0); // this test run has used CPU
+    expect(mine?.rss).toBeGreaterThan(0);
+    await proc.forceKill();
+    expect(procStat(proc.pid)).toBeUndefined(); // reaped: gone
   });
 
   it('does not signal a recorded pid whose start time no longer matches', async () => {

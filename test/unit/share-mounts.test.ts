@@ -7,6 +7,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { isMounted, mountPointsUnder } from '../../shim/host-mounts.js';
 import { releaseContainerShare, releaseMounts, Sandbox } from '../../shim/sandbox.js';
 import { mountHostBinds, planHostBinds, type InspectSource, type SourceInfo } from '../../shim/share-mounts.js';
+import { needRoot, prerequisitesMet } from '../helpers/prerequisites.js';
 
 const HOST: Record<string, SourceInfo> = {
   '/etc/hosts': { real: '/etc/hosts', kind: 'file' },
@@ -91,7 +92,7 @@ describe('planHostBinds', () => {
   });
 });
 
-describe.runIf(process.getuid?.() === 0)('mountHostBinds (real mounts, as root)', () => {
+describe.runIf(prerequisitesMet('mountHostBinds (real mounts)', [needRoot()]))('mountHostBinds (real mounts, as root)', () => {
   const work = mkdtempSync(path.join(os.tmpdir(), 'hull-share-unit-'));
   afterAll(() => {
     // Never delete through a mount that a failed test left.
