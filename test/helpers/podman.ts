@@ -6,11 +6,11 @@
 // stays on it). Images come from `podman import` of a busybox rootfs built here (no registry).
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import * as tar from 'tar';
+import { busyboxRootfsTar } from './engine-net.js';
 import { addedIptablesLines, links, removePortmapChains, snapshotHostNet, type HostNetSnapshot } from './host-net.js';
 import { hullBin, processesMentioning, repo } from './hull.js';
 import { needRoot } from './prerequisites.js';
@@ -222,28 +222,12 @@ export class PodmanWorld {
 
   /** `podman import` of a busybox-static rootfs (every applet, httpd included) with `files` written into it. */
   async importBusybox(name: string, files: Record<string, string> = {}): Promise<void> {
-    const root = path.join(this.dir, 'image-root');
-    const dirs = ['bin', 'etc', 'proc', 'sys', 'dev', 'tmp', 'root', 'run'];
-    for (const d of dirs) mkdirSync(path.join(root, d), { recursive: true });
-    chmodSync(path.join(root, 'tmp'), 0o1777);
-    copyFileSync('/bin/busybox', path.join(root, 'bin/busybox'));
-    chmodSync(path.join(root, 'bin/busybox'), 0o755);
-    const applets = spawnSync('/bin/busybox', ['--list'], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean);
-    for (const a of applets) if (a !== 'busybox') symlinkSync('busybox', path.join(root, 'bin', a));
-    writeFileSync(path.join(root, 'etc/passwd'), 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n');
-    writeFileSync(path.join(root, 'etc/group'), 'root:x:0:\nnobody:x:65534:\n');
-    const top = new Set(dirs);
-    for (const [file, content] of Object.entries(files)) {
-      const dest = path.join(root, file);
-      mkdirSync(path.dirname(dest), { recursive: true });
-      writeFileSync(dest, content);
-      top.add(file.split('/').filter(Boolean)[0]!);
+    const tarball = await busyboxRootfsTar(this.dir, files);
+    try {
+      await this.podmanOk(['import', '--change', 'CMD ["sh"]', tarball, name], { runtime: null });
+    } finally {
+      rmSync(tarball, { force: true });
     }
-    const tarball = path.join(this.dir, 'image.tar');
-    await tar.c({ file: tarball, cwd: root, portable: true }, [...top]);
-    await this.podmanOk(['import', '--change', 'CMD ["sh"]', tarball, name], { runtime: null });
-    rmSync(root, { recursive: true, force: true });
-    rmSync(tarball, { force: true });
   }
 
   /** The last lines of hull's log (JSON lines, from --runtime-flag log=…). */

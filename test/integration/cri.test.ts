@@ -10,12 +10,12 @@
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
 import { sandboxDirFor } from '../../shim/containerd/address.js';
 import { containerdPrerequisites, have, POD_ROOT, podRecords, PrivateContainerd, RUNTIME, until } from '../helpers/containerd.js';
+import { fetchWithRetries } from '../helpers/engine-net.js';
 import { CriClient, type ContainerConfig, type PodSandboxConfig } from '../helpers/cri-client.js';
 import { CriStream, exitCodeOf } from '../helpers/cri-stream.js';
 import { prerequisitesMet } from '../helpers/prerequisites.js';
@@ -119,27 +119,6 @@ function makeBridge(): void {
   execFileSync('ip', ['addr', 'add', `${HOST_ON_BRIDGE.v4}/24`, 'dev', bridge]);
   execFileSync('ip', ['addr', 'add', `${HOST_ON_BRIDGE.v6}/64`, 'dev', bridge, 'nodad']);
   execFileSync('ip', ['link', 'set', bridge, 'up']);
-}
-
-/** GET from the host, bounded: 30 tries of at most 3 s each. */
-async function httpGet(url: string): Promise<string> {
-  let last: unknown;
-  for (let i = 0; i < 30; i++) {
-    try {
-      return await new Promise<string>((resolve, reject) => {
-        const req = http.get(url, { timeout: 3000 }, (res) => {
-          let body = '';
-          res.setEncoding('utf8').on('data', (d: string) => (body += d)).on('end', () => resolve(body));
-        });
-        req.on('timeout', () => req.destroy(new Error('timed out')));
-        req.on('error', reject);
-      });
-    } catch (err) {
-      last = err;
-      await new Promise((r) => setTimeout(r, 300));
-    }
-  }
-  throw new Error(`GET ${url} failed 30 times: ${String(last)}`);
 }
 
 const sandboxConfig = (logDirectory: string): PodSandboxConfig => ({
@@ -523,8 +502,8 @@ describe.runIf(
     expect(guest).toMatch(new RegExp(`mtu ${veth!.mtu} `));
 
     // From the host (its address on the bridge), and from the other pod on the same bridge, both families.
-    expect((await httpGet(`http://${ip4}:8080/index.html`)).trim()).toBe(token);
-    expect((await httpGet(`http://[${ip6}]:8080/index.html`)).trim()).toBe(token);
+    expect((await fetchWithRetries(`http://${ip4}:8080/index.html`, 30, 300)).body.trim()).toBe(token);
+    expect((await fetchWithRetries(`http://[${ip6}]:8080/index.html`, 30, 300)).body.trim()).toBe(token);
     for (const url of [`http://${ip4}:8080/index.html`, `http://[${ip6}]:8080/index.html`]) {
       const fetched = await cri.execSync(client, ['timeout', '10', 'wget', '-q', '-O', '-', url], 30);
       expect([fetched.exitCode, text(fetched.stdout).trim()]).toEqual([0, token]);

@@ -8,10 +8,10 @@
 // (test/helpers/docker.ts).
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, rmdirSync, rmSync } from 'node:fs';
-import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { fetchWithRetries, netnsReport } from '../helpers/engine-net.js';
 import { dockerPrerequisites, PrivateDockerd, RUNTIME } from '../helpers/docker.js';
 import { hullBin, leaks, makeBundle, noLeaks, repo, tempDir } from '../helpers/hull.js';
 import { freePort, randomToken } from '../helpers/podman.js';
@@ -25,43 +25,6 @@ let dockerd: PrivateDockerd;
 
 const guestKernel = (): string =>
   (JSON.parse(readFileSync(path.join(repo, 'build', 'guest', 'current', 'manifest.json'), 'utf8')) as { kernelRelease: string }).kernelRelease;
-
-/** GET http://127.0.0.1:port/path once, with a time limit. */
-function get(port: number, urlPath: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = http.get({ host: '127.0.0.1', port, path: urlPath, timeout: 3000, agent: false }, (res) => {
-      let body = '';
-      res.setEncoding('utf8').on('data', (d: string) => (body += d));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-      res.on('error', reject);
-    });
-    req.on('timeout', () => req.destroy(new Error('timed out after 3 s')));
-    req.on('error', reject);
-  });
-}
-
-/** Bounded retries while the container's httpd comes up: at most `tries` attempts a second apart. */
-async function fetchWithRetries(port: number, urlPath: string, tries: number): Promise<{ status: number; body: string }> {
-  let last: unknown;
-  for (let i = 0; i < tries; i++) {
-    try {
-      return await get(port, urlPath);
-    } catch (err) {
-      last = err;
-      await new Promise((r) => setTimeout(r, 1000));
-    }
-  }
-  throw new Error(`GET 127.0.0.1:${port}${urlPath}: no answer in ${tries} tries: ${String(last)}`);
-}
-
-/** What the container's network namespace holds, through the pid Docker reports (for failure messages). */
-function netnsReport(pid: string): string {
-  const sh = (args: string[]): string => {
-    const r = spawnSync('nsenter', [`--net=/proc/${pid}/ns/net`, ...args], { encoding: 'utf8' });
-    return `$ nsenter --net=/proc/${pid}/ns/net ${args.join(' ')}\n${r.stdout}${r.stderr}`;
-  };
-  return [sh(['ip', 'addr']), sh(['ip', 'route']), sh(['tc', 'qdisc', 'show']), sh(['tc', 'filter', 'show', 'dev', 'eth0', 'ingress'])].join('');
-}
 
 /** Until `docker logs` of `name` shows `line` (bounded). */
 async function waitForLog(name: string, line: string, timeoutMs = 60_000): Promise<void> {
@@ -179,7 +142,7 @@ describe.runIf(prerequisitesMet('docker tests', dockerPrerequisites()))('Docker 
     const name = `runc-p-${TOKEN.slice(0, 8)}`;
     await dockerd.dockerOk(['run', '-d', '--name', name, '-p', `127.0.0.1:${port}:8080`, IMAGE, 'httpd', '-f', '-p', '8080', '-h', '/www']);
     try {
-      const page = await fetchWithRetries(port, '/index.html', 20);
+      const page = await fetchWithRetries(`http://127.0.0.1:${port}/index.html`, 20);
       expect(page).toEqual({ status: 200, body: `hull-docker ${TOKEN}\n` });
       // No DOCKER chain, DNAT or masquerade: docker-proxy on 127.0.0.1 carried it.
       expect(dockerd.hostNetChanges()).toEqual([]);
@@ -202,7 +165,7 @@ describe.runIf(prerequisitesMet('docker tests', dockerPrerequisites()))('Docker 
       expect(run.code).toBe(0);
       let page: { status: number; body: string } | Error;
       try {
-        page = await fetchWithRetries(port, '/index.html', 30);
+        page = await fetchWithRetries(`http://127.0.0.1:${port}/index.html`, 30);
       } catch (err) {
         page = err as Error;
       }
@@ -210,7 +173,7 @@ describe.runIf(prerequisitesMet('docker tests', dockerPrerequisites()))('Docker 
         const pid = (await dockerd.docker(['inspect', '-f', '{{.State.Pid}}', name])).stdout.trim();
         const ip = (await dockerd.docker(['inspect', '-f', '{{.NetworkSettings.IPAddress}}', name])).stdout.trim();
         throw new Error(
-          `${page.message}\ncontainer address ${ip}, pid ${pid}\n${netnsReport(pid)}\nhull log:\n${dockerd.hullLogTail(id)}`,
+          `${page.message}\ncontainer address ${ip}, pid ${pid}\n${netnsReport(`/proc/${pid}/ns/net`)}\nhull log:\n${dockerd.hullLogTail(id)}`,
         );
       }
       expect(page).toEqual({ status: 200, body: `hull-docker ${TOKEN}\n` });

@@ -4,11 +4,10 @@
 // (test-owned) CNI bridge network and fetched from the host, `ip addr` in the guest showing the CNI address, MAC and
 // MTU, `podman stop`/`rm` leaving nothing behind, and `--network host` refused. podman is isolated from the host's
 // defaults and its network is a bridge on a /24 of our own without gateway or masquerading (test/helpers/podman.ts).
-import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import http from 'node:http';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { fetchWithRetries, httpGet, netnsReport } from '../helpers/engine-net.js';
 import { processesMentioning, repo } from '../helpers/hull.js';
 import { freePort, NETWORK, NETWORK_MTU, podmanPrerequisites, PodmanWorld, randomToken } from '../helpers/podman.js';
 import { prerequisitesMet } from '../helpers/prerequisites.js';
@@ -21,43 +20,6 @@ let world: PodmanWorld;
 
 const guestKernel = (): string =>
   (JSON.parse(readFileSync(path.join(repo, 'build', 'guest', 'current', 'manifest.json'), 'utf8')) as { kernelRelease: string }).kernelRelease;
-
-/** GET http://127.0.0.1:port/path once, with a time limit. */
-function get(port: number, urlPath: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = http.get({ host: '127.0.0.1', port, path: urlPath, timeout: 3000 }, (res) => {
-      let body = '';
-      res.setEncoding('utf8').on('data', (d: string) => (body += d));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-      res.on('error', reject);
-    });
-    req.on('timeout', () => req.destroy(new Error('timed out after 3 s')));
-    req.on('error', reject);
-  });
-}
-
-/** Bounded retries while the guest's httpd comes up: at most `tries` attempts a second apart. */
-async function fetchWithRetries(port: number, urlPath: string, tries: number): Promise<{ status: number; body: string }> {
-  let last: unknown;
-  for (let i = 0; i < tries; i++) {
-    try {
-      return await get(port, urlPath);
-    } catch (err) {
-      last = err;
-      await new Promise((r) => setTimeout(r, 1000));
-    }
-  }
-  throw new Error(`GET 127.0.0.1:${port}${urlPath}: no answer in ${tries} tries: ${String(last)}`);
-}
-
-/** What the container's network namespace holds (for failure messages): addresses, qdiscs, tc filters. */
-function netnsReport(netns: string): string {
-  const sh = (args: string[]): string => {
-    const r = spawnSync('nsenter', [`--net=${netns}`, ...args], { encoding: 'utf8' });
-    return `$ ${args.join(' ')}\n${r.stdout}${r.stderr}`;
-  };
-  return [sh(['ip', 'addr']), sh(['tc', 'qdisc', 'show']), sh(['tc', 'filter', 'show', 'dev', 'eth0', 'ingress'])].join('');
-}
 
 /** One interface's facts from (busybox or iproute2) `ip addr` output: the one that holds `address`. */
 function interfaceWith(ipAddr: string, address: string): { name: string; mtu: number; mac: string; cidr: string } | undefined {
@@ -114,7 +76,7 @@ describe.runIf(prerequisitesMet('podman tests', podmanPrerequisites()))('podman 
       expect(netns).toMatch(/^\/run\/netns\/netns-/);
       let page: { status: number; body: string };
       try {
-        page = await fetchWithRetries(port, '/index.html', 20);
+        page = await fetchWithRetries(`http://127.0.0.1:${port}/index.html`, 20);
       } catch (err) {
         throw new Error(`${String(err)}\n${netnsReport(netns)}\nhull log:\n${world.hullLogTail()}`);
       }
@@ -149,7 +111,7 @@ describe.runIf(prerequisitesMet('podman tests', podmanPrerequisites()))('podman 
       expect(rm.code, rm.stderr).toBe(0);
       expect(world.containerLeftovers(id, netns)).toEqual([]);
       expect(world.hostNetChanges()).toEqual([]);
-      await expect(get(port, '/')).rejects.toThrow();
+      await expect(httpGet(`http://127.0.0.1:${port}/`)).rejects.toThrow();
     });
   });
 
