@@ -10,7 +10,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmdirSyn
 import os from 'node:os';
 import path from 'node:path';
 import { socketDirFor } from '../../hypervisor/paths.js';
-import { busyboxRootfsTar } from './engine-net.js';
+import { busyboxRootfsTar, runTool, type ToolResult } from './engine-net.js';
 import { addedIptablesLines, links, snapshotHostNet, type HostNetSnapshot } from './host-net.js';
 import { hullBin, processesMentioning, repo } from './hull.js';
 import { needRoot } from './prerequisites.js';
@@ -45,13 +45,7 @@ export function dockerPrerequisites(): (string | false)[] {
   ];
 }
 
-export interface DockerResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-  timedOut: boolean;
-  ms: number;
-}
+export type DockerResult = ToolResult;
 
 /** A docker command that failed or timed out. */
 export class DockerError extends Error {
@@ -183,29 +177,7 @@ export class PrivateDockerd {
 
   /** Runs the docker CLI against this daemon to completion (SIGKILLed after timeoutMs, default 120 s). */
   docker(args: string[], options: { input?: string; timeoutMs?: number } = {}): Promise<DockerResult> {
-    const started = Date.now();
-    return new Promise((resolve, reject) => {
-      const child = spawn(DOCKER, ['-H', `unix://${this.sock}`, ...args], { env: this.env(), stdio: ['pipe', 'pipe', 'pipe'] });
-      let stdout = '';
-      let stderr = '';
-      let timedOut = false;
-      const timer = setTimeout(() => {
-        timedOut = true;
-        child.kill('SIGKILL');
-      }, options.timeoutMs ?? 120_000);
-      child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-      child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-      child.on('error', (err) => {
-        clearTimeout(timer);
-        reject(err);
-      });
-      child.on('close', (code) => {
-        clearTimeout(timer);
-        resolve({ code, stdout, stderr, timedOut, ms: Date.now() - started });
-      });
-      child.stdin.on('error', () => undefined);
-      child.stdin.end(options.input ?? '');
-    });
+    return runTool(DOCKER, ['-H', `unix://${this.sock}`, ...args], { env: this.env(), ...options, timeoutMs: options.timeoutMs ?? 120_000 });
   }
 
   /** docker, throwing a DockerError unless it exits 0; returns stdout. */

@@ -1,11 +1,46 @@
-// What the engine suites (podman, Docker, CRI) share for their network checks: an HTTP GET from the host with bounded
-// retries while a container's server comes up, a report of what a network namespace holds for failure messages, and
-// the busybox image they import (no registry is reachable here).
+// What the engine suites (podman, Docker, CRI) share: running an engine's CLI with a time limit, an HTTP GET from the
+// host with bounded retries while a container's server comes up, a report of what a network namespace holds for
+// failure messages, and the busybox image they import (no registry is reachable here).
 import { chmodSync, copyFileSync, mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import http from 'node:http';
 import path from 'node:path';
 import * as tar from 'tar';
+
+export interface ToolResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  timedOut: boolean;
+  ms: number;
+}
+
+/** Runs `cmd` to completion with `input` on stdin; SIGKILLed after timeoutMs. */
+export function runTool(cmd: string, args: string[], options: { env?: NodeJS.ProcessEnv; input?: string; timeoutMs: number }): Promise<ToolResult> {
+  const started = Date.now();
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { env: options.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, options.timeoutMs);
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    child.on('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr, timedOut, ms: Date.now() - started });
+    });
+    child.stdin.on('error', () => undefined);
+    child.stdin.end(options.input ?? '');
+  });
+}
 
 export interface HttpAnswer {
   status: number;

@@ -4,13 +4,13 @@
 // The bridge is made here with an address of that subnet, so the bridge plugin runs with isGateway and ipMasq off:
 // CNI never touches ip_forward and adds no NAT towards anything outside this machine (portmap's DNAT to the container
 // stays on it). Images come from `podman import` of a busybox rootfs built here (no registry).
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { busyboxRootfsTar } from './engine-net.js';
+import { busyboxRootfsTar, runTool, type ToolResult } from './engine-net.js';
 import { addedIptablesLines, links, removePortmapChains, snapshotHostNet, type HostNetSnapshot } from './host-net.js';
 import { hullBin, processesMentioning, repo } from './hull.js';
 import { needRoot } from './prerequisites.js';
@@ -51,13 +51,7 @@ export class PodmanError extends Error {
   }
 }
 
-export interface PodmanResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-  timedOut: boolean;
-  ms: number;
-}
+export type PodmanResult = ToolResult;
 
 export interface PodmanRunOptions {
   /** `--runtime` for this call: a path, a name, or null for podman's own choice. Default: <repo>/bin/hull. */
@@ -189,28 +183,7 @@ export class PodmanWorld {
 
   /** Runs podman to completion (SIGKILLed after timeoutMs). */
   podman(args: string[], options: PodmanRunOptions = {}): Promise<PodmanResult> {
-    const all = [...this.globalArgs(options), ...args];
-    const started = Date.now();
-    return new Promise((resolve, reject) => {
-      const child = spawn('podman', all, { env: this.env(options), stdio: ['ignore', 'pipe', 'pipe'] });
-      let stdout = '';
-      let stderr = '';
-      let timedOut = false;
-      const timer = setTimeout(() => {
-        timedOut = true;
-        child.kill('SIGKILL');
-      }, options.timeoutMs ?? 90_000);
-      child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-      child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-      child.on('error', (err) => {
-        clearTimeout(timer);
-        reject(err);
-      });
-      child.on('close', (code) => {
-        clearTimeout(timer);
-        resolve({ code, stdout, stderr, timedOut, ms: Date.now() - started });
-      });
-    });
+    return runTool('podman', [...this.globalArgs(options), ...args], { env: this.env(options), timeoutMs: options.timeoutMs ?? 90_000 });
   }
 
   /** Runs podman and throws a PodmanError unless it exits 0; returns stdout. */
