@@ -210,9 +210,14 @@ async function superviseUntilExit(options: RunOptions, sandbox: Sandbox, { outpu
   await sandbox.shutdown().catch((err: unknown) => logger.warn({ err: oneLine(err) }, 'shutdown'));
   const state = updateState(root, id, (s) => void (s.vm = {}));
   releaseMounts(sandbox.dir, state.mounts);
-  await detachNetwork(state.network, logger).catch((err: unknown) => logger.warn({ err: oneLine(err) }, 'network cleanup'));
-  updateState(root, id, (s) => void delete s.network);
   updateState(root, id, (s) => void (s.mounts = []));
+  try {
+    await detachNetwork(state.network, logger);
+    updateState(root, id, (s) => void delete s.network);
+  } catch (err) {
+    // Stays on record: `hull delete` tries again.
+    logger.warn({ err: oneLine(err) }, 'network cleanup');
+  }
   logger.info({ exitStatus }, 'container exited');
   if (startError) throw startError;
   return exitStatus;
@@ -238,7 +243,6 @@ async function startForRun(options: RunOptions, agent: Sandbox['agent']): Promis
     return err;
   }
 }
-
 
 /**
  * Puts this process into the container's network namespace (made here when the spec asks for a new one). Returns
