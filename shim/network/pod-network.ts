@@ -1,13 +1,13 @@
 // The pod's network namespace reaching the VM: read the namespace, mirror each usable interface into a tap, and
 // hand back what QEMU (the taps) and the agent (addresses, routes) need. Every tap is on record before it exists;
 // detachNetwork() works from that record alone, so any later process (delete after a crash) can finish it.
-import { statSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { SetupNetworkRequest } from '../../protocol/agent-types.js';
 import { HullError, oneLine } from '../errors.js';
 import { inspectNamespace } from './inspect.js';
 import { mirror, unmirror, type MirrorRecord } from './mirror.js';
 import { planNetwork, type PlannedNic } from './plan.js';
+import { statQuietly } from './spec-netns.js';
 
 export interface NetworkRecord {
   /** The namespace as a path (the engine's, or /proc/<monitor pid>/ns/net for one hull made). */
@@ -22,13 +22,7 @@ export interface AttachedNetwork {
   guest: SetupNetworkRequest;
 }
 
-function inodeOf(path: string): number | undefined {
-  try {
-    return statSync(path).ino;
-  } catch {
-    return undefined;
-  }
-}
+const inodeOf = (path: string): number | undefined => statQuietly(path)?.ino;
 
 export async function attachNetwork(
   netns: string,

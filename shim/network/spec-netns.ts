@@ -48,7 +48,8 @@ export function requireNetns(path: string): void {
   }
 }
 
-function statQuietly(path: string): Stats | undefined {
+/** stat(2), or undefined when the path is gone or unreadable (PID 1's namespace may be closed to us). */
+export function statQuietly(path: string): Stats | undefined {
   try {
     return statSync(path);
   } catch {

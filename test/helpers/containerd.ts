@@ -7,6 +7,7 @@ import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSyn
 import os from 'node:os';
 import path from 'node:path';
 import * as tar from 'tar';
+import { runTool } from './engine-net.js';
 import { repo } from './hull.js';
 import { needRoot } from './prerequisites.js';
 
@@ -124,23 +125,9 @@ export async function until<T>(what: string, fn: () => Promise<T | undefined> | 
 }
 
 /** Runs a command to completion, collecting its output; SIGKILLed after timeoutMs. */
-export function runCommand(command: string, args: string[], input = '', timeoutMs = 90_000): Promise<Result> {
-  const started = Date.now();
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr, ms: Date.now() - started });
-    });
-    child.stdin.on('error', () => undefined);
-    child.stdin.end(input);
-  });
+export async function runCommand(command: string, args: string[], input = '', timeoutMs = 90_000): Promise<Result> {
+  const { code, stdout, stderr, ms } = await runTool(command, args, { input, timeoutMs });
+  return { code, stdout, stderr, ms };
 }
 
 export interface PodRecord {
