@@ -132,7 +132,7 @@ export function buildQemuArgs(spec: QemuCommandSpec): string[] {
     args.push('-device', `vhost-vsock-device,guest-cid=${spec.vsock.guestCid}`);
   }
   (spec.nics ?? []).forEach((nic, i) => {
-    // script=no: the tap exists already (shim/network/mirror.ts); QEMU only attaches to it.
+    // script=no: the tap exists already (shim/sandbox/network/mirror.ts); QEMU only attaches to it.
     args.push(
       '-netdev', `tap,id=net${i},ifname=${escapeOpt(nic.tap)},script=no,downscript=no${spec.vhostNet ? ',vhost=on' : ''}`,
       // host_mtu tells the guest driver the MTU (VIRTIO_NET_F_MTU); the agent sets it too.

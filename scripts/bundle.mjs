@@ -1,4 +1,4 @@
-// Bundles the host CLI (shim/cli.ts → dist/hull.mjs), the containerd shim (shim/containerd/main.ts →
+// Bundles the host CLI (shim/runc/cli.ts → dist/hull.mjs), the containerd shim (shim/containerd/main.ts →
 // dist/containerd-shim-hull-v2.mjs) and the guest agent (agent/main.ts → dist/agent.mjs) with
 // esbuild: one ESM file each for Node 20. `.proto?raw` imports (protocol/proto-text.d.ts) are inlined as text, so
 // the bundles carry their .proto files; native addons (*.node) stay external and are loaded at run time.
@@ -44,7 +44,7 @@ const rawTextPlugin = {
 const snapshotBanner = "var __hullImportMetaUrl = 'file:///hull/agent-snapshot.cjs';";
 
 const entries = [
-  { in: 'shim/cli.ts', out: 'dist/hull.mjs' },
+  { in: 'shim/runc/cli.ts', out: 'dist/hull.mjs' },
   { in: 'agent/main.ts', out: 'dist/agent.mjs' },
   {
     in: 'agent/snapshot.ts',

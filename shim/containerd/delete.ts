@@ -8,12 +8,12 @@ import { removeSocketDir, sandboxPaths } from '../../hypervisor/paths.js';
 import { isAlive } from '../../hypervisor/process.js';
 import { killRecordedVm } from '../../hypervisor/registry.js';
 import { oneLine } from '../errors.js';
-import { releaseContainerShare, releaseMounts, Sandbox } from '../sandbox.js';
+import { releaseContainerShare, releaseMounts, Sandbox } from '../sandbox/sandbox.js';
 import { groupIdForBundle, sandboxDirFor, socketAddress, socketPath } from './address.js';
 import type { ShimFlags } from './flags.js';
 import { encode, toTimestamp } from './protos.js';
 import { readPodRecord, withPodRecordLock, writePodRecord } from './record.js';
-import { detachNetwork } from '../network/pod-network.js';
+import { detachNetwork } from '../sandbox/network/pod-network.js';
 import { hostRootfsMounter } from './rootfs-mount.js';
 
 export const DELETE_EXIT_STATUS = 137;

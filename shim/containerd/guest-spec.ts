@@ -3,7 +3,7 @@
 // of this pod names that container's namespace inside the guest: it is kept, and the agent joins it (after its own
 // checks). Any other path (some host process) means nothing in the guest: it is dropped, so the container gets a
 // fresh namespace there. The network path (the sandbox's host netns `/var/run/netns/cni-…`) is dropped too: its
-// interfaces reach the VM (shim/network/), and the pod's containers share the guest's network.
+// interfaces reach the VM (shim/sandbox/network/), and the pod's containers share the guest's network.
 
 /** The file under /proc/<pid>/ns/ that stands for each OCI namespace type. */
 const NS_FILE: Readonly<Record<string, string>> = {

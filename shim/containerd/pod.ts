@@ -1,7 +1,7 @@
 // What the task service needs from a pod's VM, as an interface so the service can be tested with fakes. The real
-// one (vm-pod.ts) is a shim/sandbox.ts Sandbox: one QEMU microvm per pod, container roots shared in over virtio-fs.
+// one (vm-pod.ts) is a shim/sandbox/sandbox.ts Sandbox: one QEMU microvm per pod, container roots shared in over virtio-fs.
 import type { AgentClient } from '../../protocol/agent-client.js';
-import type { HostBind } from '../share-mounts.js';
+import type { HostBind } from '../sandbox/share-mounts.js';
 
 export type PodAgent = Pick<
   AgentClient,
@@ -38,7 +38,7 @@ export interface PodVm {
   readonly agent: PodAgent;
   /**
    * Makes a host directory visible in the guest as the root of `containerId`, with the host sources its spec binds
-   * (shim/share-mounts.ts); returns the guest path of the root. unshareRootfs removes all of it.
+   * (shim/sandbox/share-mounts.ts); returns the guest path of the root. unshareRootfs removes all of it.
    */
   shareRootfs(containerId: string, hostRootfs: string, binds: HostBind[]): string;
   unshareRootfs(containerId: string): void;

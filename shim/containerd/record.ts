@@ -5,8 +5,8 @@ import path from 'node:path';
 import { writeFileAtomic } from '../../hypervisor/atomic-write.js';
 import type { VmProcesses } from '../../hypervisor/types.js';
 import { parseVmProcesses } from '../../hypervisor/vm-processes.js';
-import type { NetworkRecord } from '../network/pod-network.js';
-import { withLockFile } from '../state.js';
+import type { NetworkRecord } from '../sandbox/network/pod-network.js';
+import { withLockFile } from '../lock-file.js';
 
 export interface PodRecord {
   shimPid: number;
@@ -18,7 +18,7 @@ export interface PodRecord {
   mounts: string[];
   /** Containers with their bundles (whose rootfs the shim may have mounted). */
   containers: Array<{ id: string; bundle: string }>;
-  /** The taps, filters and qdiscs hull added to the pod's network namespace (shim/network/pod-network.ts). */
+  /** The taps, filters and qdiscs hull added to the pod's network namespace (shim/sandbox/network/pod-network.ts). */
   network?: NetworkRecord;
 }
 

@@ -3,7 +3,7 @@
 import { spawnSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { HullError } from '../errors.js';
-import { isMounted, unmount } from '../host-mounts.js';
+import { isMounted, unmount } from '../sandbox/host-mounts.js';
 import type { MountSpec, RootfsMounter } from './pod.js';
 
 function run(args: string[]): void {

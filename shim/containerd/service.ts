@@ -15,9 +15,9 @@ import { errorKind, HullError, oneLine, type HullErrorKind } from '../errors.js'
 import { VM_DIED_STATUS } from '../exit-status.js';
 import { exitStatusFromGuest, pidFromGuest } from '../guest-values.js';
 import type { OciLinuxResources } from '../oci-spec.js';
-import { planHostBinds } from '../share-mounts.js';
-import { pumpInput, pumpOutput, STDIO_CHUNK } from '../stdio-relay.js';
-import { beyondVm } from '../vm-sizing.js';
+import { planHostBinds } from '../sandbox/share-mounts.js';
+import { pumpInput, pumpOutput, STDIO_CHUNK } from '../sandbox/stdio-relay.js';
+import { beyondVm } from '../sandbox/vm-sizing.js';
 import { Topic, type EventSink } from './events.js';
 import { adaptSpecForGuest } from './guest-spec.js';
 import { metricsFromGuest, oomKillsFromGuest } from './metrics.js';

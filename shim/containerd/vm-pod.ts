@@ -1,4 +1,4 @@
-// The real PodVm: a shim/sandbox.ts Sandbox (QEMU microvm + virtiofsd + vsock backend + agent) in the pod's host
+// The real PodVm: a shim/sandbox/sandbox.ts Sandbox (QEMU microvm + virtiofsd + vsock backend + agent) in the pod's host
 // directory. virtiofsd runs with its chroot sandbox so roots shared after boot (later containers of the pod) are
 // visible in the guest; every host resource is written to the pod record first, so `delete` can clean up after a
 // shim that died.
@@ -7,13 +7,13 @@ import type { Logger } from 'pino';
 import { isAlive, procStat } from '../../hypervisor/process.js';
 import type { VmProcesses } from '../../hypervisor/types.js';
 import { HullError, oneLine } from '../errors.js';
-import { guestRootfs, releaseContainerShare, releaseMounts, Sandbox } from '../sandbox.js';
-import { mountHostBinds, type HostBind } from '../share-mounts.js';
-import { vmSizeFor } from '../vm-sizing.js';
+import { guestRootfs, releaseContainerShare, releaseMounts, Sandbox } from '../sandbox/sandbox.js';
+import { mountHostBinds, type HostBind } from '../sandbox/share-mounts.js';
+import { vmSizeFor } from '../sandbox/vm-sizing.js';
 import type { BootRequest, PodVm, PodVmFactory, VmUsage } from './pod.js';
 import { readPodRecord, updatePodRecord } from './record.js';
-import { attachNetwork, detachNetwork } from '../network/pod-network.js';
-import { requireNetns, specNetwork } from '../network/spec-netns.js';
+import { attachNetwork, detachNetwork } from '../sandbox/network/pod-network.js';
+import { requireNetns, specNetwork } from '../sandbox/network/spec-netns.js';
 
 const CLK_TCK = 100;
 const PAGE_SIZE = 4096;

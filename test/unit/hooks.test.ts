@@ -1,4 +1,4 @@
-// The host's OCI hook runner (shim/hooks.ts) and its places in the lifecycle (shim/lifecycle-hooks.ts), with real tiny
+// The host's OCI hook runner (shim/hooks.ts) and its places in the lifecycle (shim/runc/lifecycle-hooks.ts), with real tiny
 // shell-script hooks in a temp dir: order, the state on stdin, argv0 and env, timeouts (the hook's process group is
 // killed), one-line failures, capped output, hooks that keep their output open or never read stdin.
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -8,8 +8,8 @@ import { Writable } from 'node:stream';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { HOOK_OUTPUT_CAP, HookError, hooksOf, runHook, runHooks, type HookState } from '../../shim/hooks.js';
-import { hookState, runCreateHooks, runPoststartHooks, runPoststopHooks, startCallOptions } from '../../shim/lifecycle-hooks.js';
-import { createSandboxDir, readState, writeState, type ContainerState } from '../../shim/state.js';
+import { hookState, runCreateHooks, runPoststartHooks, runPoststopHooks, startCallOptions } from '../../shim/runc/lifecycle-hooks.js';
+import { createSandboxDir, readState, writeState, type ContainerState } from '../../shim/runc/state.js';
 
 let tmp: string;
 beforeAll(() => void (tmp = mkdtempSync(path.join(os.tmpdir(), 'hull-hooks-'))));

@@ -19,7 +19,7 @@ import type { VmConfig } from '../../hypervisor/types.js';
 import { parseVmProcesses } from '../../hypervisor/vm-processes.js';
 import { readPodRecord } from '../../shim/containerd/record.js';
 import { errorKind, HullError } from '../../shim/errors.js';
-import { createSandboxDir, readState } from '../../shim/state.js';
+import { createSandboxDir, readState } from '../../shim/runc/state.js';
 
 const logger = pino({ enabled: false });
 let tmp: string;

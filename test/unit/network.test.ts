@@ -10,9 +10,9 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { checkNetworkRequest } from '../../agent/network-check.js';
 import { GuestNetwork, helperScript, networkSteps, renderScript, routeArgv } from '../../agent/network.js';
 import type { SetupNetworkRequest } from '../../protocol/agent-types.js';
-import type { NamespaceView } from '../../shim/network/inspect.js';
-import { MAX_NICS, planNetwork } from '../../shim/network/plan.js';
-import { HOST_NETWORK_REFUSAL, requireNetns, specNetwork } from '../../shim/network/spec-netns.js';
+import type { NamespaceView } from '../../shim/sandbox/network/inspect.js';
+import { MAX_NICS, planNetwork } from '../../shim/sandbox/network/plan.js';
+import { HOST_NETWORK_REFUSAL, requireNetns, specNetwork } from '../../shim/sandbox/network/spec-netns.js';
 
 const view = JSON.parse(readFileSync(path.join(__dirname, 'fixtures', 'netns-view.json'), 'utf8')) as NamespaceView;
 const log = pino({ level: 'silent' });

@@ -1,12 +1,12 @@
 // Host bind sources of a spec: which mounts count, how their sources are rewritten to guest paths of the share, what
-// is refused (shim/share-mounts.ts); and, as root, the real mounts made into a share and their release.
+// is refused (shim/sandbox/share-mounts.ts); and, as root, the real mounts made into a share and their release.
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { isMounted, mountPointsUnder } from '../../shim/host-mounts.js';
-import { releaseContainerShare, releaseMounts, Sandbox } from '../../shim/sandbox.js';
-import { mountHostBinds, planHostBinds, type InspectSource, type SourceInfo } from '../../shim/share-mounts.js';
+import { isMounted, mountPointsUnder } from '../../shim/sandbox/host-mounts.js';
+import { releaseContainerShare, releaseMounts, Sandbox } from '../../shim/sandbox/sandbox.js';
+import { mountHostBinds, planHostBinds, type InspectSource, type SourceInfo } from '../../shim/sandbox/share-mounts.js';
 import { needRoot, prerequisitesMet } from '../helpers/prerequisites.js';
 
 const HOST: Record<string, SourceInfo> = {

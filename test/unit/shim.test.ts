@@ -6,12 +6,12 @@ import { PassThrough, Writable } from 'node:stream';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadBundle } from '../../shim/bundle.js';
 import { validateId } from '../../shim/ids.js';
-import { writePidFile } from '../../shim/pid-file.js';
-import { parseSignal } from '../../shim/signals.js';
-import { createSandboxDir, listIds, readState, updateState, writeState, type ContainerState } from '../../shim/state.js';
-import { currentStatus, ociState } from '../../shim/status.js';
-import { pumpInput, pumpOutput } from '../../shim/stdio-relay.js';
-import { vmSizeFor, DEFAULT_MEMORY_MIB } from '../../shim/vm-sizing.js';
+import { writePidFile } from '../../shim/runc/pid-file.js';
+import { parseSignal } from '../../shim/runc/signals.js';
+import { createSandboxDir, listIds, readState, updateState, writeState, type ContainerState } from '../../shim/runc/state.js';
+import { currentStatus, ociState } from '../../shim/runc/status.js';
+import { pumpInput, pumpOutput } from '../../shim/sandbox/stdio-relay.js';
+import { vmSizeFor, DEFAULT_MEMORY_MIB } from '../../shim/sandbox/vm-sizing.js';
 
 const made: string[] = [];
 const tmp = (): string => {

@@ -18,7 +18,7 @@ import {
   vsockBackendPath,
 } from '../../hypervisor/paths.js';
 import { QemuMicrovm } from '../../hypervisor/qemu.js';
-import { createSandboxDir, removeSandboxDir, sandboxDir } from '../../shim/state.js';
+import { createSandboxDir, removeSandboxDir, sandboxDir } from '../../shim/runc/state.js';
 
 const DOCKER_ROOT = '/var/run/docker/runtime-runc/moby';
 const DOCKER_ID = 'f'.repeat(64);

@@ -2,8 +2,8 @@
 import { Command, Option } from 'commander';
 import path from 'node:path';
 import * as commands from './commands.js';
-import { errorKind, invalidArgument, oneLine } from './errors.js';
-import { createLogger, type LogFormat } from './log.js';
+import { errorKind, invalidArgument, oneLine } from '../errors.js';
+import { createLogger, type LogFormat } from '../log.js';
 
 const VERSION = '0.1.0';
 const DEFAULT_ROOT = '/run/hull';

@@ -5,9 +5,9 @@
 //    interfaces to it, as Docker's prestart hook does);
 //  - no `network` entry: the host's network. A VM cannot join the host's network stack, so that is refused.
 import { statSync, type Stats } from 'node:fs';
-import { checkNetns } from '../../native/addon/index.js';
-import { invalidArgument } from '../errors.js';
-import type { OciSpec } from '../oci-spec.js';
+import { checkNetns } from '../../../native/addon/index.js';
+import { invalidArgument } from '../../errors.js';
+import type { OciSpec } from '../../oci-spec.js';
 
 export type SpecNetwork = { kind: 'path'; path: string } | { kind: 'new' };
 

@@ -1,11 +1,11 @@
 // Removes everything a sandbox left on the host, from its recorded state alone: the monitor, the VM processes,
 // the mounts and the state directory. Used by delete, and after failures.
 import { setTimeout as sleep } from 'node:timers/promises';
-import { releaseMounts } from './sandbox.js';
-import { isAlive, type RecordedProcess } from '../hypervisor/process.js';
+import { releaseMounts } from '../sandbox/sandbox.js';
+import { isAlive, type RecordedProcess } from '../../hypervisor/process.js';
 import { monitorOf, readState, removeSandboxDir, sandboxDir } from './state.js';
-import { killRecordedVm } from '../hypervisor/registry.js';
-import { detachNetwork } from './network/pod-network.js';
+import { killRecordedVm } from '../../hypervisor/registry.js';
+import { detachNetwork } from '../sandbox/network/pod-network.js';
 
 export async function waitForExit(proc: RecordedProcess, timeoutMs: number): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;

@@ -2,7 +2,7 @@
 // that terminal goes into raw mode (keys, ^C included, reach the guest pty unchanged), its size is sent as ResizePty
 // now and on every SIGWINCH, and everything is restored when the process ends.
 import type { Logger } from 'pino';
-import { oneLine } from './errors.js';
+import { oneLine } from '../errors.js';
 
 export type ResizeFn = (width: number, height: number) => Promise<void>;
 

@@ -1,8 +1,8 @@
 // The sandbox manager's view of the VMM layer when it boots a VM: the driver registry (hypervisor/registry.ts) makes
 // the VM, and the acceleration it chose is logged here, and said on stderr when HULL_WARN_TCG asks for it.
 import type { Logger } from 'pino';
-import { createVm } from '../hypervisor/registry.js';
-import type { Hypervisor, VmConfig, VmOptions } from '../hypervisor/types.js';
+import { createVm } from '../../hypervisor/registry.js';
+import type { Hypervisor, VmConfig, VmOptions } from '../../hypervisor/types.js';
 
 export function createHypervisor(
   config: VmConfig,

@@ -1,8 +1,8 @@
 // Runs iproute2 (`ip`, `tc`) inside a network namespace named by a path, through util-linux's nsenter, so the caller
 // (the containerd shim, which serves several calls at once) never changes its own namespace.
 import { execFile } from 'node:child_process';
-import { systemTool } from '../../hypervisor/system-tool.js';
-import { HullError } from '../errors.js';
+import { systemTool } from '../../../hypervisor/system-tool.js';
+import { HullError } from '../../errors.js';
 
 export class NetnsCommandError extends HullError {
   constructor(

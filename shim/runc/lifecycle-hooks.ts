@@ -4,9 +4,9 @@
 // startContainer timeouts that bound the host's StartContainer call) is recorded in state.json then.
 import { constants } from 'node:os';
 import type { Logger } from 'pino';
-import type { CallOptions } from '../protocol/agent-client.js';
-import { oneLine } from './errors.js';
-import { hooksOf, runHook, runHooks, type HookRunOptions, type HookState } from './hooks.js';
+import type { CallOptions } from '../../protocol/agent-client.js';
+import { oneLine } from '../errors.js';
+import { hooksOf, runHook, runHooks, type HookRunOptions, type HookState } from '../hooks.js';
 import { inRuntimeNetns } from './runtime-netns.js';
 import { readState, updateState, type ContainerState, type RecordedHooks } from './state.js';
 

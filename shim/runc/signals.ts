@@ -1,5 +1,5 @@
 import { constants } from 'node:os';
-import { invalidArgument } from './errors.js';
+import { invalidArgument } from '../errors.js';
 
 /** Accepts what runc's kill accepts: a number, a name, or a SIG-prefixed name, in any case. */
 export function parseSignal(raw: string | undefined): number {

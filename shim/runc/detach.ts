@@ -4,7 +4,7 @@
 import { spawn } from 'node:child_process';
 import { closeSync, writeSync } from 'node:fs';
 import type { Readable } from 'node:stream';
-import { HullError } from './errors.js';
+import { HullError } from '../errors.js';
 
 const STATUS_FD = 3;
 

@@ -1,6 +1,6 @@
 // What `state` and `list` report. The state file says what the monitor last recorded; a monitor that is gone
 // without recording an exit means the container is stopped (it died with its VM or was killed).
-import { isAlive } from '../hypervisor/process.js';
+import { isAlive } from '../../hypervisor/process.js';
 import { monitorOf, type ContainerState, type ContainerStatus } from './state.js';
 
 export function currentStatus(state: ContainerState): ContainerStatus {

@@ -1,7 +1,7 @@
 // How big a VM to give a container: from linux.resources when the spec sets limits (the guest must hold the
 // workload's limit plus the guest's own overhead), else small defaults. HULL_VCPUS / HULL_MEMORY_MIB override.
-import { invalidArgument } from './errors.js';
-import type { OciLinuxResources, OciSpec } from './oci-spec.js';
+import { invalidArgument } from '../errors.js';
+import type { OciLinuxResources, OciSpec } from '../oci-spec.js';
 
 export const DEFAULT_VCPUS = 1;
 export const DEFAULT_MEMORY_MIB = 512;

@@ -2,8 +2,8 @@
 // hand back what QEMU (the taps) and the agent (addresses, routes) need. Every tap is on record before it exists;
 // detachNetwork() works from that record alone, so any later process (delete after a crash) can finish it.
 import type { Logger } from 'pino';
-import type { SetupNetworkRequest } from '../../protocol/agent-types.js';
-import { HullError, oneLine } from '../errors.js';
+import type { SetupNetworkRequest } from '../../../protocol/agent-types.js';
+import { HullError, oneLine } from '../../errors.js';
 import { inspectNamespace } from './inspect.js';
 import { mirror, unmirror, type MirrorRecord } from './mirror.js';
 import { planNetwork, type PlannedNic } from './plan.js';

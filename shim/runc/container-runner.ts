@@ -3,13 +3,13 @@
 // and exits with its status, which is what conmon and runc users expect of the pid in --pid-file.
 import os from 'node:os';
 import type { Logger } from 'pino';
-import { loadBundle } from './bundle.js';
-import { procStartTime } from '../hypervisor/process.js';
-import { oneLine } from './errors.js';
-import { VM_DIED_STATUS } from './exit-status.js';
-import { exitStatusFromGuest, pidFromGuest } from './guest-values.js';
-import { releaseMounts, Sandbox, guestRootfs } from './sandbox.js';
-import { mountHostBinds, planHostBinds } from './share-mounts.js';
+import { loadBundle } from '../bundle.js';
+import { procStartTime } from '../../hypervisor/process.js';
+import { oneLine } from '../errors.js';
+import { VM_DIED_STATUS } from '../exit-status.js';
+import { exitStatusFromGuest, pidFromGuest } from '../guest-values.js';
+import { releaseMounts, Sandbox, guestRootfs } from '../sandbox/sandbox.js';
+import { mountHostBinds, planHostBinds } from '../sandbox/share-mounts.js';
 import {
   createSandboxDir,
   readState,
@@ -20,14 +20,14 @@ import {
   type ContainerState,
 } from './state.js';
 import { forwardSignals } from './signals.js';
-import { attachStdio, flush, type AttachedStdio } from './stdio-relay.js';
+import { attachStdio, flush, type AttachedStdio } from '../sandbox/stdio-relay.js';
 import { attachHostTerminal } from './terminal.js';
-import { vmSizeFor } from './vm-sizing.js';
-import { killRecordedVm } from '../hypervisor/registry.js';
+import { vmSizeFor } from '../sandbox/vm-sizing.js';
+import { killRecordedVm } from '../../hypervisor/registry.js';
 import { runCreateHooks, runPoststartHooks, runPoststopHooks, startCallOptions } from './lifecycle-hooks.js';
-import { enterNetns, unshareNetns } from '../native/addon/index.js';
-import { attachNetwork, detachNetwork } from './network/pod-network.js';
-import { requireNetns, specNetwork, type SpecNetwork } from './network/spec-netns.js';
+import { enterNetns, unshareNetns } from '../../native/addon/index.js';
+import { attachNetwork, detachNetwork } from '../sandbox/network/pod-network.js';
+import { requireNetns, specNetwork, type SpecNetwork } from '../sandbox/network/spec-netns.js';
 
 export interface RunOptions {
   root: string;

@@ -3,8 +3,8 @@
 // command line.
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { HullError } from './errors.js';
-import { repoRoot } from '../hypervisor/paths.js';
+import { HullError } from '../errors.js';
+import { repoRoot } from '../../hypervisor/paths.js';
 
 export interface GuestAssets {
   dir: string;

@@ -1,17 +1,18 @@
 // Persistent state of one container/sandbox under <root>/<id>/. Lives longer than any single CLI call: `create` in
 // one process, `start` in the next. Writes are atomic (temp file + rename) and read-modify-write cycles hold a
 // per-sandbox lock so the monitor and a CLI call never lose each other's update.
-import { closeSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, unlinkSync, writeSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import { writeFileAtomic } from '../hypervisor/atomic-write.js';
-import { alreadyExists, HullError, notFound } from './errors.js';
-import type { OciHooks } from './hooks.js';
-import { unmountAllUnder } from './host-mounts.js';
-import { removeSocketDir, sandboxPaths } from '../hypervisor/paths.js';
-import { isAlive, type RecordedProcess } from '../hypervisor/process.js';
-import type { VmProcesses } from '../hypervisor/types.js';
-import { parseVmProcesses } from '../hypervisor/vm-processes.js';
-import type { NetworkRecord } from './network/pod-network.js';
+import { writeFileAtomic } from '../../hypervisor/atomic-write.js';
+import { alreadyExists, HullError, notFound } from '../errors.js';
+import { withLockFile } from '../lock-file.js';
+import type { OciHooks } from '../hooks.js';
+import { unmountAllUnder } from '../sandbox/host-mounts.js';
+import { removeSocketDir, sandboxPaths } from '../../hypervisor/paths.js';
+import type { RecordedProcess } from '../../hypervisor/process.js';
+import type { VmProcesses } from '../../hypervisor/types.js';
+import { parseVmProcesses } from '../../hypervisor/vm-processes.js';
+import type { NetworkRecord } from '../sandbox/network/pod-network.js';
 
 export type ContainerStatus = 'creating' | 'created' | 'running' | 'stopped';
 
@@ -35,13 +36,13 @@ export interface ContainerState {
   /** Host paths mounted for this sandbox (the rootfs and the spec's host bind sources in the share), unmounted on
    *  teardown. */
   mounts: string[];
-  /** The taps, filters and qdiscs hull added to the container's network namespace (shim/network/pod-network.ts). */
+  /** The taps, filters and qdiscs hull added to the container's network namespace (shim/sandbox/network/pod-network.ts). */
   network?: NetworkRecord;
   exitStatus?: number;
   exitedAt?: string;
   /** Why the container stopped when it was not its own exit (VM died, boot failed). */
   stopReason?: string;
-  /** The spec's hooks that run after create (config.json is read once, at create): shim/lifecycle-hooks.ts. */
+  /** The spec's hooks that run after create (config.json is read once, at create): shim/runc/lifecycle-hooks.ts. */
   hooks?: RecordedHooks;
 }
 
@@ -50,7 +51,6 @@ export type RecordedHooks = Pick<OciHooks, 'startContainer' | 'poststart' | 'pos
 
 const STATE_FILE = 'state.json';
 const LOCK_FILE = 'state.lock';
-const LOCK_WAIT_MS = 10_000;
 
 export function sandboxDir(root: string, id: string): string {
   return path.join(root, id);
@@ -101,53 +101,6 @@ export function readState(root: string, id: string): ContainerState {
 
 export function writeState(root: string, state: ContainerState): void {
   writeFileAtomic(path.join(sandboxDir(root, state.id), STATE_FILE), JSON.stringify(state, null, 2), 0o600);
-}
-
-function sleepSync(ms: number): void {
-  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
-}
-
-function acquireLock(lockPath: string, what: string): void {
-  const deadline = Date.now() + LOCK_WAIT_MS;
-  for (;;) {
-    try {
-      const fd = openSync(lockPath, 'wx', 0o600);
-      writeSync(fd, String(process.pid));
-      closeSync(fd);
-      return;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    }
-    let holder = NaN;
-    try {
-      holder = Number(readFileSync(lockPath, 'utf8'));
-    } catch {
-      continue; // released between our open and read
-    }
-    if (Number.isInteger(holder) && holder > 0 && !isAlive({ pid: holder })) {
-      rmSync(lockPath, { force: true });
-      continue;
-    }
-    if (Date.now() > deadline) throw new HullError('unavailable', `${what} is locked by process ${holder}`);
-    sleepSync(10);
-  }
-}
-
-/**
- * Runs `fn` holding the lock file `lockPath` (created O_EXCL with our pid; a dead holder's lock is taken over), for
- * read-modify-write cycles that other processes run too. `what` names the locked thing in the timeout error.
- */
-export function withLockFile<T>(lockPath: string, what: string, fn: () => T): T {
-  acquireLock(lockPath, what);
-  try {
-    return fn();
-  } finally {
-    try {
-      unlinkSync(lockPath);
-    } catch {
-      // The dir may have been removed by a concurrent delete --force; nothing is left to unlock.
-    }
-  }
 }
 
 /** Read-modify-write under the sandbox lock. Returns the state written. */

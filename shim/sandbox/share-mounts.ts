@@ -12,9 +12,9 @@
 // /dev/zero, /dev/full, /dev/random, /dev/urandom) are not host mounts: they stay as they are.
 import { realpathSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { invalidArgument } from './errors.js';
+import { invalidArgument } from '../errors.js';
 import { bindMount, type BindOptions } from './host-mounts.js';
-import type { OciMount, OciSpec } from './oci-spec.js';
+import type { OciMount, OciSpec } from '../oci-spec.js';
 import { guestHostMount, Sandbox } from './sandbox.js';
 
 /** Kept in step with the agent's GUEST_SAFE_SOURCES (agent/spec-plan.ts): sources the guest provides itself. */

@@ -8,8 +8,8 @@
 //  - skipped, with a log line: loopback (the guest has its own), devices that are down, devices that are not
 //    Ethernet (tun in L3 mode, wireguard, ipip: no MAC to give the guest NIC), and bridges, bonds, dummies and
 //    tunnels (vxlan, geneve, gre): their traffic is the host side's, not the pod's.
-import type { IpAddress, NetInterface, NetNeighbor, NetRoute, SetupNetworkRequest } from '../../protocol/agent-types.js';
-import { invalidArgument } from '../errors.js';
+import type { IpAddress, NetInterface, NetNeighbor, NetRoute, SetupNetworkRequest } from '../../../protocol/agent-types.js';
+import { invalidArgument } from '../../errors.js';
 import type { IpLink, IpRoute, NamespaceView } from './inspect.js';
 
 /** microvm has 8 virtio-mmio transports; rng, the root disk, virtio-fs and vsock use four. */

@@ -4,11 +4,11 @@
 import { mkdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import { AgentUnreachableError } from '../hypervisor/errors.js';
-import { connectRecordedVm } from '../hypervisor/registry.js';
-import type { Hypervisor, VmConfig, VmNic } from '../hypervisor/types.js';
-import { AgentClient, type SetupNetworkRequest } from '../protocol/agent-client.js';
-import { HullError, oneLine } from './errors.js';
+import { AgentUnreachableError } from '../../hypervisor/errors.js';
+import { connectRecordedVm } from '../../hypervisor/registry.js';
+import type { Hypervisor, VmConfig, VmNic } from '../../hypervisor/types.js';
+import { AgentClient, type SetupNetworkRequest } from '../../protocol/agent-client.js';
+import { HullError, oneLine } from '../errors.js';
 import { findGuestAssets } from './guest-assets.js';
 import { bindMount, unmount, unmountAllUnder } from './host-mounts.js';
 import { createHypervisor } from './vmm.js';
@@ -18,7 +18,7 @@ export const AGENT_PORT = 1024;
 /** Guest path of the virtio-fs share, and of one container's root inside it. */
 export const GUEST_SHARED_DIR = '/run/hull/shared';
 export const guestRootfs = (containerId: string): string => `${GUEST_SHARED_DIR}/${containerId}/rootfs`;
-/** Guest path of the host bind source that a container's spec mounts[n] names (see shim/share-mounts.ts). */
+/** Guest path of the host bind source that a container's spec mounts[n] names (see shim/sandbox/share-mounts.ts). */
 export const guestHostMount = (containerId: string, n: number): string => `${GUEST_SHARED_DIR}/${containerId}/mounts/${n}`;
 
 const AGENT_WAIT_MS = Number(process.env.HULL_AGENT_TIMEOUT_MS ?? 90_000);
@@ -39,7 +39,7 @@ export interface SandboxOptions {
    * driver's ('namespace'), which pins the share's mounts at boot.
    */
   virtiofsdSandbox?: 'namespace' | 'chroot';
-  /** The pod's network (shim/network/): QEMU runs in netnsPath with a NIC per tap; the agent configures the guest. */
+  /** The pod's network (shim/sandbox/network/): QEMU runs in netnsPath with a NIC per tap; the agent configures the guest. */
   network?: SandboxNetwork;
 }
 
