@@ -102,6 +102,7 @@ export class QemuMicrovm implements Hypervisor {
   readonly accel: AccelerationChoice;
   readonly capabilities: HypervisorCapabilities;
   readonly consolePath: string;
+  readonly vmmName = 'QEMU';
   private readonly paths: SandboxPaths;
   private readonly log: Logger;
   private readonly transportKind: TransportKind | 'none';

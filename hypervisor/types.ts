@@ -107,6 +107,8 @@ export interface Hypervisor {
   /** The last lines of the guest console, for error messages. */
   consoleTail(lines?: number): string;
   readonly consolePath: string;
+  /** The VMM's name for messages ('QEMU'). */
+  readonly vmmName: string;
 }
 
 /** What the sandbox manager tells any driver about a VM it creates or reattaches to. */

@@ -6,14 +6,14 @@ import { rmSync } from 'node:fs';
 import path from 'node:path';
 import { removeSocketDir, sandboxPaths } from '../../hypervisor/paths.js';
 import { isAlive } from '../../hypervisor/process.js';
-import { killRecordedVm } from '../../hypervisor/registry.js';
 import { oneLine } from '../errors.js';
-import { releaseContainerShare, releaseMounts, Sandbox } from '../sandbox/sandbox.js';
+import { releaseContainerShare, releaseShare } from '../sandbox/container-share.js';
+import type { SandboxRecordStore } from '../sandbox/record.js';
+import { releaseSandbox } from '../sandbox/teardown.js';
 import { groupIdForBundle, sandboxDirFor, socketAddress, socketPath } from './address.js';
 import type { ShimFlags } from './flags.js';
 import { encode, toTimestamp } from './protos.js';
 import { readPodRecord, withPodRecordLock, writePodRecord } from './record.js';
-import { detachNetwork } from '../sandbox/network/pod-network.js';
 import { hostRootfsMounter } from './rootfs-mount.js';
 
 export const DELETE_EXIT_STATUS = 137;
@@ -35,24 +35,21 @@ export async function deleteShim(flags: ShimFlags, root: string): Promise<Delete
     record.shimPid !== process.pid &&
     isAlive(record.shimStartTime === undefined ? { pid: record.shimPid } : { pid: record.shimPid, startTime: record.shimStartTime });
 
-  const share = Sandbox.containerShare(dir, flags.id);
   if (record && !shimAlive) {
-    // The shim is gone: nothing else can use this pod's VM any more.
+    // The shim is gone: nothing else can use this pod's VM any more. The one teardown ends it from the record — the
+    // VM, its taps, every share mount; the deletes of the pod's other containers, running at once, find less to do.
     try {
-      await killRecordedVm(record.vm, dir);
+      await releaseSandbox(dir, lockedPodRecordStore(dir));
     } catch (err) {
-      warnings.push(`killing the VM of pod ${groupId}: ${oneLine(err)}`);
+      warnings.push(`ending pod ${groupId}: ${oneLine(err)}`);
     }
-    // The VM is gone, so its taps carry nothing; the deletes of the pod's other containers may do this too.
-    await detachNetwork(record.network).catch((err: unknown) => warnings.push(`removing the pod's taps: ${oneLine(err)}`));
-  }
-  let shareReleased = false;
-  try {
-    // The container's root and its host bind sources, recorded or not.
-    releaseContainerShare(dir, flags.id);
-    shareReleased = true;
-  } catch (err) {
-    warnings.push(`unmounting ${share}: ${oneLine(err)}`);
+  } else {
+    // The live shim owns the record; only this container's part of the share goes (recorded or not).
+    try {
+      releaseContainerShare(dir, flags.id);
+    } catch (err) {
+      warnings.push(`unmounting the share of ${flags.id}: ${oneLine(err)}`);
+    }
   }
   try {
     hostRootfsMounter.unmount(path.join(bundle, 'rootfs'));
@@ -74,12 +71,9 @@ export async function deleteShim(flags: ShimFlags, root: string): Promise<Delete
         const current = readPodRecord(dir);
         if (!current) return; // another delete removed the pod
         current.containers = current.containers.filter((c) => c.id !== flags.id);
-        // Records of mounts that could not be removed stay, for the next attempt.
-        if (shareReleased) current.mounts = current.mounts.filter((m) => m !== share && !m.startsWith(`${share}/`));
-        current.vm = {};
         if (current.containers.length === 0) {
           try {
-            releaseMounts(dir, current.mounts);
+            releaseShare(dir, current.mounts);
             rmSync(dir, { recursive: true, force: true });
             removeSocketDir(sandboxPaths(dir));
           } catch (err) {
@@ -99,4 +93,21 @@ export async function deleteShim(flags: ShimFlags, root: string): Promise<Delete
     exitedAt: toTimestamp(new Date()),
   });
   return { response, warnings };
+}
+
+/**
+ * The sandbox record inside pod.json for the `delete` commands, which run at once, one per container: each update
+ * holds the pod record's lock, and none recreates a record another delete removed.
+ */
+function lockedPodRecordStore(dir: string): SandboxRecordStore {
+  return {
+    read: () => readPodRecord(dir),
+    update: (change) =>
+      withPodRecordLock(dir, () => {
+        const current = readPodRecord(dir);
+        if (!current) return;
+        change(current);
+        writePodRecord(dir, current);
+      }),
+  };
 }

@@ -1,6 +1,8 @@
 // What the task service needs from a pod's VM, as an interface so the service can be tested with fakes. The real
-// one (vm-pod.ts) is a shim/sandbox/sandbox.ts Sandbox: one QEMU microvm per pod, container roots shared in over virtio-fs.
+// one is the core's Sandbox (shim/sandbox/sandbox.ts, made by vm-pod.ts): one VM per pod, container roots shared in
+// over virtio-fs.
 import type { AgentClient } from '../../protocol/agent-client.js';
+import type { VmUsage } from '../sandbox/sandbox.js';
 import type { HostBind } from '../sandbox/share-mounts.js';
 
 export type PodAgent = Pick<
@@ -21,27 +23,16 @@ export type PodAgent = Pick<
   | 'resizePty'
 >;
 
-/** Host-side accounting of the whole VM (container statistics come from the guest: PodAgent.statsContainer). */
-export interface VmUsage {
-  /** CPU time of the VMM process, microseconds. */
-  cpuUserUsec: number;
-  cpuSystemUsec: number;
-  /** Resident memory of the VMM process. */
-  rssBytes: number;
-  /** Guest RAM size. */
-  memoryLimitBytes: number;
-  /** The VM's vCPUs. */
-  vcpus: number;
-}
+export type { VmUsage };
 
 export interface PodVm {
   readonly agent: PodAgent;
   /**
    * Makes a host directory visible in the guest as the root of `containerId`, with the host sources its spec binds
-   * (shim/sandbox/share-mounts.ts); returns the guest path of the root. unshareRootfs removes all of it.
+   * (shim/sandbox/share-mounts.ts); returns the guest path of the root. removeContainer removes all of it.
    */
-  shareRootfs(containerId: string, hostRootfs: string, binds: HostBind[]): string;
-  unshareRootfs(containerId: string): void;
+  addContainer(containerId: string, hostRootfs: string, binds: HostBind[]): string;
+  removeContainer(containerId: string): void;
   pause(): Promise<void>;
   resume(): Promise<void>;
   usage(): VmUsage;

@@ -3,23 +3,18 @@
 import { mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { writeFileAtomic } from '../../hypervisor/atomic-write.js';
-import type { VmProcesses } from '../../hypervisor/types.js';
 import { parseVmProcesses } from '../../hypervisor/vm-processes.js';
-import type { NetworkRecord } from '../sandbox/network/pod-network.js';
+import type { SandboxRecord } from '../sandbox/record.js';
 import { withLockFile } from '../lock-file.js';
 
-export interface PodRecord {
+/** The containerd front end's record (pod.json): the shim, the pod's containers, and the sandbox record. */
+export interface PodRecord extends SandboxRecord {
   shimPid: number;
   shimStartTime?: number;
   namespace: string;
   groupId: string;
-  vm: VmProcesses;
-  /** Share mounts: <pod dir>/shared/<id>/rootfs, and mounts/<n> for each host bind source of the spec. */
-  mounts: string[];
   /** Containers with their bundles (whose rootfs the shim may have mounted). */
   containers: Array<{ id: string; bundle: string }>;
-  /** The taps, filters and qdiscs hull added to the pod's network namespace (shim/sandbox/network/pod-network.ts). */
-  network?: NetworkRecord;
 }
 
 export const POD_RECORD = 'pod.json';

@@ -6,17 +6,18 @@
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
-import { ConnectionClosedError, TtrpcError } from '../../protocol/errors.js';
+import { TtrpcError } from '../../protocol/errors.js';
 import { Code, type CodeValue } from '../../protocol/ttrpc/codes.js';
 import type { Handler } from '../../protocol/ttrpc/server.js';
 import { loadBundle } from '../bundle.js';
 import { hooksOf } from '../hooks.js';
 import { errorKind, HullError, oneLine, type HullErrorKind } from '../errors.js';
 import { VM_DIED_STATUS } from '../exit-status.js';
-import { exitStatusFromGuest, pidFromGuest } from '../guest-values.js';
+import { pidFromGuest } from '../guest-values.js';
 import type { OciLinuxResources } from '../oci-spec.js';
 import { planHostBinds } from '../sandbox/share-mounts.js';
 import { pumpInput, pumpOutput, STDIO_CHUNK } from '../sandbox/stdio-relay.js';
+import { superviseProcess } from '../sandbox/supervisor.js';
 import { beyondVm } from '../sandbox/vm-sizing.js';
 import { Topic, type EventSink } from './events.js';
 import { adaptSpecForGuest } from './guest-spec.js';
@@ -236,9 +237,9 @@ export class TaskService {
           const booted = this.vm;
           log.info({ ms: Date.now() - started }, 'pod VM ready');
           void booted.died.then((reason) => this.onVmDied(booted, reason));
-          return { vm: booted, guestRootfs: booted.shareRootfs(id, bundle.rootfs, hostBinds.binds) };
+          return { vm: booted, guestRootfs: booted.addContainer(id, bundle.rootfs, hostBinds.binds) };
         }
-        return { vm: this.vm, guestRootfs: this.vm.shareRootfs(id, bundle.rootfs, hostBinds.binds) };
+        return { vm: this.vm, guestRootfs: this.vm.addContainer(id, bundle.rootfs, hostBinds.binds) };
       });
       vm = booted.vm;
       c.shared = true;
@@ -333,25 +334,10 @@ export class TaskService {
       input.done.catch((err: unknown) => this.log.debug({ container: c.id, err: oneLine(err) }, 'stdin relay ended'));
     }
     void (async () => {
-      let status: number;
-      let vmDied: string | undefined;
-      try {
-        const outcome = await Promise.race([
-          agent.waitProcess(c.id, p.execId).then((r) => ({ status: exitStatusFromGuest(r.exitStatus), died: undefined as string | undefined })),
-          vm.died.then((reason) => ({ status: VM_DIED_STATUS, died: reason })),
-        ]);
-        status = outcome.status;
-        vmDied = outcome.died;
-      } catch (err) {
-        status = VM_DIED_STATUS;
-        if (err instanceof ConnectionClosedError) {
-          // The agent connection ended: the VM is dead or being stopped, and PodVm.died settles once QEMU is gone
-          // (no guess about how long that takes).
-          vmDied = await vm.died;
-        } else {
-          this.log.error({ container: c.id, exec: p.execId || undefined, err: oneLine(err) }, `waiting for process ${p.execId || c.id} failed`);
-        }
-      }
+      const outcome = await superviseProcess(agent, vm.died, c.id, p.execId);
+      const status = outcome.kind === 'exited' ? outcome.status : VM_DIED_STATUS;
+      const vmDied = outcome.kind === 'vm-gone' ? outcome.reason : undefined;
+      if (outcome.kind === 'lost') this.log.error({ container: c.id, exec: p.execId || undefined }, outcome.reason);
       if (vmDied === undefined) {
         await Promise.race([outputs, sleep(OUTPUT_DRAIN_MS)]);
         await this.reportOom(agent, c);
@@ -445,7 +431,7 @@ export class TaskService {
     }
     if (vm && c.shared) {
       try {
-        vm.unshareRootfs(c.id);
+        vm.removeContainer(c.id);
       } catch (err) {
         this.log.warn({ err: oneLine(err) }, 'unshare rootfs');
       }

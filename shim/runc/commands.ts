@@ -8,15 +8,17 @@ import { runContainer } from './container-runner.js';
 import { spawnDetached, statusReporter } from './detach.js';
 import { loadBundle } from '../bundle.js';
 import { alreadyExists, failedPrecondition, invalidArgument, oneLine } from '../errors.js';
-import { exitStatusFromGuest, pidFromGuest, printableFromGuest } from '../guest-values.js';
+import { VM_DIED_STATUS } from '../exit-status.js';
+import { pidFromGuest, printableFromGuest } from '../guest-values.js';
 import { validateId } from '../ids.js';
 import type { OciProcess, OciSpec } from '../oci-spec.js';
 import { writePidFile } from './pid-file.js';
 import { connectToSandbox } from '../sandbox/sandbox.js';
+import { superviseProcess } from '../sandbox/supervisor.js';
 import { planHostBinds } from '../sandbox/share-mounts.js';
 import { requireNetns, specNetwork } from '../sandbox/network/spec-netns.js';
 import { forwardSignals, parseSignal } from './signals.js';
-import { listIds, monitorOf, readState, sandboxDir, updateState, type ContainerState } from './state.js';
+import { listIds, monitorOf, readState, readStateQuietly, sandboxDir, updateState } from './state.js';
 import { currentStatus, ociState } from './status.js';
 import { attachStdio, flush } from '../sandbox/stdio-relay.js';
 import { attachHostTerminal } from './terminal.js';
@@ -57,7 +59,7 @@ export async function run(g: Globals, id: string, opts: { bundle: string; pidFil
     });
   } finally {
     if (created) {
-      const last = readStateOrUndefined(g.root, id);
+      const last = readStateQuietly(g.root, id);
       await destroySandbox(g.root, id, 0).catch((err: unknown) => g.logger.warn({ err: oneLine(err) }, 'cleanup after run'));
       await runPoststopHooks(last, g.logger);
     }
@@ -110,13 +112,13 @@ export async function start(g: Globals, id: string): Promise<number> {
   const state = readState(g.root, id);
   const status = currentStatus(state);
   if (status !== 'created') throw failedPrecondition(`cannot start container ${id}: it is ${status}, not created`);
-  const agent = await connectToSandbox(sandboxDir(g.root, id));
+  const { agent, close } = await connectToSandbox(sandboxDir(g.root, id));
   try {
     const current = updateState(g.root, id, (s) => void (s.status = 'running'));
     await agent.startContainer(id, startCallOptions(current));
     await runPoststartHooks(g.root, id, g.logger, (signal) => agent.signalProcess(id, '', signal, true));
   } finally {
-    agent.close();
+    close();
   }
   return 0;
 }
@@ -135,11 +137,11 @@ export async function kill(g: Globals, id: string, signal: string | undefined, a
   if (status !== 'created' && status !== 'running') {
     throw failedPrecondition(`cannot kill container ${id}: it is ${status}`);
   }
-  const agent = await connectToSandbox(sandboxDir(g.root, id));
+  const { agent, close } = await connectToSandbox(sandboxDir(g.root, id));
   try {
     await agent.signalProcess(id, '', number, all);
   } finally {
-    agent.close();
+    close();
   }
   return 0;
 }
@@ -160,8 +162,8 @@ export async function remove(g: Globals, id: string, force: boolean): Promise<nu
   if (status !== 'stopped') {
     // runc kills a created container on delete; --force kills a running one.
     try {
-      const agent = await connectToSandbox(sandboxDir(g.root, id));
-      await agent.signalProcess(id, '', constants.signals.SIGKILL, true).finally(() => agent.close());
+      const { agent, close } = await connectToSandbox(sandboxDir(g.root, id));
+      await agent.signalProcess(id, '', constants.signals.SIGKILL, true).finally(close);
     } catch (err) {
       g.logger.warn({ err: oneLine(err) }, 'could not signal the container; destroying its VM');
     }
@@ -170,15 +172,6 @@ export async function remove(g: Globals, id: string, force: boolean): Promise<nu
   await destroySandbox(g.root, id, MONITOR_WAIT_MS);
   await runPoststopHooks(current, g.logger);
   return 0;
-}
-
-/** The recorded state, or undefined once there is none (the run's own failed create removed it). */
-function readStateOrUndefined(root: string, id: string): ContainerState | undefined {
-  try {
-    return readState(root, id);
-  } catch {
-    return undefined;
-  }
 }
 
 export interface ExecOptions {
@@ -248,7 +241,8 @@ export async function execAttached(
   processSpec: OciProcess,
   onStarted: (pid: number) => void,
 ): Promise<number> {
-  const agent = await connectToSandbox(sandboxDir(g.root, id));
+  const { vm } = readState(g.root, id);
+  const { agent, gone, close } = await connectToSandbox(sandboxDir(g.root, id), vm);
   const execId = `exec-${randomBytes(6).toString('hex')}`;
   try {
     await agent.execProcess({ containerId: id, execId, processJson: JSON.stringify(processSpec), stdin: true });
@@ -264,17 +258,23 @@ export async function execAttached(
     );
     let exitStatus: number;
     try {
-      ({ exitStatus } = await agent.waitProcess(id, execId));
-      await outputs;
+      const outcome = await superviseProcess(agent, gone, id, execId);
+      if (outcome.kind === 'exited') {
+        exitStatus = outcome.status;
+        await outputs;
+      } else {
+        exitStatus = VM_DIED_STATUS;
+        process.stderr.write(`hull: exec in container ${id}: ${outcome.reason}\n`);
+      }
     } finally {
       stopForwarding();
       restoreTerminal();
     }
     input.stop();
     await Promise.all([flush(process.stdout), flush(process.stderr)]);
-    return exitStatusFromGuest(exitStatus);
+    return exitStatus;
   } finally {
-    agent.close();
+    close();
   }
 }
 
@@ -296,7 +296,7 @@ export async function ps(g: Globals, id: string, format: string): Promise<number
     if (format === 'json') process.stdout.write('[]\n');
     return 0;
   }
-  const agent = await connectToSandbox(sandboxDir(g.root, id));
+  const { agent, close } = await connectToSandbox(sandboxDir(g.root, id));
   try {
     const processes = await agent.listProcesses(id);
     if (format === 'json') {
@@ -310,7 +310,7 @@ export async function ps(g: Globals, id: string, format: string): Promise<number
       throw invalidArgument(`invalid format "${format}": use table or json`);
     }
   } finally {
-    agent.close();
+    close();
   }
   return 0;
 }

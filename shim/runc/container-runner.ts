@@ -7,14 +7,16 @@ import { loadBundle } from '../bundle.js';
 import { procStartTime } from '../../hypervisor/process.js';
 import { oneLine } from '../errors.js';
 import { VM_DIED_STATUS } from '../exit-status.js';
-import { exitStatusFromGuest, pidFromGuest } from '../guest-values.js';
-import { releaseMounts, Sandbox, guestRootfs } from '../sandbox/sandbox.js';
-import { mountHostBinds, planHostBinds } from '../sandbox/share-mounts.js';
+import { pidFromGuest } from '../guest-values.js';
+import { Sandbox } from '../sandbox/sandbox.js';
+import { planHostBinds } from '../sandbox/share-mounts.js';
+import { superviseProcess } from '../sandbox/supervisor.js';
+import type { VmFactory } from '../sandbox/vm-factory.js';
 import {
   createSandboxDir,
-  readState,
+  readStateQuietly,
   removeSandboxDir,
-  sandboxDir,
+  stateRecordStore,
   updateState,
   writeState,
   type ContainerState,
@@ -23,10 +25,8 @@ import { forwardSignals } from './signals.js';
 import { attachStdio, flush, type AttachedStdio } from '../sandbox/stdio-relay.js';
 import { attachHostTerminal } from './terminal.js';
 import { vmSizeFor } from '../sandbox/vm-sizing.js';
-import { killRecordedVm } from '../../hypervisor/registry.js';
 import { runCreateHooks, runPoststartHooks, runPoststopHooks, startCallOptions } from './lifecycle-hooks.js';
 import { enterNetns, unshareNetns } from '../../native/addon/index.js';
-import { attachNetwork, detachNetwork } from '../sandbox/network/pod-network.js';
 import { requireNetns, specNetwork, type SpecNetwork } from '../sandbox/network/spec-netns.js';
 
 export interface RunOptions {
@@ -37,6 +37,8 @@ export interface RunOptions {
   /** run: start right away. create: wait for `hull start`. */
   startImmediately: boolean;
   detached: boolean;
+  /** Where the VM comes from; default: a new one through the driver registry (tests pass a fake). */
+  vms?: VmFactory;
   /** Told once the container is created (or failed to be), before it starts. */
   onCreated: (result: { ok: true; pid: number } | { ok: false; error: Error }) => void;
 }
@@ -70,35 +72,19 @@ export async function runContainer(options: RunOptions): Promise<number> {
   };
   writeState(root, state);
 
-  let sandbox: Sandbox | undefined;
+  const sandbox = new Sandbox({ id, dir, logger, record: stateRecordStore(root, id), ...(options.vms ? { vms: options.vms } : {}) });
   try {
     // OCI hooks prestart, createRuntime, createContainer (docs/hooks.md): on the host, after the state is written (they
     // read it: pid is this process) and before anything is shared or booted.
     await runCreateHooks(root, id, bundle.spec, logger);
-    // On record before it exists, so a crash between the two still gets it unmounted.
-    const mount = Sandbox.rootfsTarget(dir, id);
-    updateState(root, id, (s) => void s.mounts.push(mount));
-    Sandbox.shareRootfs(dir, id, bundle.rootfs);
-    // After the create-time hooks, which may have put interfaces into the namespace; before boot (no NIC hotplug).
-    const net = await attachNetwork(netnsPath, logger, (record) => updateState(root, id, (s) => void (s.network = record)));
-    // Before boot: this VM's virtiofsd pins its view of the share when it starts.
-    mountHostBinds(dir, id, hostBinds.binds, (targets) => updateState(root, id, (s) => void s.mounts.push(...targets)));
-    sandbox = await Sandbox.boot(
-      {
-        id,
-        dir,
-        size: vmSizeFor(bundle.spec),
-        logger,
-        detached: options.detached,
-        onResources: ({ vm }) => updateState(root, id, (s) => void (s.vm = vm)),
-        ...(net.nics.length > 0 ? { network: { netnsPath, ...net } } : {}),
-      },
-      [mount],
-    );
+    // Before boot: this VM's virtiofsd pins its view of the share when it starts. The network is mirrored at boot,
+    // after the create-time hooks, which may have put interfaces into the namespace (no NIC hotplug).
+    const rootfsPath = sandbox.addContainer(id, bundle.rootfs, hostBinds.binds);
+    await sandbox.boot({ size: vmSizeFor(bundle.spec), detached: options.detached, netnsPath });
     const { pid } = await sandbox.agent.createContainer({
       containerId: id,
       specJson: hostBinds.specJson,
-      rootfsPath: guestRootfs(id),
+      rootfsPath,
       stdin: true,
       bundle: bundle.dir,
     });
@@ -118,28 +104,11 @@ export async function runContainer(options: RunOptions): Promise<number> {
   return exitStatus;
 }
 
-async function teardownFailedCreate(root: string, id: string, sandbox: Sandbox | undefined, logger: Logger): Promise<void> {
-  try {
-    if (sandbox) await sandbox.shutdown();
-  } catch (err) {
-    logger.warn({ err: oneLine(err) }, 'shutdown after failed create');
-  }
+async function teardownFailedCreate(root: string, id: string, sandbox: Sandbox, logger: Logger): Promise<void> {
   const state = readStateQuietly(root, id);
-  if (state) {
-    await killRecordedVm(state.vm);
-    await detachNetwork(state.network, logger).catch((err: unknown) => logger.warn({ err: oneLine(err) }, 'network cleanup after failed create'));
-    releaseMounts(sandboxDir(root, id), state.mounts);
-  }
+  await sandbox.shutdown().catch((err: unknown) => logger.warn({ err: oneLine(err) }, 'teardown after failed create'));
   removeSandboxDir(root, id);
   await runPoststopHooks(state, logger); // runtime-spec: a failed create ends like a delete
-}
-
-function readStateQuietly(root: string, id: string): ContainerState | undefined {
-  try {
-    return readState(root, id);
-  } catch {
-    return undefined;
-  }
 }
 
 /** Relays stdio, starts the container when asked, waits for its exit or the VM's death, then powers off. */
@@ -180,21 +149,13 @@ async function superviseUntilExit(options: RunOptions, sandbox: Sandbox, { outpu
 
   let exitStatus: number;
   let stopReason: string | undefined;
-  const vmDied = sandbox.hypervisor.wait();
-  const outcome = await Promise.race([
-    agent.waitProcess(id, '').then((r) => ({ kind: 'exit' as const, status: exitStatusFromGuest(r.exitStatus) })),
-    vmDied.then((exit) => ({ kind: 'vm' as const, exit })),
-  ]).catch((err: unknown) => ({ kind: 'error' as const, err }));
-
-  if (outcome.kind === 'exit') {
+  const outcome = await superviseProcess(agent, sandbox.died, id, '');
+  if (outcome.kind === 'exited') {
     exitStatus = outcome.status;
     await outputs.catch((err: unknown) => logger.warn({ err: oneLine(err) }, 'output relay failed'));
   } else {
     exitStatus = VM_DIED_STATUS;
-    stopReason =
-      outcome.kind === 'vm'
-        ? `the VM died (${outcome.exit.reason}); guest console: ${sandbox.hypervisor.consolePath}`
-        : `lost the agent: ${oneLine(outcome.err)}`;
+    stopReason = outcome.kind === 'vm-gone' ? `the VM died: ${outcome.reason}` : `lost the agent: ${outcome.reason}`;
     logger.error({ reason: stopReason }, 'container stopped because its VM died');
     process.stderr.write(`hull: container ${id}: ${stopReason}\n`);
   }
@@ -207,17 +168,8 @@ async function superviseUntilExit(options: RunOptions, sandbox: Sandbox, { outpu
     s.exitedAt = new Date().toISOString();
     if (stopReason) s.stopReason = stopReason;
   });
+  // What cannot be released stays on record: `hull delete` tries again.
   await sandbox.shutdown().catch((err: unknown) => logger.warn({ err: oneLine(err) }, 'shutdown'));
-  const state = updateState(root, id, (s) => void (s.vm = {}));
-  releaseMounts(sandbox.dir, state.mounts);
-  updateState(root, id, (s) => void (s.mounts = []));
-  try {
-    await detachNetwork(state.network, logger);
-    updateState(root, id, (s) => void delete s.network);
-  } catch (err) {
-    // Stays on record: `hull delete` tries again.
-    logger.warn({ err: oneLine(err) }, 'network cleanup');
-  }
   logger.info({ exitStatus }, 'container exited');
   if (startError) throw startError;
   return exitStatus;

@@ -10,13 +10,13 @@ import type { OciHooks } from '../hooks.js';
 import { unmountAllUnder } from '../sandbox/host-mounts.js';
 import { removeSocketDir, sandboxPaths } from '../../hypervisor/paths.js';
 import type { RecordedProcess } from '../../hypervisor/process.js';
-import type { VmProcesses } from '../../hypervisor/types.js';
 import { parseVmProcesses } from '../../hypervisor/vm-processes.js';
-import type { NetworkRecord } from '../sandbox/network/pod-network.js';
+import type { SandboxRecord, SandboxRecordStore } from '../sandbox/record.js';
 
 export type ContainerStatus = 'creating' | 'created' | 'running' | 'stopped';
 
-export interface ContainerState {
+/** The runc front end's record (state.json): the OCI state, the monitor, the hooks, and the sandbox record. */
+export interface ContainerState extends SandboxRecord {
   ociVersion: string;
   id: string;
   bundle: string;
@@ -31,13 +31,6 @@ export interface ContainerState {
   annotations: Record<string, string>;
   created: string;
   owner: string;
-  /** Processes of the VM, recorded so any later call can clean up after a crashed monitor. */
-  vm: VmProcesses;
-  /** Host paths mounted for this sandbox (the rootfs and the spec's host bind sources in the share), unmounted on
-   *  teardown. */
-  mounts: string[];
-  /** The taps, filters and qdiscs hull added to the container's network namespace (shim/sandbox/network/pod-network.ts). */
-  network?: NetworkRecord;
   exitStatus?: number;
   exitedAt?: string;
   /** Why the container stopped when it was not its own exit (VM died, boot failed). */
@@ -129,3 +122,18 @@ export function listIds(root: string): string[] {
 export function monitorOf(state: ContainerState): RecordedProcess {
   return state.pidStartTime === undefined ? { pid: state.pid } : { pid: state.pid, startTime: state.pidStartTime };
 }
+
+/** The state, or undefined once there is none (deleted, or a failed create removed it). */
+export function readStateQuietly(root: string, id: string): ContainerState | undefined {
+  try {
+    return readState(root, id);
+  } catch {
+    return undefined;
+  }
+}
+
+/** The sandbox record inside state.json, updated under the state lock (the monitor and CLI calls both write it). */
+export const stateRecordStore = (root: string, id: string): SandboxRecordStore => ({
+  read: () => readStateQuietly(root, id),
+  update: (change) => void updateState(root, id, change),
+});

@@ -1,11 +1,9 @@
-// Removes everything a sandbox left on the host, from its recorded state alone: the monitor, the VM processes,
-// the mounts and the state directory. Used by delete, and after failures.
+// `hull delete`'s end of a container: the monitor first (it owns the sandbox while it lives), then the core's
+// teardown from the sandbox record in state.json, then the state directory.
 import { setTimeout as sleep } from 'node:timers/promises';
-import { releaseMounts } from '../sandbox/sandbox.js';
 import { isAlive, type RecordedProcess } from '../../hypervisor/process.js';
-import { monitorOf, readState, removeSandboxDir, sandboxDir } from './state.js';
-import { killRecordedVm } from '../../hypervisor/registry.js';
-import { detachNetwork } from '../sandbox/network/pod-network.js';
+import { releaseSandbox } from '../sandbox/teardown.js';
+import { monitorOf, readState, removeSandboxDir, sandboxDir, stateRecordStore } from './state.js';
 
 export async function waitForExit(proc: RecordedProcess, timeoutMs: number): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
@@ -33,9 +31,6 @@ export async function destroySandbox(root: string, id: string, monitorWaitMs: nu
     }
     await waitForExit(monitor, 2_000);
   }
-  const latest = readState(root, id);
-  await killRecordedVm(latest.vm);
-  await detachNetwork(latest.network);
-  releaseMounts(sandboxDir(root, id), latest.mounts);
+  await releaseSandbox(sandboxDir(root, id), stateRecordStore(root, id));
   removeSandboxDir(root, id);
 }

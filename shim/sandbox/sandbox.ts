@@ -1,187 +1,261 @@
-// One sandbox = one microVM with its helpers, the container rootfs shared in over virtio-fs, and a ttrpc
-// connection to the guest agent. Booting is all-or-nothing: when any step fails, what was started is stopped and
-// the error says why, quoting the guest console.
-import { mkdirSync, rmSync } from 'node:fs';
-import path from 'node:path';
+// The sandbox core: one VM with its helpers, a share of container roots over virtio-fs, the pod's network and a
+// connection to the guest agent — what both front ends (runc/, containerd/) drive. `hull run` is a sandbox of one
+// container; a Kubernetes pod is one sandbox with many. Every host resource is written to the sandbox record before
+// it exists (record.ts), so teardown.ts can end the sandbox from the record alone, whoever runs it.
+import { mkdirSync } from 'node:fs';
 import type { Logger } from 'pino';
-import { AgentUnreachableError } from '../../hypervisor/errors.js';
 import { connectRecordedVm } from '../../hypervisor/registry.js';
-import type { Hypervisor, VmConfig, VmNic } from '../../hypervisor/types.js';
-import { AgentClient, type SetupNetworkRequest } from '../../protocol/agent-client.js';
+import { isAlive, procStat } from '../../hypervisor/process.js';
+import type { VmExit, VmOptions, VmProcesses } from '../../hypervisor/types.js';
+import { AgentClient } from '../../protocol/agent-client.js';
 import { HullError, oneLine } from '../errors.js';
-import { findGuestAssets } from './guest-assets.js';
-import { bindMount, unmount, unmountAllUnder } from './host-mounts.js';
-import { createHypervisor } from './vmm.js';
+import { shareContainer, unshareContainer } from './container-share.js';
+import { attachNetwork } from './network/pod-network.js';
+import { AGENT_PORT, guestRootfs, sharedDir } from './paths.js';
+import type { SandboxRecordStore } from './record.js';
+import type { HostBind } from './share-mounts.js';
+import { releaseSandbox } from './teardown.js';
+import { directVmFactory, type BootedVm, type VmFactory } from './vm-factory.js';
 import type { VmSize } from './vm-sizing.js';
+import { watchProcesses, type ProcessWatch } from './vm-watch.js';
 
-export const AGENT_PORT = 1024;
-/** Guest path of the virtio-fs share, and of one container's root inside it. */
-export const GUEST_SHARED_DIR = '/run/hull/shared';
-export const guestRootfs = (containerId: string): string => `${GUEST_SHARED_DIR}/${containerId}/rootfs`;
-/** Guest path of the host bind source that a container's spec mounts[n] names (see shim/sandbox/share-mounts.ts). */
-export const guestHostMount = (containerId: string, n: number): string => `${GUEST_SHARED_DIR}/${containerId}/mounts/${n}`;
-
-const AGENT_WAIT_MS = Number(process.env.HULL_AGENT_TIMEOUT_MS ?? 90_000);
 const POWEROFF_WAIT_MS = 3_000;
+const CLK_TCK = 100;
+const PAGE_SIZE = 4096;
 
 export interface SandboxOptions {
   id: string;
+  /** The sandbox directory: the share, sockets, console log. */
   dir: string;
-  size: VmSize;
   logger: Logger;
-  /** The VM must outlive this process (create/start in separate CLI calls). */
-  detached: boolean;
-  /** Called as soon as host resources exist, so they are on record before anything can fail. */
-  onResources: (resources: { mounts: string[]; vm: ReturnType<Hypervisor['processes']> }) => void;
-  /**
-   * virtiofsd's sandbox. 'chroot' keeps virtiofsd in our mount namespace, so roots shared after boot
-   * (Sandbox.shareRootfs into a running sandbox: later containers of a pod) are visible in the guest. Default: the
-   * driver's ('namespace'), which pins the share's mounts at boot.
-   */
-  virtiofsdSandbox?: 'namespace' | 'chroot';
-  /** The pod's network (shim/sandbox/network/): QEMU runs in netnsPath with a NIC per tap; the agent configures the guest. */
-  network?: SandboxNetwork;
+  /** Where the sandbox record lives (the front end's record file). */
+  record: SandboxRecordStore;
+  /** Where the VM comes from; default: a new one through the driver registry. */
+  vms?: VmFactory;
 }
 
-export interface SandboxNetwork {
-  netnsPath: string;
-  nics: VmNic[];
-  guest: SetupNetworkRequest;
+export interface SandboxBootOptions {
+  size: VmSize;
+  /** The VM must outlive this process. */
+  detached: boolean;
+  /**
+   * 'chroot' keeps virtiofsd in our mount namespace, so containers added after boot are seen in the guest; the
+   * driver's default ('namespace') pins the share's mounts at boot.
+   */
+  virtiofsdSandbox?: VmOptions['virtiofsdSandbox'];
+  /** A network namespace whose interfaces the VM gets: mirrored into taps before boot (NICs are not hot-plugged). */
+  netnsPath?: string;
+}
+
+/** Host-side accounting of the whole VM (container statistics come from the guest). */
+export interface VmUsage {
+  /** CPU time of the VMM process, microseconds. */
+  cpuUserUsec: number;
+  cpuSystemUsec: number;
+  /** Resident memory of the VMM process. */
+  rssBytes: number;
+  /** Guest RAM size. */
+  memoryLimitBytes: number;
+  vcpus: number;
 }
 
 export class Sandbox {
-  private constructor(
-    readonly id: string,
-    readonly dir: string,
-    readonly hypervisor: Hypervisor,
-    readonly agent: AgentClient,
-    private readonly logger: Logger,
-  ) {}
+  /**
+   * Settles with a one-line reason once the VM is gone: the VMM exited, a helper died or the agent connection was
+   * lost (the VM is then stopped, since it can do nothing more), or shutdown() was called. Always settles after the
+   * agent is lost, so nothing waits on a dead channel.
+   */
+  readonly died: Promise<string>;
+  private settleDied!: (reason: string) => void;
+  private vm: BootedVm | undefined;
+  private size: VmSize | undefined;
+  private helperWatch: ProcessWatch | undefined;
+  private stopping = false;
+  private stopped: Promise<void> | undefined;
+  /** Why hull stopped a VM whose VMM still ran (agent lost, helper died). */
+  private stoppedBecause: string | undefined;
+  /** Containers whose root (and host bind sources) are in the share. */
+  private readonly shares = new Set<string>();
+  private readonly log: Logger;
 
-  static sharedDir(dir: string): string {
-    return path.join(dir, 'shared');
+  constructor(private readonly options: SandboxOptions) {
+    this.log = options.logger;
+    this.died = new Promise<string>((resolve) => (this.settleDied = resolve));
   }
 
-  /** One container's directory in the share: its rootfs and its host bind sources are mounted below it. */
-  static containerShare(dir: string, containerId: string): string {
-    return path.join(Sandbox.sharedDir(dir), containerId);
+  get id(): string {
+    return this.options.id;
   }
 
-  /** Where a container's rootfs is bind-mounted inside the share (recorded before the mount is made). */
-  static rootfsTarget(dir: string, containerId: string): string {
-    return path.join(Sandbox.containerShare(dir, containerId), 'rootfs');
+  get dir(): string {
+    return this.options.dir;
   }
 
-  /** Where the host source of the container's spec mounts[n] is bind-mounted inside the share. */
-  static hostMountTarget(dir: string, containerId: string, n: number): string {
-    return path.join(Sandbox.containerShare(dir, containerId), 'mounts', String(n));
+  get agent(): AgentClient {
+    return this.booted().agent;
   }
 
-  /** Bind-mounts the container rootfs into the share; must happen before virtiofsd starts (it pins its view). */
-  static shareRootfs(dir: string, containerId: string, hostRootfs: string): string {
-    const target = Sandbox.rootfsTarget(dir, containerId);
-    bindMount(hostRootfs, target);
-    return target;
+  get consolePath(): string {
+    return this.booted().hypervisor.consolePath;
   }
 
-  static async boot(options: SandboxOptions, mounts: string[]): Promise<Sandbox> {
-    const { id, dir, size, logger } = options;
-    const assets = findGuestAssets();
-    const sharedDir = Sandbox.sharedDir(dir);
-    mkdirSync(sharedDir, { recursive: true });
-    const config: VmConfig = {
-      id,
-      dir,
-      vcpus: size.vcpus,
-      memoryMiB: size.memoryMiB,
-      kernelPath: assets.kernelPath,
-      initrdPath: assets.initrdPath,
-      rootImagePath: assets.rootImagePath,
-      kernelCmdline: `${assets.kernelCmdline} hull.sandbox=${id}`,
-      sharedDir,
-      accel: (process.env.HULL_ACCEL as VmConfig['accel'] | undefined) ?? 'auto',
-      guestCid: 3,
-      ...(options.network ? { netnsPath: options.network.netnsPath, nics: options.network.nics } : {}),
-    };
-    const hypervisor = createHypervisor(
-      config,
-      logger,
-      options.detached,
-      options.virtiofsdSandbox ? { virtiofsdSandbox: options.virtiofsdSandbox } : {},
-    );
-    const started = Date.now();
+  /** The VM's host processes as they are now (`{}` before boot). */
+  processes(): VmProcesses {
+    return this.vm?.hypervisor.processes() ?? {};
+  }
+
+  /**
+   * Shares a container's root and the host sources its spec binds, each on record first; returns the root's guest
+   * path. Before boot, or after it when the VM was booted with virtiofsdSandbox 'chroot'. Shared once per container.
+   */
+  addContainer(containerId: string, hostRootfs: string, binds: HostBind[]): string {
+    if (this.shares.has(containerId)) return guestRootfs(containerId);
+    mkdirSync(sharedDir(this.dir), { recursive: true });
+    const guestPath = shareContainer(this.dir, this.options.record, containerId, hostRootfs, binds);
+    this.shares.add(containerId);
+    return guestPath;
+  }
+
+  /** Unmounts a container's part of the share and drops it from the record. */
+  removeContainer(containerId: string): void {
+    if (!this.shares.has(containerId)) return;
+    unshareContainer(this.dir, this.options.record, containerId);
+    this.shares.delete(containerId);
+  }
+
+  /**
+   * Mirrors the network namespace's interfaces, boots the VM and configures the guest's network. On failure
+   * everything on record is released (the containers added so far included) and the error says why.
+   */
+  async boot(opts: SandboxBootOptions): Promise<void> {
+    if (this.vm || this.stopping) throw new HullError('failed-precondition', `sandbox ${this.id} was already booted`);
+    const { record } = this.options;
+    mkdirSync(sharedDir(this.dir), { recursive: true });
     try {
-      await hypervisor.start();
-      options.onResources({ mounts, vm: hypervisor.processes() });
-      logger.info({ ms: Date.now() - started, accel: hypervisor.accel.accel }, 'vmm started');
-      const stream = await Promise.race([
-        hypervisor.connectVsock(AGENT_PORT, AGENT_WAIT_MS),
-        hypervisor.wait().then((exit) => {
-          throw new HullError('unavailable', `the VM exited during boot (${exit.reason})`);
-        }),
-      ]);
-      const agent = new AgentClient(stream);
-      await agent.health();
-      logger.info({ ms: Date.now() - started }, 'agent ready');
-      if (options.network && options.network.guest.interfaces.length > 0) {
-        await agent.setupNetwork(options.network.guest);
-        logger.info({ ms: Date.now() - started }, 'guest network configured');
+      const net = opts.netnsPath
+        ? await attachNetwork(opts.netnsPath, this.log, (network) => record.update((r) => void (r.network = network)))
+        : undefined;
+      const nics = net?.nics ?? [];
+      this.vm = await (this.options.vms ?? directVmFactory()).boot({
+        id: this.id,
+        dir: this.dir,
+        sharedDir: sharedDir(this.dir),
+        size: opts.size,
+        logger: this.log,
+        detached: opts.detached,
+        ...(opts.virtiofsdSandbox ? { virtiofsdSandbox: opts.virtiofsdSandbox } : {}),
+        ...(opts.netnsPath && nics.length > 0 ? { network: { netnsPath: opts.netnsPath, nics } } : {}),
+        onProcesses: (vm) => record.update((r) => void (r.vm = vm)),
+      });
+      this.size = opts.size;
+      this.watch(this.vm);
+      if (net && nics.length > 0 && net.guest.interfaces.length > 0) {
+        await this.vm.agent.setupNetwork(net.guest);
+        this.log.info('guest network configured');
       }
-      return new Sandbox(id, dir, hypervisor, agent, logger);
     } catch (err) {
-      const tail = hypervisor.consoleTail(8);
-      await hypervisor.kill().catch(() => undefined);
-      const why =
-        err instanceof AgentUnreachableError
-          ? `the guest agent did not answer within ${err.timeoutMs / 1000} s (is the guest image current? ` +
-            `"npm run build" rebuilds it)`
-          : oneLine(err);
-      throw new HullError(
-        'unavailable',
-        `sandbox ${id} failed to boot: ${why}; guest console ${hypervisor.consolePath}` +
-          (tail ? ` ends with: ${oneLine(tail)}` : ' is empty'),
-        { cause: err },
-      );
+      await this.shutdown().catch((e: unknown) => this.log.warn({ err: oneLine(e) }, 'teardown after a failed boot'));
+      throw err;
     }
   }
 
-  /** Powers the guest off (the agent syncs first), then makes sure no VM process is left. */
-  async shutdown(): Promise<void> {
-    const exited = this.hypervisor.wait();
-    try {
-      await Promise.race([this.agent.destroySandbox(), exited]);
-    } catch (err) {
-      this.logger.debug({ err: oneLine(err) }, 'agent did not confirm power-off');
-    }
-    this.agent.close();
-    await this.hypervisor.stop(POWEROFF_WAIT_MS);
+  pause(): Promise<void> {
+    return this.booted().hypervisor.pause();
+  }
+
+  resume(): Promise<void> {
+    return this.booted().hypervisor.resume();
+  }
+
+  usage(): VmUsage {
+    const vmm = this.processes().vmm;
+    const stat = vmm ? procStat(vmm.pid) : undefined;
+    return {
+      cpuUserUsec: Math.round(((stat?.utime ?? 0) * 1e6) / CLK_TCK),
+      cpuSystemUsec: Math.round(((stat?.stime ?? 0) * 1e6) / CLK_TCK),
+      rssBytes: (stat?.rss ?? 0) * PAGE_SIZE,
+      memoryLimitBytes: (this.size?.memoryMiB ?? 0) * 2 ** 20,
+      vcpus: this.size?.vcpus ?? 0,
+    };
+  }
+
+  /**
+   * Powers the guest off (the agent syncs first), makes sure no VM process is left, then releases everything on
+   * record (teardown.ts). Idempotent; rejects when something could not be released (it stays on record).
+   */
+  shutdown(): Promise<void> {
+    this.stopping = true;
+    this.settleDied(`sandbox ${this.id} was shut down`);
+    this.stopped ??= (async () => {
+      this.helperWatch?.stop();
+      const vm = this.vm;
+      if (vm) {
+        try {
+          await Promise.race([vm.agent.destroySandbox(), vm.hypervisor.wait()]);
+        } catch (err) {
+          this.log.debug({ err: oneLine(err) }, 'agent did not confirm power-off');
+        }
+        vm.agent.close();
+        await vm.hypervisor.stop(POWEROFF_WAIT_MS).catch((err: unknown) => this.log.warn({ err: oneLine(err) }, 'stopping the VM'));
+      }
+      this.shares.clear();
+      await releaseSandbox(this.dir, this.options.record, this.log);
+      this.log.info('sandbox stopped');
+    })();
+    return this.stopped;
+  }
+
+  private booted(): BootedVm {
+    if (!this.vm) throw new HullError('failed-precondition', `sandbox ${this.id} has no VM`);
+    return this.vm;
+  }
+
+  /** Settles `died` on the VMM's exit; stops a VM that lost its agent or a helper. */
+  private watch({ hypervisor, agent }: BootedVm): void {
+    void hypervisor.wait().then((exit) => {
+      if (this.stopping) return;
+      const why = this.stoppedBecause ? `, stopped by hull: ${this.stoppedBecause}` : '';
+      this.settleDied(`${hypervisor.vmmName} exited (${describeExit(exit)}${why}); guest console ${hypervisor.consolePath}`);
+    });
+    const stopVm = (because: string): void => {
+      // isAlive: a VMM that died but was not reaped yet is a zombie, and counts as gone (its exit is on the way).
+      const vmm = hypervisor.processes().vmm;
+      if (this.stopping || this.stoppedBecause || !vmm || !isAlive(vmm)) return;
+      this.stoppedBecause = because;
+      this.log.error({ reason: because }, 'stopping the VM');
+      void hypervisor.kill().catch((e: unknown) => this.log.warn({ err: oneLine(e) }, 'kill VM'));
+    };
+    agent.onClose((err) => stopVm(`the guest agent connection closed (${oneLine(err)})`));
+    this.helperWatch = watchProcesses(hypervisor.processes().helpers ?? []);
+    void this.helperWatch.gone.then((reason) => stopVm(`its helper ${reason}`));
   }
 }
 
-/** Connects to the agent of a sandbox another process started. */
-export async function connectToSandbox(dir: string): Promise<AgentClient> {
+function describeExit(exit: VmExit): string {
+  if (exit.detail) return `${exit.reason}: ${exit.detail}`;
+  return exit.signal ? `${exit.reason} by ${exit.signal}` : exit.reason;
+}
+
+/** The agent of a sandbox another process owns, reached from its record, and a promise that settles once its VM is gone. */
+export interface SandboxConnection {
+  agent: AgentClient;
+  /** Settles when a recorded VM process is gone or the agent connection closes. */
+  gone: Promise<string>;
+  close(): void;
+}
+
+/** Connects to the agent of a sandbox another process started (`hull start`, `exec`, `kill`). */
+export async function connectToSandbox(dir: string, vm: VmProcesses = {}): Promise<SandboxConnection> {
   const stream = await connectRecordedVm(dir, AGENT_PORT, 10_000);
-  return new AgentClient(stream);
-}
-
-/**
- * Removes the host side of a sandbox's share: each recorded mount, then whatever else is still mounted below the
- * share (never deleted through), then the directories.
- */
-export function releaseMounts(dir: string, mounts: string[]): void {
-  for (const target of mounts) unmount(target);
-  const shared = Sandbox.sharedDir(dir);
-  unmountAllUnder(shared);
-  rmSync(shared, { recursive: true, force: true });
-}
-
-/**
- * Removes one container's part of the share (its rootfs and host bind mounts), recorded or not. Returns the
- * directory it removed, so the caller can drop every record below it.
- */
-export function releaseContainerShare(dir: string, containerId: string): string {
-  const share = Sandbox.containerShare(dir, containerId);
-  unmountAllUnder(share);
-  rmSync(share, { recursive: true, force: true });
-  return share;
+  const agent = new AgentClient(stream);
+  const watch = watchProcesses([...(vm.vmm ? [vm.vmm] : []), ...(vm.helpers ?? [])]);
+  const closed = new Promise<string>((resolve) => agent.onClose((err) => resolve(`the guest agent connection closed (${oneLine(err)})`)));
+  return {
+    agent,
+    gone: Promise.race([watch.gone, closed]),
+    close: () => {
+      watch.stop();
+      agent.close();
+    },
+  };
 }

@@ -15,7 +15,7 @@ import path from 'node:path';
 import { invalidArgument } from '../errors.js';
 import { bindMount, type BindOptions } from './host-mounts.js';
 import type { OciMount, OciSpec } from '../oci-spec.js';
-import { guestHostMount, Sandbox } from './sandbox.js';
+import { guestHostMount, hostMountTarget } from './paths.js';
 
 /** Kept in step with the agent's GUEST_SAFE_SOURCES (agent/spec-plan.ts): sources the guest provides itself. */
 const GUEST_DEVICE_SOURCES = new Set(['/dev/null', '/dev/zero', '/dev/full', '/dev/random', '/dev/urandom']);
@@ -129,7 +129,7 @@ export function mountHostBinds(dir: string, containerId: string, binds: HostBind
       throw invalidArgument(`config.json: mounts[${b.index}]: bind source ${b.source} is inside the sandbox directory ${dir}`);
     }
   }
-  const targets = binds.map((b) => Sandbox.hostMountTarget(dir, containerId, b.index));
+  const targets = binds.map((b) => hostMountTarget(dir, containerId, b.index));
   record(targets);
   binds.forEach((b, i) => {
     const options: BindOptions = { file: b.file, recursive: b.recursive, readonly: b.readonly };

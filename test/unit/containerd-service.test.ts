@@ -149,11 +149,11 @@ class FakeVm implements PodVm {
   shutdowns = 0;
   private dying = new Deferred<string>();
   died = this.dying.promise;
-  shareRootfs(id: string) {
+  addContainer(id: string) {
     this.shared.add(id);
     return `/run/hull/shared/${id}/rootfs`;
   }
-  unshareRootfs(id: string) {
+  removeContainer(id: string) {
     this.shared.delete(id);
   }
   async pause() {

@@ -5,7 +5,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { isMounted, mountPointsUnder } from '../../shim/sandbox/host-mounts.js';
-import { releaseContainerShare, releaseMounts, Sandbox } from '../../shim/sandbox/sandbox.js';
+import { releaseContainerShare, releaseShare } from '../../shim/sandbox/container-share.js';
+import { containerShare, hostMountTarget, sharedDir } from '../../shim/sandbox/paths.js';
 import { mountHostBinds, planHostBinds, type InspectSource, type SourceInfo } from '../../shim/sandbox/share-mounts.js';
 import { needRoot, prerequisitesMet } from '../helpers/prerequisites.js';
 
@@ -120,7 +121,7 @@ describe.runIf(prerequisitesMet('mountHostBinds (real mounts)', [needRoot()]))('
       expect(targets.some(isMounted)).toBe(false);
       recorded.push(...targets);
     });
-    const [fileTarget, dirTarget] = [Sandbox.hostMountTarget(dir, 'c1', 0), Sandbox.hostMountTarget(dir, 'c1', 1)];
+    const [fileTarget, dirTarget] = [hostMountTarget(dir, 'c1', 0), hostMountTarget(dir, 'c1', 1)];
     expect(recorded).toEqual([fileTarget, dirTarget]);
     expect(readFileSync(fileTarget!, 'utf8')).toBe('10.0.0.1 example\n');
     expect(() => writeFileSync(fileTarget!, 'x')).toThrow(/EROFS/);
@@ -129,7 +130,7 @@ describe.runIf(prerequisitesMet('mountHostBinds (real mounts)', [needRoot()]))('
 
     releaseContainerShare(dir, 'c1');
     expect(mountPointsUnder(dir)).toEqual([]);
-    expect(existsSync(Sandbox.containerShare(dir, 'c1'))).toBe(false);
+    expect(existsSync(containerShare(dir, 'c1'))).toBe(false);
     // The host's files are untouched by the release.
     expect(readFileSync(hostFile, 'utf8')).toBe('10.0.0.1 example\n');
     expect(readFileSync(path.join(hostDir, 'from-share'), 'utf8')).toBe('hi');
@@ -143,9 +144,9 @@ describe.runIf(prerequisitesMet('mountHostBinds (real mounts)', [needRoot()]))('
     const { binds } = planHostBinds(spec([{ destination: '/d', type: 'bind', source: hostDir }]), 'c2', '/bundle');
     mountHostBinds(dir, 'c2', binds, () => undefined);
     expect(mountPointsUnder(dir)).toHaveLength(1);
-    releaseMounts(dir, []);
+    releaseShare(dir, []);
     expect(mountPointsUnder(dir)).toEqual([]);
-    expect(existsSync(Sandbox.sharedDir(dir))).toBe(false);
+    expect(existsSync(sharedDir(dir))).toBe(false);
     expect(readFileSync(path.join(hostDir, 'keep'), 'utf8')).toBe('keep');
   });
 

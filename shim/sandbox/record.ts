@@ -1,0 +1,25 @@
+// The sandbox record: every host resource a sandbox holds, written before the resource exists, so that whatever
+// process finds it later (a `delete` after a crash) can end the sandbox from it alone (teardown.ts). Each front end
+// keeps it inside its own record file — state.json for the runc CLI, pod.json for the containerd shim — next to
+// its own fields; the core reads and writes it only through a SandboxRecordStore.
+import type { VmProcesses } from '../../hypervisor/types.js';
+import type { NetworkRecord } from './network/pod-network.js';
+
+export interface SandboxRecord {
+  /** The VM's host processes (VMM and helpers) with their driver; `{}` before boot and after teardown. */
+  vm: VmProcesses;
+  /** Host paths mounted into the sandbox's share (container roots, host bind sources), unmounted on teardown. */
+  mounts: string[];
+  /** The taps, filters and qdiscs hull added to the sandbox's network namespace (network/pod-network.ts). */
+  network?: NetworkRecord;
+}
+
+/** Where a front end keeps the sandbox record. `update` is a read-modify-write that no other writer can interleave. */
+export interface SandboxRecordStore {
+  /** The record as it is now; undefined when there is none (any more). */
+  read(): SandboxRecord | undefined;
+  update(change: (record: SandboxRecord) => void): void;
+}
+
+/** A record with nothing in it yet. */
+export const emptySandboxRecord = (): SandboxRecord => ({ vm: {}, mounts: [] });

@@ -1,0 +1,37 @@
+// The one supervisor: a process in the guest ends either by its own exit, which the agent reports, or because its VM
+// went away (the VMM or a helper died, or the agent connection was lost), and whichever comes first decides. Both
+// front ends use it for every process they wait on: the runc CLI's container and exec, the containerd shim's tasks.
+import type { AgentClient } from '../../protocol/agent-client.js';
+import { ConnectionClosedError } from '../../protocol/errors.js';
+import { oneLine } from '../errors.js';
+import { exitStatusFromGuest } from '../guest-values.js';
+
+export type ProcessOutcome =
+  /** The process exited with this status (128+n for signal n). */
+  | { kind: 'exited'; status: number }
+  /** The VM is gone; `reason` says how. */
+  | { kind: 'vm-gone'; reason: string }
+  /** The agent refused or failed the wait while the VM still ran. */
+  | { kind: 'lost'; reason: string };
+
+/**
+ * Waits for process `execId` ('' for the init) of container `containerId`. `vmGone` settles with a reason once the
+ * VM is gone and must settle whenever the agent connection closes (Sandbox.died does; watchRecordedVm for a process
+ * that only has the record), so this never waits on a dead channel.
+ */
+export async function superviseProcess(
+  agent: Pick<AgentClient, 'waitProcess'>,
+  vmGone: Promise<string>,
+  containerId: string,
+  execId: string,
+): Promise<ProcessOutcome> {
+  try {
+    return await Promise.race([
+      agent.waitProcess(containerId, execId).then((r): ProcessOutcome => ({ kind: 'exited', status: exitStatusFromGuest(r.exitStatus) })),
+      vmGone.then((reason): ProcessOutcome => ({ kind: 'vm-gone', reason })),
+    ]);
+  } catch (err) {
+    if (err instanceof ConnectionClosedError) return { kind: 'vm-gone', reason: await vmGone };
+    return { kind: 'lost', reason: `waiting for process ${execId || containerId} failed: ${oneLine(err)}` };
+  }
+}

@@ -1,0 +1,35 @@
+// The one teardown: ends a sandbox from its record alone — the VM's processes (by the driver that started them), then
+// the taps in its network namespace, then the share's mounts — clearing each from the record once it is gone. Any
+// process can run it: the owner after a clean stop, a failed boot, `hull delete` or the shim's `delete` after a crash.
+// A step that fails stays on record for the next attempt, and the error says which.
+import type { Logger } from 'pino';
+import { killRecordedVm } from '../../hypervisor/registry.js';
+import { HullError, oneLine } from '../errors.js';
+import { releaseShare } from './container-share.js';
+import { detachNetwork } from './network/pod-network.js';
+import type { SandboxRecordStore } from './record.js';
+
+export async function releaseSandbox(dir: string, store: SandboxRecordStore, log?: Logger): Promise<void> {
+  const failures: string[] = [];
+  const record = store.read();
+  if (!record) return;
+  try {
+    await killRecordedVm(record.vm, dir);
+    store.update((r) => void (r.vm = {}));
+  } catch (err) {
+    failures.push(`ending the VM: ${oneLine(err)}`);
+  }
+  try {
+    await detachNetwork(record.network, log);
+    store.update((r) => void delete r.network);
+  } catch (err) {
+    failures.push(`removing the network taps: ${oneLine(err)}`);
+  }
+  try {
+    releaseShare(dir, record.mounts);
+    store.update((r) => void (r.mounts = []));
+  } catch (err) {
+    failures.push(`unmounting the share: ${oneLine(err)}`);
+  }
+  if (failures.length > 0) throw new HullError('internal', `tearing down sandbox ${dir}: ${failures.join('; ')} (kept on record)`);
+}
