@@ -39,6 +39,8 @@ export interface RunOptions {
   detached: boolean;
   /** Where the VM comes from; default: a new one through the driver registry (tests pass a fake). */
   vms?: VmFactory;
+  /** Puts this process into the container's network namespace and returns its path; default joinNetwork below. */
+  joinNetwork?: (network: SpecNetwork) => string;
   /** Told once the container is created (or failed to be), before it starts. */
   onCreated: (result: { ok: true; pid: number } | { ok: false; error: Error }) => void;
 }
@@ -54,7 +56,7 @@ export async function runContainer(options: RunOptions): Promise<number> {
   if (network.kind === 'path') requireNetns(network.path);
   // This process stands for the container, so it lives in the container's network namespace: hooks that enter
   // /proc/<pid>/ns/net (Docker's prestart hook) find it there, and QEMU, spawned from here, starts there.
-  const netnsPath = joinNetwork(network);
+  const netnsPath = (options.joinNetwork ?? joinNetwork)(network);
   const dir = createSandboxDir(root, id);
   const state: ContainerState = {
     ociVersion: bundle.spec.ociVersion,
