@@ -15,6 +15,7 @@ import { errorKind, HullError, oneLine, type HullErrorKind } from '../errors.js'
 import { VM_DIED_STATUS } from '../exit-status.js';
 import { pidFromGuest } from '../guest-values.js';
 import type { OciLinuxResources } from '../oci-spec.js';
+import { ProcessState } from '../sandbox/process-state.js';
 import { planHostBinds } from '../sandbox/share-mounts.js';
 import { pumpInput, pumpOutput, STDIO_CHUNK } from '../sandbox/stdio-relay.js';
 import { superviseProcess } from '../sandbox/supervisor.js';
@@ -31,14 +32,13 @@ export { VM_DIED_STATUS };
 const OUTPUT_DRAIN_MS = 5000;
 export const SHIM_VERSION = 'hull-0.1.0';
 
-type ProcStatus = 'created' | 'running' | 'stopped';
-
 interface Proc {
   containerId: string;
   /** '' for the container's init. */
   execId: string;
   pid: number;
-  status: ProcStatus;
+  /** created → running → stopped (created → stopped when it never started); the init also running ↔ paused. */
+  state: ProcessState;
   exitStatus: number;
   exitedAt?: Date;
   stdio: StdioPaths;
@@ -62,7 +62,6 @@ interface Container {
   /** <bundle>/rootfs when we mounted containerd's rootfs mounts there. */
   mountedRootfs?: string;
   shared: boolean;
-  paused: boolean;
   /** OOM kills of its guest cgroup already reported with TaskOOM. */
   oomKills: number;
 }
@@ -102,7 +101,7 @@ function newProc(containerId: string, execId: string, stdio: StdioPaths): Proc {
     containerId,
     execId,
     pid: 0,
-    status: 'created',
+    state: new ProcessState(execId ? `process ${execId} of container ${containerId}` : `container ${containerId}`, 'created'),
     exitStatus: 0,
     stdio,
     exited,
@@ -188,7 +187,7 @@ export class TaskService {
 
   /** Guest pids of this pod's container inits that have not exited: the namespaces a new container may join. */
   private liveInitPids(): Set<number> {
-    return new Set([...this.containers.values()].filter((c) => c.init.status !== 'stopped' && c.init.pid > 0).map((c) => c.init.pid));
+    return new Set([...this.containers.values()].filter((c) => !c.init.state.is('stopped') && c.init.pid > 0).map((c) => c.init.pid));
   }
 
   private notifyContainers(): void {
@@ -215,7 +214,7 @@ export class TaskService {
     this.creating.add(id);
     const log = this.log.child({ container: id });
     const stdio: StdioPaths = { stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, terminal: req.terminal };
-    const c: Container = { id, bundle: req.bundle, init: newProc(id, '', stdio), execs: new Map(), shared: false, paused: false, oomKills: 0 };
+    const c: Container = { id, bundle: req.bundle, init: newProc(id, '', stdio), execs: new Map(), shared: false, oomKills: 0 };
     let vm: PodVm | undefined;
     try {
       const rootfsDir = path.join(req.bundle, 'rootfs');
@@ -279,11 +278,11 @@ export class TaskService {
     const { c, p } = this.proc(req.id, req.execId);
     const vm = this.liveVm();
     return this.startLock.run(async () => {
-      if (p.status !== 'created') throw new TtrpcError(Code.FailedPrecondition, `process ${req.execId || req.id} was already started`);
+      if (!p.state.is('created')) throw new TtrpcError(Code.FailedPrecondition, `process ${req.execId || req.id} was already started`);
       if (!p.execId) {
         const { pid } = await vm.agent.startContainer(c.id);
         p.pid = pidFromGuest(pid) || p.pid;
-        p.status = 'running';
+        p.state.moveTo('running');
         this.opts.events.publish(Topic.start, { containerId: c.id, pid: p.pid });
       } else {
         try {
@@ -307,7 +306,7 @@ export class TaskService {
           p.io = undefined;
           throw err;
         }
-        p.status = 'running';
+        p.state.moveTo('running');
         this.watch(vm, c, p);
         this.opts.events.publish(Topic.execStarted, { containerId: c.id, execId: p.execId, pid: p.pid });
       }
@@ -349,7 +348,7 @@ export class TaskService {
       }
       await io.close().catch(() => undefined);
       await this.startLock.run(() => {
-        p.status = 'stopped';
+        p.state.moveTo('stopped');
         p.exitStatus = status < 0 ? VM_DIED_STATUS : status;
         p.exitedAt = new Date();
         this.opts.events.publish(Topic.exit, {
@@ -398,13 +397,14 @@ export class TaskService {
   async delete(req: { id: string; execId: string }): Promise<{ pid: number; exitStatus: number; exitedAt?: Timestamp }> {
     const { c, p } = this.proc(req.id, req.execId);
     if (p.execId) {
-      if (p.status === 'running') throw new TtrpcError(Code.FailedPrecondition, `cannot delete running exec ${p.execId}`);
+      if (p.state.is('running')) throw new TtrpcError(Code.FailedPrecondition, `cannot delete running exec ${p.execId}`);
       c.execs.delete(p.execId);
       await p.io?.close().catch(() => undefined);
       return this.exitInfo(p);
     }
-    if (p.status === 'running') throw new TtrpcError(Code.FailedPrecondition, `cannot delete running task ${c.id}`);
-    if (p.status === 'created' && this.vm && !this.vmDeadReason) {
+    // A paused task is a running one to containerd (its process is alive, only frozen).
+    if (p.state.is('running', 'paused')) throw new TtrpcError(Code.FailedPrecondition, `cannot delete running task ${c.id}`);
+    if (p.state.is('created') && this.vm && !this.vmDeadReason) {
       // A created, never started task is killed (runc's `delete` does the same).
       await this.vm.agent.removeContainer(c.id).catch((err: unknown) => this.log.warn({ err: oneLine(err) }, 'remove created container'));
       await Promise.race([p.exited, sleep(5000)]);
@@ -425,7 +425,7 @@ export class TaskService {
   /** Frees what a container holds on the host and in the guest; stops the VM when no container is left. */
   private async releaseContainer(c: Container, vm: PodVm | undefined): Promise<void> {
     for (const e of c.execs.values()) await e.io?.close().catch(() => undefined);
-    if (c.init.status === 'created' || c.init.status === 'stopped') await c.init.io?.close().catch(() => undefined);
+    if (c.init.state.is('created', 'stopped')) await c.init.io?.close().catch(() => undefined);
     if (vm && !this.vmDeadReason && this.containers.size > 0) {
       await vm.agent.removeContainer(c.id).catch((err: unknown) => this.log.debug({ err: oneLine(err) }, 'remove container'));
     }
@@ -458,8 +458,10 @@ export class TaskService {
   state(req: { id: string; execId: string }): object {
     const { c, p } = this.proc(req.id, req.execId);
     let status: number = TaskStatus.UNKNOWN;
-    if (p.status === 'created') status = TaskStatus.CREATED;
-    else if (p.status === 'running') status = c.paused ? TaskStatus.PAUSED : TaskStatus.RUNNING;
+    if (p.state.is('created')) status = TaskStatus.CREATED;
+    // Pausing freezes the whole container, so a running exec of a paused container is reported paused too.
+    else if (p.state.is('paused') || (p.state.is('running') && c.init.state.is('paused'))) status = TaskStatus.PAUSED;
+    else if (p.state.is('running')) status = TaskStatus.RUNNING;
     else status = TaskStatus.STOPPED;
     return {
       id: p.execId || c.id,
@@ -478,14 +480,14 @@ export class TaskService {
 
   async pids(req: { id: string }): Promise<{ processes: Array<{ pid: number }> }> {
     const c = this.container(req.id);
-    if (c.init.status === 'stopped' || !this.vm || this.vmDeadReason) return { processes: [] };
+    if (c.init.state.is('stopped') || !this.vm || this.vmDeadReason) return { processes: [] };
     const list = await this.vm.agent.listProcesses(c.id);
     return { processes: list.map((p) => ({ pid: pidFromGuest(p.pid) })) };
   }
 
   private checkPausable(c: Container): PodVm {
     const vm = this.liveVm();
-    const others = [...this.containers.values()].filter((o) => o !== c && o.init.status !== 'stopped');
+    const others = [...this.containers.values()].filter((o) => o !== c && !o.init.state.is('stopped'));
     if (others.length > 0) {
       throw new TtrpcError(Code.Unimplemented, 'pausing one container of a multi-container pod is not supported by hull yet');
     }
@@ -494,33 +496,42 @@ export class TaskService {
 
   async pause(req: { id: string }): Promise<object> {
     const c = this.container(req.id);
-    if (c.init.status !== 'running') throw new TtrpcError(Code.FailedPrecondition, `task ${c.id} is not running`);
-    if (c.paused) return {};
-    await this.checkPausable(c).pause();
-    c.paused = true;
+    // Pause of a paused task is a no-op, as in containerd: answered here, since the table has no paused → paused.
+    if (c.init.state.is('paused')) return {};
+    if (!c.init.state.is('running')) throw new TtrpcError(Code.FailedPrecondition, `task ${c.id} is not running`);
+    const vm = this.checkPausable(c);
+    await vm.pause();
+    // While the VM paused, another Pause may have won (a no-op, as above) or the task may have stopped: the VM must
+    // not stay frozen with nothing recorded as paused, and the move below refuses the stopped task.
+    if (c.init.state.is('paused')) return {};
+    if (!c.init.state.is('running')) await vm.resume();
+    c.init.state.moveTo('paused');
     this.opts.events.publish(Topic.paused, { containerId: c.id });
     return {};
   }
 
   async resume(req: { id: string }): Promise<object> {
     const c = this.container(req.id);
-    if (!c.paused) throw new TtrpcError(Code.FailedPrecondition, `task ${c.id} is not paused`);
+    if (!c.init.state.is('paused')) throw new TtrpcError(Code.FailedPrecondition, `task ${c.id} is not paused`);
     await this.liveVm().resume();
-    c.paused = false;
+    c.init.state.moveTo('running');
     this.opts.events.publish(Topic.resumed, { containerId: c.id });
     return {};
   }
 
   async kill(req: { id: string; execId: string; signal: number; all: boolean }): Promise<object> {
     const { c, p } = this.proc(req.id, req.execId);
-    if (p.status === 'stopped') throw new TtrpcError(Code.NotFound, 'process already finished');
-    if (p.execId && p.status === 'created') throw new TtrpcError(Code.FailedPrecondition, `exec ${p.execId} was not started`);
+    if (p.state.is('stopped')) throw new TtrpcError(Code.NotFound, 'process already finished');
+    if (p.execId && p.state.is('created')) throw new TtrpcError(Code.FailedPrecondition, `exec ${p.execId} was not started`);
     const vm = this.liveVm();
-    if (c.paused && (req.signal === 9 || req.signal === 15)) {
+    if (c.init.state.is('paused') && (req.signal === 9 || req.signal === 15)) {
       // A paused VM cannot deliver the signal; runc thaws a frozen cgroup for SIGKILL too.
       await vm.resume();
-      c.paused = false;
-      this.opts.events.publish(Topic.resumed, { containerId: c.id });
+      // A concurrent Resume or Kill may have recorded the thaw already; the signal goes out either way.
+      if (c.init.state.is('paused')) {
+        c.init.state.moveTo('running');
+        this.opts.events.publish(Topic.resumed, { containerId: c.id });
+      }
     }
     await vm.agent.signalProcess(c.id, p.execId, req.signal, req.all);
     return {};
@@ -530,7 +541,8 @@ export class TaskService {
     const c = this.container(req.id);
     if (!req.execId) throw new TtrpcError(Code.InvalidArgument, 'exec id is empty');
     if (c.execs.has(req.execId)) throw new TtrpcError(Code.AlreadyExists, `id ${req.execId}: already exists`);
-    if (c.init.status !== 'running') throw new TtrpcError(Code.FailedPrecondition, `container ${c.id} must be running to exec`);
+    // A paused container still counts as running here: Exec only records the process, Start runs it.
+    if (!c.init.state.is('running', 'paused')) throw new TtrpcError(Code.FailedPrecondition, `container ${c.id} must be running to exec`);
     const value = req.spec?.value;
     if (!value || value.length === 0) throw new TtrpcError(Code.InvalidArgument, 'exec spec is missing');
     const processJson = Buffer.from(value).toString('utf8');
@@ -550,8 +562,8 @@ export class TaskService {
   async resizePty(req: { id: string; execId: string; width: number; height: number }): Promise<object> {
     const { c, p } = this.proc(req.id, req.execId);
     if (!p.stdio.terminal) throw new TtrpcError(Code.FailedPrecondition, `process ${req.execId || req.id} has no terminal`);
-    if (p.status === 'stopped') return {};
-    if (p.execId && p.status === 'created') {
+    if (p.state.is('stopped')) return {};
+    if (p.execId && p.state.is('created')) {
       p.pendingSize = { width: req.width, height: req.height }; // the agent has no such exec until Start
       return {};
     }
@@ -598,7 +610,7 @@ export class TaskService {
     if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
       throw new TtrpcError(Code.InvalidArgument, 'update: resources must be a LinuxResources object');
     }
-    if (c.init.status === 'stopped') throw new TtrpcError(Code.FailedPrecondition, `task ${c.id} is not running`);
+    if (c.init.state.is('stopped')) throw new TtrpcError(Code.FailedPrecondition, `task ${c.id} is not running`);
     const vm = this.liveVm();
     const { memoryLimitBytes, vcpus } = vm.usage();
     const tooBig = beyondVm(parsed as OciLinuxResources, { memoryMiB: memoryLimitBytes / 2 ** 20, vcpus });

@@ -18,7 +18,7 @@ import { superviseProcess } from '../sandbox/supervisor.js';
 import { planHostBinds } from '../sandbox/share-mounts.js';
 import { requireNetns, specNetwork } from '../sandbox/network/spec-netns.js';
 import { forwardSignals, parseSignal } from './signals.js';
-import { listIds, monitorOf, readState, readStateQuietly, sandboxDir, updateState } from './state.js';
+import { listIds, monitorOf, moveStatus, readState, readStateQuietly, sandboxDir, updateState } from './state.js';
 import { currentStatus, ociState } from './status.js';
 import { attachStdio, flush } from '../sandbox/stdio-relay.js';
 import { attachHostTerminal } from './terminal.js';
@@ -114,7 +114,7 @@ export async function start(g: Globals, id: string): Promise<number> {
   if (status !== 'created') throw failedPrecondition(`cannot start container ${id}: it is ${status}, not created`);
   const { agent, close } = await connectToSandbox(sandboxDir(g.root, id));
   try {
-    const current = updateState(g.root, id, (s) => void (s.status = 'running'));
+    const current = updateState(g.root, id, (s) => moveStatus(s, 'running'));
     await agent.startContainer(id, startCallOptions(current));
     await runPoststartHooks(g.root, id, g.logger, (signal) => agent.signalProcess(id, '', signal, true));
   } finally {

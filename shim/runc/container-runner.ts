@@ -14,6 +14,7 @@ import { superviseProcess } from '../sandbox/supervisor.js';
 import type { VmFactory } from '../sandbox/vm-factory.js';
 import {
   createSandboxDir,
+  moveStatus,
   readStateQuietly,
   removeSandboxDir,
   stateRecordStore,
@@ -91,7 +92,7 @@ export async function runContainer(options: RunOptions): Promise<number> {
       bundle: bundle.dir,
     });
     updateState(root, id, (s) => {
-      s.status = 'created';
+      moveStatus(s, 'created');
       s.guestPid = pidFromGuest(pid);
     });
     logger.info({ guestPid: pid }, 'container created');
@@ -165,7 +166,7 @@ async function superviseUntilExit(options: RunOptions, sandbox: Sandbox, { outpu
   await Promise.all([flush(process.stdout), flush(process.stderr)]);
 
   updateState(root, id, (s) => {
-    s.status = 'stopped';
+    moveStatus(s, 'stopped');
     s.exitStatus = exitStatus;
     s.exitedAt = new Date().toISOString();
     if (stopReason) s.stopReason = stopReason;
@@ -185,7 +186,7 @@ async function superviseUntilExit(options: RunOptions, sandbox: Sandbox, { outpu
 async function startForRun(options: RunOptions, agent: Sandbox['agent']): Promise<unknown> {
   const { root, id, logger } = options;
   try {
-    const state = updateState(root, id, (s) => void (s.status = 'running'));
+    const state = updateState(root, id, (s) => moveStatus(s, 'running'));
     await agent.startContainer(id, startCallOptions(state));
     logger.info('container started');
     await runPoststartHooks(root, id, logger, (signal) => agent.signalProcess(id, '', signal, true));

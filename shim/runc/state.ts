@@ -10,10 +10,12 @@ import type { OciHooks } from '../hooks.js';
 import { unmountAllUnder } from '../sandbox/host-mounts.js';
 import { removeSocketDir, sandboxPaths } from '../../hypervisor/paths.js';
 import type { RecordedProcess } from '../../hypervisor/process.js';
+import { checkTransition, type ProcessStatus } from '../sandbox/process-state.js';
 import { parseVmProcesses } from '../../hypervisor/vm-processes.js';
 import type { SandboxRecord, SandboxRecordStore } from '../sandbox/record.js';
 
-export type ContainerStatus = 'creating' | 'created' | 'running' | 'stopped';
+/** The process lifecycle of shim/sandbox/process-state.ts, less paused: the runc front end has no pause command. */
+export type ContainerStatus = Exclude<ProcessStatus, 'paused'>;
 
 /** The runc front end's record (state.json): the OCI state, the monitor, the hooks, and the sandbox record. */
 export interface ContainerState extends SandboxRecord {
@@ -117,6 +119,15 @@ export function listIds(root: string): string[] {
   }
 }
 
+
+/**
+ * Moves the recorded status through the lifecycle's table (inside an updateState callback): a move it does not have
+ * (a second start racing the first, a start after the monitor recorded the exit) is refused, not written.
+ */
+export function moveStatus(state: ContainerState, next: ContainerStatus): void {
+  checkTransition(`container ${state.id}`, state.status, next);
+  state.status = next;
+}
 
 /** The monitor as a recorded process: pid plus start time, so a reused pid is never taken for it. */
 export function monitorOf(state: ContainerState): RecordedProcess {
