@@ -1,11 +1,12 @@
 // The long-lived shim: serves containerd.task.v2.Task on the socket `start` created (fd 3), logs to <bundle>/log
 // (the FIFO containerd reads) and to <pod dir>/shim.log, publishes events to TTRPC_ADDRESS, and exits on Shutdown.
-import { chmodSync, closeSync, constants, writeSync, createWriteStream, mkdirSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, closeSync, constants, writeSync, createWriteStream, mkdirSync, openSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import pino, { type Logger } from 'pino';
-import { removeSocketDir, sandboxPaths } from '../../hypervisor/paths.js';
+import { mountPointsUnder } from '../sandbox/host-mounts.js';
+import { removeSandboxDirectory } from '../sandbox/teardown.js';
 import { procStartTime } from '../../hypervisor/process.js';
 import { TtrpcServer } from '../../protocol/ttrpc/server.js';
 import { oneLine } from '../errors.js';
@@ -46,16 +47,12 @@ async function bindSocket(server: net.Server, sockPath: string): Promise<boolean
 function removePodDir(podDir: string, log: Logger): void {
   try {
     if (readPodRecord(podDir)?.shimPid !== process.pid) return;
-    const busy = readFileSync('/proc/self/mountinfo', 'utf8')
-      .split('\n')
-      .map((l) => l.split(' ')[4] ?? '')
-      .filter((m) => m === podDir || m.startsWith(`${podDir}/`));
+    const busy = mountPointsUnder(podDir);
     if (busy.length > 0) {
       log.warn({ mounts: busy }, 'pod directory kept: mounts remain under it');
       return;
     }
-    rmSync(podDir, { recursive: true, force: true });
-    removeSocketDir(sandboxPaths(podDir));
+    removeSandboxDirectory(podDir);
   } catch (err) {
     log.warn({ err: oneLine(err) }, 'cannot remove the pod directory');
   }

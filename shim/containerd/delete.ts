@@ -4,12 +4,11 @@
 // 137, now) on stdout.
 import { rmSync } from 'node:fs';
 import path from 'node:path';
-import { removeSocketDir, sandboxPaths } from '../../hypervisor/paths.js';
 import { isAlive } from '../../hypervisor/process.js';
 import { oneLine } from '../errors.js';
 import { releaseContainerShare, releaseShare } from '../sandbox/container-share.js';
 import type { SandboxRecordStore } from '../sandbox/record.js';
-import { releaseSandbox } from '../sandbox/teardown.js';
+import { releaseSandbox, removeSandboxDirectory } from '../sandbox/teardown.js';
 import { groupIdForBundle, sandboxDirFor, socketAddress, socketPath } from './address.js';
 import type { ShimFlags } from './flags.js';
 import { encode, toTimestamp } from './protos.js';
@@ -74,8 +73,7 @@ export async function deleteShim(flags: ShimFlags, root: string): Promise<Delete
         if (current.containers.length === 0) {
           try {
             releaseShare(dir, current.mounts);
-            rmSync(dir, { recursive: true, force: true });
-            removeSocketDir(sandboxPaths(dir));
+            removeSandboxDirectory(dir);
           } catch (err) {
             warnings.push(`removing ${dir}: ${oneLine(err)}`);
           }

@@ -3,8 +3,7 @@
 import { mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { writeFileAtomic } from '../../hypervisor/atomic-write.js';
-import { parseVmProcesses } from '../../hypervisor/vm-processes.js';
-import type { SandboxRecord } from '../sandbox/record.js';
+import { readSandboxFields, type SandboxRecord } from '../sandbox/record.js';
 import { withLockFile } from '../lock-file.js';
 
 /** The containerd front end's record (pod.json): the shim, the pod's containers, and the sandbox record. */
@@ -27,9 +26,7 @@ export function readPodRecord(dir: string): PodRecord | undefined {
   } catch {
     return undefined;
   }
-  // Earlier versions of hull recorded the VM's processes in another shape: read them into today's.
-  record.vm = parseVmProcesses(record.vm, file);
-  return record;
+  return readSandboxFields(record, file);
 }
 
 export function writePodRecord(dir: string, record: PodRecord): void {

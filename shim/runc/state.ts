@@ -1,18 +1,16 @@
 // Persistent state of one container/sandbox under <root>/<id>/. Lives longer than any single CLI call: `create` in
 // one process, `start` in the next. Writes are atomic (temp file + rename) and read-modify-write cycles hold a
 // per-sandbox lock so the monitor and a CLI call never lose each other's update.
-import { mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { writeFileAtomic } from '../../hypervisor/atomic-write.js';
 import { alreadyExists, HullError, notFound } from '../errors.js';
 import { withLockFile } from '../lock-file.js';
 import type { OciHooks } from '../hooks.js';
-import { unmountAllUnder } from '../sandbox/host-mounts.js';
-import { removeSocketDir, sandboxPaths } from '../../hypervisor/paths.js';
 import type { RecordedProcess } from '../../hypervisor/process.js';
 import { checkTransition, type ProcessStatus } from '../sandbox/process-state.js';
-import { parseVmProcesses } from '../../hypervisor/vm-processes.js';
-import type { SandboxRecord, SandboxRecordStore } from '../sandbox/record.js';
+import { readSandboxFields, type SandboxRecord, type SandboxRecordStore } from '../sandbox/record.js';
+import { removeSandboxDirectory } from '../sandbox/teardown.js';
 
 /** The process lifecycle of shim/sandbox/process-state.ts, less paused: the runc front end has no pause command. */
 export type ContainerStatus = Exclude<ProcessStatus, 'paused'>;
@@ -64,16 +62,9 @@ export function createSandboxDir(root: string, id: string): string {
   return dir;
 }
 
-/**
- * Removes the sandbox dir and its socket dir (hypervisor/paths.ts). Whatever is still mounted below the sandbox dir (a
- * record lost in a crash) is unmounted first, and if that fails nothing is removed: a recursive delete would go
- * through the mount into the host's files.
- */
+/** Removes the container's sandbox directory (shim/sandbox/teardown.ts removeSandboxDirectory). */
 export function removeSandboxDir(root: string, id: string): void {
-  const dir = sandboxDir(root, id);
-  unmountAllUnder(dir);
-  rmSync(dir, { recursive: true, force: true });
-  removeSocketDir(sandboxPaths(dir));
+  removeSandboxDirectory(sandboxDir(root, id));
 }
 
 export function readState(root: string, id: string): ContainerState {
@@ -89,9 +80,7 @@ export function readState(root: string, id: string): ContainerState {
   } catch (err) {
     throw new HullError('internal', `state of container ${id} is corrupt: ${(err as Error).message}`);
   }
-  // Earlier versions of hull recorded the VM's processes in another shape: read them into today's.
-  state.vm = parseVmProcesses(state.vm, `state of container ${id}`);
-  return state;
+  return readSandboxFields(state, `state of container ${id}`);
 }
 
 export function writeState(root: string, state: ContainerState): void {

@@ -3,6 +3,7 @@
 // keeps it inside its own record file — state.json for the runc CLI, pod.json for the containerd shim — next to
 // its own fields; the core reads and writes it only through a SandboxRecordStore.
 import type { VmProcesses } from '../../hypervisor/types.js';
+import { parseVmProcesses } from '../../hypervisor/vm-processes.js';
 import type { NetworkRecord } from './network/pod-network.js';
 
 export interface SandboxRecord {
@@ -23,3 +24,13 @@ export interface SandboxRecordStore {
 
 /** A record with nothing in it yet. */
 export const emptySandboxRecord = (): SandboxRecord => ({ vm: {}, mounts: [] });
+
+/**
+ * Brings the sandbox fields of a record just parsed from `source` into today's shape: earlier hull wrote the VM's
+ * processes in another shape, and a record without mounts has none. Throws when the VM's processes cannot be trusted.
+ */
+export function readSandboxFields<T extends SandboxRecord>(record: T, source: string): T {
+  record.vm = parseVmProcesses(record.vm, source);
+  if (!Array.isArray(record.mounts)) record.mounts = [];
+  return record;
+}

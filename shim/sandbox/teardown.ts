@@ -2,10 +2,13 @@
 // the taps in its network namespace, then the share's mounts — clearing each from the record once it is gone. Any
 // process can run it: the owner after a clean stop, a failed boot, `hull delete` or the shim's `delete` after a crash.
 // A step that fails stays on record for the next attempt, and the error says which.
+import { rmSync } from 'node:fs';
 import type { Logger } from 'pino';
+import { removeSocketDir, sandboxPaths } from '../../hypervisor/paths.js';
 import { killRecordedVm } from '../../hypervisor/registry.js';
 import { HullError, oneLine } from '../errors.js';
 import { releaseShare } from './container-share.js';
+import { unmountAllUnder } from './host-mounts.js';
 import { detachNetwork } from './network/pod-network.js';
 import type { SandboxRecordStore } from './record.js';
 
@@ -32,4 +35,15 @@ export async function releaseSandbox(dir: string, store: SandboxRecordStore, log
     failures.push(`unmounting the share: ${oneLine(err)}`);
   }
   if (failures.length > 0) throw new HullError('internal', `tearing down sandbox ${dir}: ${failures.join('; ')} (kept on record)`);
+}
+
+/**
+ * Removes a sandbox directory and its socket dir (hypervisor/paths.ts). Whatever is still mounted below it (a record
+ * lost in a crash) is unmounted first, and if that fails nothing is removed: a recursive delete would go through the
+ * mount into the host's files.
+ */
+export function removeSandboxDirectory(dir: string): void {
+  unmountAllUnder(dir);
+  rmSync(dir, { recursive: true, force: true });
+  removeSocketDir(sandboxPaths(dir));
 }
