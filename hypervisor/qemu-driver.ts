@@ -13,6 +13,7 @@ function qemuOptions(options: VmOptions): QemuMicrovmOptions {
     logger: options.logger,
     ...(options.detached !== undefined ? { detached: options.detached } : {}),
     ...(options.virtiofsdSandbox ? { virtiofsdSandbox: options.virtiofsdSandbox } : {}),
+    ...(options.onProcesses ? { onProcesses: options.onProcesses } : {}),
   };
 }
 

@@ -82,6 +82,8 @@ export interface QemuMicrovmOptions {
   cidLockDir?: string;
   /** Extra `-M microvm,…` properties. */
   machineOptions?: string[];
+  /** VmOptions.onProcesses: told the processes as each one starts. */
+  onProcesses?: (processes: VmProcesses) => void;
 }
 
 type State = 'new' | 'starting' | 'running' | 'exited';
@@ -209,6 +211,7 @@ export class QemuMicrovm implements Hypervisor {
         detached,
         timeoutMs,
       });
+      this.options.onProcesses?.(this.processes());
       this.transport = new HybridTransport(paths.vsockSock);
       vsock = { kind: 'vhost-user', socketPath: paths.vhostVsockSock };
     } else if (this.transportKind === 'vhost-vsock') {
@@ -227,6 +230,7 @@ export class QemuMicrovm implements Hypervisor {
       timeoutMs,
       ...(options.virtiofsdSandbox ? { sandbox: options.virtiofsdSandbox } : {}),
     });
+    this.options.onProcesses?.(this.processes());
 
     const tb = options.tbSizeMiB ?? defaultTbSize();
     // Environment overrides for A/B measurements (bench/run.mjs, guest-image/README.md): HULL_QEMU_MACHINE_OPTIONS
@@ -273,6 +277,7 @@ export class QemuMicrovm implements Hypervisor {
       consoleCapture.releaseWriteEnd(); // QEMU holds the only copy now: its exit ends the copy
     }
     this.procs.vmm = vmm;
+    this.options.onProcesses?.(this.processes());
     this.cidLease?.setOwner(vmm.pid);
     vmm.onExit(() => void this.teardown());
 

@@ -3,13 +3,13 @@
 // driver that started the VM (vmm.json `driver`, VmProcesses `driver`; absent in records of earlier hull, which are
 // QEMU microvm's), so a later hull process handles the VM the way its own driver does.
 import type { Duplex } from 'node:stream';
-import { UnknownDriverError } from './errors.js';
+import { HypervisorError, UnknownDriverError } from './errors.js';
 import { sandboxPaths } from './paths.js';
 import { qemuMicrovmDriver } from './qemu-driver.js';
 import { readVmRecord } from './record.js';
 import type { Hypervisor, VmConfig, VmDriver, VmOptions, VmProcesses } from './types.js';
 
-const DRIVERS: ReadonlyMap<string, VmDriver> = new Map([[qemuMicrovmDriver.name, qemuMicrovmDriver]]);
+const DRIVERS = new Map<string, VmDriver>([[qemuMicrovmDriver.name, qemuMicrovmDriver]]);
 
 /** The driver a caller gets without asking, and the one a record without a driver field was written by. */
 const DEFAULT_DRIVER = qemuMicrovmDriver.name;
@@ -19,6 +19,20 @@ function driverNamed(name: string | undefined, record?: string): VmDriver {
   const driver = DRIVERS.get(name ?? DEFAULT_DRIVER);
   if (!driver) throw new UnknownDriverError(name ?? DEFAULT_DRIVER, [...DRIVERS.keys()], record);
   return driver;
+}
+
+/**
+ * Adds a driver (a second VMM, or a test's fake) under its name; a name already taken is refused. Returns the function
+ * that removes it again (a no-op once another driver took the name).
+ */
+export function registerDriver(driver: VmDriver): () => void {
+  if (DRIVERS.has(driver.name)) {
+    throw new HypervisorError('already-exists', `a VMM driver named "${driver.name}" is already registered`);
+  }
+  DRIVERS.set(driver.name, driver);
+  return () => {
+    if (DRIVERS.get(driver.name) === driver) DRIVERS.delete(driver.name);
+  };
 }
 
 /** A VM of `options.driver` (default qemu-microvm), not started yet. */

@@ -123,6 +123,11 @@ export interface VmOptions {
   virtiofsdSandbox?: 'namespace' | 'chroot';
   /** The driver to create the VM with (hypervisor/registry.ts); default 'qemu-microvm'. Reattaching reads the record's. */
   driver?: string;
+  /**
+   * Told the VM's processes each time one more has started, while start() is still under way, so a caller can put
+   * each on record the moment it exists: a crash during a slow start then leaves nothing no record names.
+   */
+  onProcesses?: (processes: VmProcesses) => void;
 }
 
 /**

@@ -68,6 +68,7 @@ async function bootDirect(request: VmBootRequest, driver: string | undefined): P
     detached: request.detached,
     ...(request.virtiofsdSandbox ? { virtiofsdSandbox: request.virtiofsdSandbox } : {}),
     ...(driver ? { driver } : {}),
+    onProcesses: request.onProcesses,
   });
   // Said on stderr when HULL_WARN_TCG asks for it, in one line; the log has it always.
   if (hypervisor.accel.accel === 'tcg' && process.env.HULL_WARN_TCG === '1' && !process.env.HULL_QUIET_ACCEL) {
@@ -77,7 +78,7 @@ async function bootDirect(request: VmBootRequest, driver: string | undefined): P
   const started = Date.now();
   try {
     await hypervisor.start();
-    request.onProcesses(hypervisor.processes());
+    request.onProcesses(hypervisor.processes()); // all of them, for a driver that does not report as it goes
     logger.info({ ms: Date.now() - started, accel: hypervisor.accel.accel }, 'vmm started');
     const stream = await Promise.race([
       hypervisor.connectVsock(AGENT_PORT, AGENT_WAIT_MS),
