@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { constants } from 'node:os';
 import type { Logger } from 'pino';
-import { runContainer } from './container-runner.js';
+import { runContainer, type RunOptions } from './container-runner.js';
 import { spawnDetached, statusReporter } from './detach.js';
 import { loadBundle } from '../bundle.js';
 import { alreadyExists, failedPrecondition, invalidArgument, oneLine } from '../errors.js';
@@ -45,18 +45,12 @@ export async function run(g: Globals, id: string, opts: { bundle: string; pidFil
   // a failed create has already cleaned up after itself.
   let created = false;
   try {
-    return await runContainer({
-      root: g.root,
-      id,
-      bundleDir: opts.bundle,
-      logger: g.logger,
-      startImmediately: true,
-      detached: false,
-      onCreated: (result) => {
+    return await runContainer(
+      monitorOptions(g, id, opts.bundle, 'run', (result) => {
         created = result.ok;
         if (result.ok && opts.pidFile) writePidFile(opts.pidFile, result.pid);
-      },
-    });
+      }),
+    );
   } finally {
     if (created) {
       const last = readStateQuietly(g.root, id);
@@ -64,6 +58,11 @@ export async function run(g: Globals, id: string, opts: { bundle: string; pidFil
       await runPoststopHooks(last, g.logger);
     }
   }
+}
+
+/** The monitor's options: `run` starts at once and keeps this terminal; `create` waits for `hull start`, detached. */
+function monitorOptions(g: Globals, id: string, bundleDir: string, mode: 'run' | 'create', onCreated: RunOptions['onCreated']): RunOptions {
+  return { root: g.root, id, bundleDir, logger: g.logger, startImmediately: mode === 'run', detached: mode === 'create', onCreated };
 }
 
 export async function create(g: Globals, id: string, opts: { bundle: string; pidFile?: string }): Promise<number> {
@@ -87,18 +86,12 @@ export async function monitor(g: Globals, id: string, opts: { bundle: string }):
   const report = statusReporter(true);
   let created = false;
   try {
-    return await runContainer({
-      root: g.root,
-      id,
-      bundleDir: opts.bundle,
-      logger: g.logger,
-      startImmediately: false,
-      detached: true,
-      onCreated: (result) => {
+    return await runContainer(
+      monitorOptions(g, id, opts.bundle, 'create', (result) => {
         created = result.ok;
         report(result.ok ? `ok ${result.pid}` : `error ${oneLine(result.error)}`);
-      },
-    });
+      }),
+    );
   } catch (err) {
     if (created) throw err;
     report(`error ${oneLine(err)}`); // no-op when onCreated already reported the failure
