@@ -6,13 +6,12 @@
 //   - host memory (PSS) of the containerd-shim-hull-v2 daemon serving one pod with an idle `sleep` task, next to the
 //     runc shim's for the same task, with the pod's QEMU, virtiofsd and vsock backend for context.
 //   usage: npm run bench:containerd [-- --runs N]
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import * as tar from 'tar';
+import { buildImage, fmt, makeBundle, sleep, startContainerd, stats, timed as timedWith, unmountUnder } from './lib.mjs';
 import { processTree } from './processes.mjs';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -35,104 +34,20 @@ for (const [cmd, why] of [['containerd', 'containerd'], ['ctr', 'containerd'], [
 }
 
 const work = mkdtempSync(path.join(os.tmpdir(), 'hull-bench-ctd-'));
-const sock = path.join(work, 'c.sock');
-const stats = (values) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  return { min: sorted[0], median: sorted[Math.floor(sorted.length / 2)], max: sorted[sorted.length - 1] };
-};
-const fmt = (ms) => `${(ms / 1000).toFixed(2)} s`;
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-function timed(command, args) {
-  const started = process.hrtime.bigint();
-  const result = spawnSync(command, args, { stdio: ['ignore', 'pipe', 'pipe'], timeout: 120_000 });
-  const ms = Number(process.hrtime.bigint() - started) / 1e6;
-  if (result.status !== 0) throw new Error(`${command} ${args.join(' ')} failed (${result.status ?? result.signal}): ${result.stderr}`);
-  return ms;
-}
-const ctrArgs = (args) => ['-a', sock, '-n', NS, ...args];
-const ctr = (args) => spawnSync('ctr', ctrArgs(args), { encoding: 'utf8' });
+const timed = (command, args) => timedWith(command, args, { timeout: 120_000 });
+let containerd; // the private containerd (bench/lib.mjs startContainerd), once started
+const ctrArgs = (args) => containerd.ctrArgs(args);
+const ctr = (args) => containerd.ctr(args);
 
 // --- the busybox rootfs, as a bundle for `hull run` and as a one-layer OCI image for containerd ------------------
 const bundle = path.join(work, 'bundle');
-execFileSync(process.execPath, [path.join(repo, 'scripts', 'make-bundle.mjs'), bundle, 'true']);
-
-/** An OCI image archive (oci-layout, index.json, blobs/sha256/…) whose single layer is the bundle's rootfs. */
-async function buildImage(out) {
-  const layout = path.join(work, 'layout');
-  const blobs = path.join(layout, 'blobs', 'sha256');
-  mkdirSync(blobs, { recursive: true });
-  const put = (data) => {
-    const hex = createHash('sha256').update(data).digest('hex');
-    writeFileSync(path.join(blobs, hex), data);
-    return { digest: `sha256:${hex}`, size: data.length };
-  };
-  const layerFile = path.join(work, 'layer.tar');
-  const rootfs = path.join(bundle, 'rootfs');
-  await tar.c({ file: layerFile, cwd: rootfs, portable: true }, readdirSync(rootfs));
-  const layer = put(readFileSync(layerFile));
-  const config = put(Buffer.from(JSON.stringify({
-    architecture: 'amd64',
-    os: 'linux',
-    config: { Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'], Cmd: ['sh'] },
-    rootfs: { type: 'layers', diff_ids: [layer.digest] }, // uncompressed: diff id = digest
-  })));
-  const manifest = put(Buffer.from(JSON.stringify({
-    schemaVersion: 2,
-    mediaType: 'application/vnd.oci.image.manifest.v1+json',
-    config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...config },
-    layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', ...layer }],
-  })));
-  writeFileSync(path.join(layout, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
-  writeFileSync(path.join(layout, 'index.json'), JSON.stringify({
-    schemaVersion: 2,
-    mediaType: 'application/vnd.oci.image.index.v1+json',
-    manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', ...manifest, annotations: { 'io.containerd.image.name': IMAGE } }],
-  }));
-  await tar.c({ file: out, cwd: layout, portable: true }, ['oci-layout', 'index.json', 'blobs']);
-}
-
-// --- a private containerd --------------------------------------------------------------------------------------
-let containerd;
-async function startContainerd() {
-  const config = path.join(work, 'config.toml');
-  writeFileSync(config, [
-    'version = 2',
-    `root = "${work}/root"`,
-    `state = "${work}/state"`,
-    'disabled_plugins = ["io.containerd.grpc.v1.cri"]',
-    '[grpc]',
-    `  address = "${sock}"`,
-    '',
-  ].join('\n'));
-  containerd = spawn('containerd', ['--config', config], {
-    env: { ...process.env, PATH: `${path.join(repo, 'bin')}:${process.env.PATH}` },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let log = '';
-  containerd.stderr.on('data', (d) => (log = (log + d).slice(-4000)));
-  for (let waited = 0; ctr(['version']).status !== 0; waited += 200) {
-    if (containerd.exitCode !== null || waited > 20_000) throw new Error(`containerd did not start:\n${log}`);
-    await sleep(200);
-  }
-}
-
-function removeEverything() {
-  for (const t of ctr(['task', 'ls', '-q']).stdout?.split('\n').filter(Boolean) ?? []) ctr(['task', 'rm', '-f', t]);
-  for (const c of ctr(['c', 'ls', '-q']).stdout?.split('\n').filter(Boolean) ?? []) ctr(['c', 'rm', c]);
-}
+makeBundle(repo, bundle, 'true');
 
 async function cleanup() {
   try {
-    removeEverything();
+    await containerd?.stop();
   } finally {
-    if (containerd && containerd.exitCode === null) {
-      const exited = new Promise((r) => containerd.once('exit', r));
-      containerd.kill('SIGTERM');
-      await exited;
-    }
-    // containerd's snapshot mounts go with its tasks; anything left under the work dir is unmounted before removal.
-    spawnSync('sh', ['-c', `grep -o ' ${work}[^ ]*' /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l`]);
+    unmountUnder(work);
     rmSync(work, { recursive: true, force: true });
   }
 }
@@ -188,16 +103,21 @@ async function idleMemory() {
     const name = cmd.includes('qemu-system') ? 'qemu' : cmd.includes('virtiofsd') ? 'virtiofsd' : cmd.includes('vsock-backend') ? 'vsock-backend' : cmd.slice(0, 30);
     rows.push({ name, pid, ...memoryOf(pid) });
   }
-  const runcShim = processes((cmd) => cmd.startsWith('/usr/bin/containerd-shim-runc-v2 ') && cmd.includes(sock) && cmd.includes('-id idle-runc'))[0];
+  const runcShim = processes((cmd) => cmd.startsWith('/usr/bin/containerd-shim-runc-v2 ') && cmd.includes(containerd.sock) && cmd.includes('-id idle-runc'))[0];
   const runcRow = runcShim ? { name: 'containerd-shim-runc-v2', pid: runcShim.pid, ...memoryOf(runcShim.pid) } : undefined;
-  removeEverything();
+  containerd.removeEverything();
   return { rows, runcRow };
 }
 
 // --- the run ------------------------------------------------------------------------------------------------------
 try {
-  await buildImage(path.join(work, 'image.tar'));
-  await startContainerd();
+  await buildImage({ rootfs: path.join(bundle, 'rootfs'), out: path.join(work, 'image.tar'), name: IMAGE, scratch: work });
+  // bin/ first on PATH, so containerd finds this checkout's containerd-shim-hull-v2.
+  containerd = await startContainerd({
+    dir: work,
+    namespace: NS,
+    env: { ...process.env, PATH: `${path.join(repo, 'bin')}:${process.env.PATH}` },
+  });
   const imported = ctr(['images', 'import', path.join(work, 'image.tar')]);
   if (imported.status !== 0) throw new Error(`ctr images import failed: ${imported.stderr}`);
 

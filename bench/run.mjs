@@ -13,6 +13,7 @@ import {
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { fmt, makeBundle, stats, timed } from './lib.mjs';
 import { processTree } from './processes.mjs';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -23,21 +24,7 @@ const work = mkdtempSync(path.join(os.tmpdir(), 'hull-bench-'));
 const root = path.join(work, 'root');
 
 const bundle = path.join(work, 'bundle');
-execFileSync(process.execPath, [path.join(repo, 'scripts', 'make-bundle.mjs'), bundle, 'true']);
-
-function stats(values) {
-  const sorted = [...values].sort((a, b) => a - b);
-  return { min: sorted[0], median: sorted[Math.floor(sorted.length / 2)], max: sorted[sorted.length - 1] };
-}
-const fmt = (ms) => `${(ms / 1000).toFixed(2)} s`;
-
-function timed(command, args, options = {}) {
-  const started = process.hrtime.bigint();
-  const result = spawnSync(command, args, { stdio: ['ignore', 'pipe', 'pipe'], ...options });
-  const ms = Number(process.hrtime.bigint() - started) / 1e6;
-  if (result.status !== 0) throw new Error(`${command} ${args.join(' ')} failed (${result.status}): ${result.stderr}`);
-  return ms;
-}
+makeBundle(repo, bundle, 'true');
 
 // --- the floor: same QEMU, same kernel, a trivial initramfs that powers off at once -----------------------------
 function buildFloorInitramfs() {
@@ -159,7 +146,7 @@ function debugGuestDir(guest) {
 
 async function idleSandbox(guest) {
   const idle = path.join(work, 'idle');
-  execFileSync(process.execPath, [path.join(repo, 'scripts', 'make-bundle.mjs'), idle, 'sleep', '1000']);
+  makeBundle(repo, idle, 'sleep', '1000');
   const env = { ...process.env, HULL_GUEST_DIR: debugGuestDir(guest) };
   execFileSync(hull, ['--root', root, 'create', '--bundle', idle, 'idle'], { stdio: 'ignore', env });
   execFileSync(hull, ['--root', root, 'start', 'idle'], { env });
