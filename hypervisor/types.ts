@@ -104,6 +104,11 @@ export interface Hypervisor {
   /** Opens a stream to a guest vsock port (host-initiated). Rejects if the guest does not accept. */
   connectVsock(port: number, timeoutMs: number): Promise<Duplex>;
   processes(): VmProcesses;
+  /**
+   * Stops managing the VM without touching it, so another process can reattach to it (a detached CLI call exiting; a
+   * pool handing a VM to its claimer): the control connection closes, the VM keeps running.
+   */
+  release(): void;
   /** The last lines of the guest console, for error messages. */
   consoleTail(lines?: number): string;
   readonly consolePath: string;

@@ -4,8 +4,10 @@
 import type { Logger } from 'pino';
 import { requireNetns, specNetwork } from '../sandbox/network/spec-netns.js';
 import type { SandboxRecordStore } from '../sandbox/record.js';
+import { DEFAULT_ROOT } from '../sandbox/paths.js';
 import { Sandbox } from '../sandbox/sandbox.js';
-import type { VmFactory } from '../sandbox/vm-factory.js';
+import { directVmFactory, type VmFactory } from '../sandbox/vm-factory.js';
+import { pooledVmFactory } from '../pool/pooled-vm-factory.js';
 import { vmSizeFor } from '../sandbox/vm-sizing.js';
 import type { BootRequest, PodVm, PodVmFactory } from './pod.js';
 import { readPodRecord, updatePodRecord } from './record.js';
@@ -15,6 +17,12 @@ export const podRecordStore = (dir: string): SandboxRecordStore => ({
   read: () => readPodRecord(dir),
   update: (change) => void updatePodRecord(dir, change),
 });
+
+/**
+ * The root whose pool (`hull pool serve --root …`) the shim takes VMs from: $HULL_POOL_ROOT, else the hull CLI's
+ * default root, so `hull pool serve` with no --root serves containerd's pods too.
+ */
+const shimPoolRoot = (): string => process.env.HULL_POOL_ROOT ?? DEFAULT_ROOT;
 
 export class VmPodFactory implements PodVmFactory {
   constructor(
@@ -32,7 +40,7 @@ export class VmPodFactory implements PodVmFactory {
       dir: this.dir,
       logger: this.log,
       record: podRecordStore(this.dir),
-      ...(this.vms ? { vms: this.vms } : {}),
+      vms: this.vms ?? pooledVmFactory(shimPoolRoot(), directVmFactory()),
     });
     sandbox.addContainer(req.containerId, req.hostRootfs, req.binds);
     // The pod's namespace (CNI's) reaches the VM; a namespace of its own without a path is loopback only.

@@ -2,11 +2,12 @@
 import { Command, Option } from 'commander';
 import path from 'node:path';
 import * as commands from './commands.js';
+import * as pool from '../pool/commands.js';
 import { errorKind, invalidArgument, oneLine } from '../errors.js';
 import { createLogger, type LogFormat } from '../log.js';
 
 const VERSION = '0.1.0';
-const DEFAULT_ROOT = '/run/hull';
+import { DEFAULT_ROOT } from '../sandbox/paths.js';
 
 interface GlobalFlags {
   root: string;
@@ -181,6 +182,31 @@ export function buildProgram(): Command {
     .addOption(new Option('-f, --format <format>', 'table or json').default('table'))
     .option('-q, --quiet', 'print only ids', false)
     .action(action(program, (g, o: { format: string; quiet: boolean }) => commands.list(g, o.format, o.quiet)));
+
+  // A pool of pre-booted VMs for the containers of --root (docs/pool.md).
+  const poolCommand = program
+    .command('pool')
+    .description('keep VMs booted and ready for the containers of --root')
+    .argument('[command]')
+    .action(
+      action(program, (_g, name: string | undefined) => {
+        throw invalidArgument(name === undefined ? 'pool needs a command: serve or status' : `unknown pool command "${name}": use serve or status`);
+      }),
+    );
+  poolCommand
+    .command('serve')
+    .description('keep --size VMs ready, in the foreground, until SIGTERM or SIGINT powers them off')
+    .requiredOption('--size <n>', 'how many ready VMs to keep')
+    .option('--vcpus <n>', 'vCPUs of each VM (default: what a container without limits gets)')
+    .option('--memory <MiB>', 'memory of each VM in MiB (default: what a container without limits gets)')
+    .action(
+      action(program, (g, o: pool.PoolServeFlags) => pool.poolServe(g.root, pool.poolLogger(program.opts<GlobalFlags>()), o)),
+    );
+  poolCommand
+    .command('status')
+    .description('show the pool of --root: who serves it and its VMs')
+    .addOption(new Option('-f, --format <format>', 'table or json').default('table'))
+    .action(action(program, (g, o: { format: string }) => pool.printPoolStatus(g.root, o.format)));
 
   return program;
 }

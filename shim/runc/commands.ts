@@ -105,7 +105,7 @@ export async function start(g: Globals, id: string): Promise<number> {
   const state = readState(g.root, id);
   const status = currentStatus(state);
   if (status !== 'created') throw failedPrecondition(`cannot start container ${id}: it is ${status}, not created`);
-  const { agent, close } = await connectToSandbox(sandboxDir(g.root, id));
+  const { agent, close } = await connectToSandbox(sandboxDir(g.root, id), state);
   try {
     const current = updateState(g.root, id, (s) => moveStatus(s, 'running'));
     await agent.startContainer(id, startCallOptions(current));
@@ -130,7 +130,7 @@ export async function kill(g: Globals, id: string, signal: string | undefined, a
   if (status !== 'created' && status !== 'running') {
     throw failedPrecondition(`cannot kill container ${id}: it is ${status}`);
   }
-  const { agent, close } = await connectToSandbox(sandboxDir(g.root, id));
+  const { agent, close } = await connectToSandbox(sandboxDir(g.root, id), current);
   try {
     await agent.signalProcess(id, '', number, all);
   } finally {
@@ -155,7 +155,7 @@ export async function remove(g: Globals, id: string, force: boolean): Promise<nu
   if (status !== 'stopped') {
     // runc kills a created container on delete; --force kills a running one.
     try {
-      const { agent, close } = await connectToSandbox(sandboxDir(g.root, id));
+      const { agent, close } = await connectToSandbox(sandboxDir(g.root, id), current);
       await agent.signalProcess(id, '', constants.signals.SIGKILL, true).finally(close);
     } catch (err) {
       g.logger.warn({ err: oneLine(err) }, 'could not signal the container; destroying its VM');
@@ -234,8 +234,8 @@ export async function execAttached(
   processSpec: OciProcess,
   onStarted: (pid: number) => void,
 ): Promise<number> {
-  const { vm } = readState(g.root, id);
-  const { agent, gone, close } = await connectToSandbox(sandboxDir(g.root, id), vm);
+  const recorded = readState(g.root, id);
+  const { agent, gone, close } = await connectToSandbox(sandboxDir(g.root, id), recorded);
   const execId = `exec-${randomBytes(6).toString('hex')}`;
   try {
     await agent.execProcess({ containerId: id, execId, processJson: JSON.stringify(processSpec), stdin: true });
@@ -290,7 +290,7 @@ export async function ps(g: Globals, id: string, format: string): Promise<number
     if (format === 'json') process.stdout.write('[]\n');
     return 0;
   }
-  const { agent, close } = await connectToSandbox(sandboxDir(g.root, id));
+  const { agent, close } = await connectToSandbox(sandboxDir(g.root, id), current);
   try {
     const processes = await agent.listProcesses(id);
     if (format === 'json') {

@@ -11,7 +11,8 @@ import { pidFromGuest } from '../guest-values.js';
 import { Sandbox } from '../sandbox/sandbox.js';
 import { planHostBinds } from '../sandbox/share-mounts.js';
 import { superviseProcess } from '../sandbox/supervisor.js';
-import type { VmFactory } from '../sandbox/vm-factory.js';
+import { directVmFactory, type VmFactory } from '../sandbox/vm-factory.js';
+import { pooledVmFactory } from '../pool/pooled-vm-factory.js';
 import {
   createSandboxDir,
   moveStatus,
@@ -75,7 +76,9 @@ export async function runContainer(options: RunOptions): Promise<number> {
   };
   writeState(root, state);
 
-  const sandbox = new Sandbox({ id, dir, logger, record: stateRecordStore(root, id), ...(options.vms ? { vms: options.vms } : {}) });
+  // A ready VM of `hull pool serve` on this root when one fits (docs/pool.md), else a new one.
+  const vms = options.vms ?? pooledVmFactory(root, directVmFactory());
+  const sandbox = new Sandbox({ id, dir, logger, record: stateRecordStore(root, id), vms });
   try {
     // OCI hooks prestart, createRuntime, createContainer (docs/hooks.md): on the host, after the state is written (they
     // read it: pid is this process) and before anything is shared or booted.

@@ -13,6 +13,8 @@ export interface GuestAssets {
   rootImagePath?: string;
   kernelCmdline: string;
   kernelRelease: string;
+  /** The image's manifest hash: which build this is (a pooled VM is handed only to a sandbox of the same image). */
+  hash: string;
 }
 
 interface Manifest {
@@ -40,5 +42,6 @@ export function findGuestAssets(): GuestAssets {
     rootImagePath: manifest.format === 'erofs' ? rootImage : undefined,
     kernelCmdline: manifest.kernelCmdline,
     kernelRelease: manifest.kernelRelease,
+    hash: manifest.hash,
   };
 }

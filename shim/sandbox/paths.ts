@@ -20,3 +20,6 @@ export const rootfsTarget = (dir: string, containerId: string): string => path.j
 /** Where the host source of the container's spec mounts[n] is bind-mounted inside the share. */
 export const hostMountTarget = (dir: string, containerId: string, n: number): string =>
   path.join(containerShare(dir, containerId), 'mounts', String(n));
+
+/** The hull CLI's default --root: state directories of its containers, and the root the shim's pool serves. */
+export const DEFAULT_ROOT = '/run/hull';

@@ -4,6 +4,7 @@
 // its own fields; the core reads and writes it only through a SandboxRecordStore.
 import type { VmProcesses } from '../../hypervisor/types.js';
 import { parseVmProcesses } from '../../hypervisor/vm-processes.js';
+import { HullError } from '../errors.js';
 import type { NetworkRecord } from './network/pod-network.js';
 
 export interface SandboxRecord {
@@ -13,6 +14,11 @@ export interface SandboxRecord {
   mounts: string[];
   /** The taps, filters and qdiscs hull added to the sandbox's network namespace (network/pod-network.ts). */
   network?: NetworkRecord;
+  /**
+   * The directory the VM lives in (its share, sockets, console) when it is not the sandbox's own: a VM taken from a
+   * pool (shim/pool/) was booted in the pool's directory. Teardown removes it once the VM and its mounts are gone.
+   */
+  vmDir?: string;
 }
 
 /** Where a front end keeps the sandbox record. `update` is a read-modify-write that no other writer can interleave. */
@@ -32,5 +38,11 @@ export const emptySandboxRecord = (): SandboxRecord => ({ vm: {}, mounts: [] });
 export function readSandboxFields<T extends SandboxRecord>(record: T, source: string): T {
   record.vm = parseVmProcesses(record.vm, source);
   if (!Array.isArray(record.mounts)) record.mounts = [];
+  if (record.vmDir !== undefined && (typeof record.vmDir !== 'string' || !record.vmDir.startsWith('/'))) {
+    throw new HullError('internal', `${source}: vmDir is not an absolute path`);
+  }
   return record;
 }
+
+/** Where the sandbox's VM lives: its own directory unless the record names another. */
+export const vmDirOf = (dir: string, record: SandboxRecord | undefined): string => record?.vmDir ?? dir;

@@ -12,7 +12,7 @@ import { HullError, oneLine } from '../errors.js';
 import { shareContainer, unshareContainer } from './container-share.js';
 import { attachNetwork } from './network/pod-network.js';
 import { AGENT_PORT, guestRootfs, sharedDir } from './paths.js';
-import type { SandboxRecordStore } from './record.js';
+import { vmDirOf, type SandboxRecord, type SandboxRecordStore } from './record.js';
 import type { HostBind } from './share-mounts.js';
 import { releaseSandbox } from './teardown.js';
 import { directVmFactory, type BootedVm, type VmFactory } from './vm-factory.js';
@@ -76,6 +76,10 @@ export class Sandbox {
   private stoppedBecause: string | undefined;
   /** Containers whose root (and host bind sources) are in the share. */
   private readonly shares = new Set<string>();
+  /** Containers added before boot: shared once the VM's directory is known (VmBootRequest.prepareShare). */
+  private readonly pending = new Map<string, { hostRootfs: string; binds: HostBind[] }>();
+  /** The directory the VM lives in, once known: the sandbox's own, or a pooled VM's. */
+  private vmDir: string | undefined;
   private readonly log: Logger;
 
   constructor(private readonly options: SandboxOptions) {
@@ -106,20 +110,26 @@ export class Sandbox {
 
   /**
    * Shares a container's root and the host sources its spec binds, each on record first; returns the root's guest
-   * path. Before boot, or after it when the VM was booted with virtiofsdSandbox 'chroot'. Shared once per container.
+   * path. Before boot the container waits for the VM's directory (a pooled VM's is known only once claimed) and is
+   * shared as part of boot; after boot it is shared at once, which the guest sees when the VM was booted with
+   * virtiofsdSandbox 'chroot'. Shared once per container.
    */
   addContainer(containerId: string, hostRootfs: string, binds: HostBind[]): string {
+    if (this.vmDir === undefined) {
+      this.pending.set(containerId, { hostRootfs, binds });
+      return guestRootfs(containerId);
+    }
     if (this.shares.has(containerId)) return guestRootfs(containerId);
-    mkdirSync(sharedDir(this.dir), { recursive: true });
-    const guestPath = shareContainer(this.dir, this.options.record, containerId, hostRootfs, binds);
+    const guestPath = shareContainer(this.vmDir, this.options.record, containerId, hostRootfs, binds);
     this.shares.add(containerId);
     return guestPath;
   }
 
   /** Unmounts a container's part of the share and drops it from the record. */
   removeContainer(containerId: string): void {
-    if (!this.shares.has(containerId)) return;
-    unshareContainer(this.dir, this.options.record, containerId);
+    this.pending.delete(containerId);
+    if (!this.shares.has(containerId) || this.vmDir === undefined) return;
+    unshareContainer(this.vmDir, this.options.record, containerId);
     this.shares.delete(containerId);
   }
 
@@ -130,7 +140,6 @@ export class Sandbox {
   async boot(opts: SandboxBootOptions): Promise<void> {
     if (this.vm || this.stopping) throw new HullError('failed-precondition', `sandbox ${this.id} was already booted`);
     const { record } = this.options;
-    mkdirSync(sharedDir(this.dir), { recursive: true });
     try {
       const net = opts.netnsPath
         ? await attachNetwork(opts.netnsPath, this.log, (network) => record.update((r) => void (r.network = network)))
@@ -146,8 +155,9 @@ export class Sandbox {
         ...(opts.virtiofsdSandbox ? { virtiofsdSandbox: opts.virtiofsdSandbox } : {}),
         ...(opts.netnsPath && nics.length > 0 ? { network: { netnsPath: opts.netnsPath, nics } } : {}),
         onProcesses: (vm) => record.update((r) => void (r.vm = vm)),
+        prepareShare: (vmDir) => this.shareInto(vmDir),
       });
-      this.size = opts.size;
+      this.size = this.vm.size ?? opts.size;
       this.watch(this.vm);
       if (net && nics.length > 0 && net.guest.interfaces.length > 0) {
         await this.vm.agent.setupNetwork(net.guest);
@@ -205,6 +215,17 @@ export class Sandbox {
     return this.stopped;
   }
 
+  /** The VM's directory is known: record it (when it is not ours) and share the containers added so far. */
+  private shareInto(vmDir: string): void {
+    if (vmDir !== this.dir) this.options.record.update((r) => void (r.vmDir = vmDir));
+    this.vmDir = vmDir;
+    mkdirSync(sharedDir(vmDir), { recursive: true });
+    for (const [containerId, { hostRootfs, binds }] of this.pending) {
+      this.pending.delete(containerId);
+      this.addContainer(containerId, hostRootfs, binds);
+    }
+  }
+
   private booted(): BootedVm {
     if (!this.vm) throw new HullError('failed-precondition', `sandbox ${this.id} has no VM`);
     return this.vm;
@@ -244,10 +265,11 @@ export interface SandboxConnection {
   close(): void;
 }
 
-/** Connects to the agent of a sandbox another process started (`hull start`, `exec`, `kill`). */
-export async function connectToSandbox(dir: string, vm: VmProcesses = {}): Promise<SandboxConnection> {
-  const stream = await connectRecordedVm(dir, AGENT_PORT, 10_000);
+/** Connects to the agent of a sandbox another process started (`hull start`, `exec`, `kill`), found from its record. */
+export async function connectToSandbox(dir: string, record: SandboxRecord): Promise<SandboxConnection> {
+  const stream = await connectRecordedVm(vmDirOf(dir, record), AGENT_PORT, 10_000);
   const agent = new AgentClient(stream);
+  const { vm } = record;
   const watch = watchProcesses([...(vm.vmm ? [vm.vmm] : []), ...(vm.helpers ?? [])]);
   const closed = new Promise<string>((resolve) => agent.onClose((err) => resolve(`the guest agent connection closed (${oneLine(err)})`)));
   return {

@@ -10,14 +10,15 @@ import { HullError, oneLine } from '../errors.js';
 import { releaseShare } from './container-share.js';
 import { unmountAllUnder } from './host-mounts.js';
 import { detachNetwork } from './network/pod-network.js';
-import type { SandboxRecordStore } from './record.js';
+import { vmDirOf, type SandboxRecordStore } from './record.js';
 
 export async function releaseSandbox(dir: string, store: SandboxRecordStore, log?: Logger): Promise<void> {
   const failures: string[] = [];
   const record = store.read();
   if (!record) return;
+  const vmDir = vmDirOf(dir, record);
   try {
-    await killRecordedVm(record.vm, dir);
+    await killRecordedVm(record.vm, vmDir);
     store.update((r) => void (r.vm = {}));
   } catch (err) {
     failures.push(`ending the VM: ${oneLine(err)}`);
@@ -29,10 +30,19 @@ export async function releaseSandbox(dir: string, store: SandboxRecordStore, log
     failures.push(`removing the network taps: ${oneLine(err)}`);
   }
   try {
-    releaseShare(dir, record.mounts);
+    releaseShare(vmDir, record.mounts);
     store.update((r) => void (r.mounts = []));
   } catch (err) {
     failures.push(`unmounting the share: ${oneLine(err)}`);
+  }
+  if (vmDir !== dir && failures.length === 0) {
+    // A pooled VM's directory: nothing in it is in use any more.
+    try {
+      removeSandboxDirectory(vmDir);
+      store.update((r) => void delete r.vmDir);
+    } catch (err) {
+      failures.push(`removing ${vmDir}: ${oneLine(err)}`);
+    }
   }
   if (failures.length > 0) throw new HullError('internal', `tearing down sandbox ${dir}: ${failures.join('; ')} (kept on record)`);
 }

@@ -29,9 +29,19 @@ export interface VmBootRequest {
   network?: { netnsPath: string; nics: VmNic[] };
   /** Called as soon as the VM's host processes exist, so they are on record before anything else can fail. */
   onProcesses: (vm: VmProcesses) => void;
+  /**
+   * Called with the directory the VM lives in once it is known and before the guest can look at its share: a new VM
+   * lives in `dir` and this runs before it starts (virtiofsd may pin its view then); a pooled VM lives where the pool
+   * booted it, and this runs after the claim. The sandbox shares its containers there.
+   */
+  prepareShare: (vmDir: string) => void;
 }
 
 export interface BootedVm {
+  /** The directory the VM lives in (`dir` of the request, or a pooled VM's). */
+  dir: string;
+  /** The VM's size, when it is not the one asked for (a pooled VM may be bigger). */
+  size?: VmSize;
   hypervisor: Hypervisor;
   /** Connected to the guest agent, which has answered Health. */
   agent: AgentClient;
@@ -49,6 +59,7 @@ export function directVmFactory(driver?: string): VmFactory {
 async function bootDirect(request: VmBootRequest, driver: string | undefined): Promise<BootedVm> {
   const { id, logger } = request;
   const assets = findGuestAssets();
+  request.prepareShare(request.dir);
   const config: VmConfig = {
     id,
     dir: request.dir,
@@ -89,7 +100,7 @@ async function bootDirect(request: VmBootRequest, driver: string | undefined): P
     const agent = new AgentClient(stream);
     await agent.health();
     logger.info({ ms: Date.now() - started }, 'agent ready');
-    return { hypervisor, agent };
+    return { dir: request.dir, hypervisor, agent };
   } catch (err) {
     const tail = hypervisor.consoleTail(8);
     await hypervisor.kill().catch((e: unknown) => logger.warn({ err: oneLine(e) }, 'killing the VM after a failed boot'));

@@ -258,6 +258,9 @@ export class FakeVm implements Hypervisor {
     };
   }
 
+  /** Nothing to let go of: the fake has no control connection. */
+  release(): void {}
+
   consoleTail(lines = 20): string {
     try {
       return readFileSync(this.consolePath, 'utf8').split('\n').filter(Boolean).slice(-lines).join('\n');

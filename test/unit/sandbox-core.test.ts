@@ -300,9 +300,18 @@ describe.runIf(
             return never;
           },
         };
-        let sandbox: Sandbox | undefined = new Sandbox({ id: 'd2', dir, logger: silent, record: store, vms: step === 'after boot' ? fake.factory : hanging });
+        // Containers are shared when the VM's directory is known, before the VM starts: crash right there.
+        const sharedOnly: VmFactory = {
+          async boot(request) {
+            request.prepareShare(request.dir);
+            reached();
+            return never;
+          },
+        };
+        const vms = step === 'after boot' ? fake.factory : step === 'after sharing the container' ? sharedOnly : hanging;
+        let sandbox: Sandbox | undefined = new Sandbox({ id: 'd2', dir, logger: silent, record: store, vms });
         sandbox.addContainer('d2', rootfs, []);
-        if (step === 'during boot, once the VM is on record') {
+        if (step !== 'after boot') {
           void sandbox.boot({ size, detached: false });
           await onRecord;
         } else if (step === 'after boot') {
