@@ -200,13 +200,17 @@ export class Sandbox {
       this.helperWatch?.stop();
       const vm = this.vm;
       if (vm) {
+        let synced = false;
         try {
-          await Promise.race([vm.agent.destroySandbox(), vm.hypervisor.wait()]);
+          await Promise.race([vm.agent.destroySandbox().then(() => void (synced = true)), vm.hypervisor.wait()]);
         } catch (err) {
           this.log.debug({ err: oneLine(err) }, 'agent did not confirm power-off');
         }
         vm.agent.close();
-        await vm.hypervisor.stop(POWEROFF_WAIT_MS).catch((err: unknown) => this.log.warn({ err: oneLine(err) }, 'stopping the VM'));
+        // The agent answers DestroySandbox once its containers are gone and its filesystems synced; a VM serves one
+        // sandbox once, so nothing is left worth waiting for the guest's own power-off (a quarter second here).
+        const stopping = synced ? vm.hypervisor.kill() : vm.hypervisor.stop(POWEROFF_WAIT_MS);
+        await stopping.catch((err: unknown) => this.log.warn({ err: oneLine(err) }, 'stopping the VM'));
       }
       this.shares.clear();
       await releaseSandbox(this.dir, this.options.record, this.log);

@@ -189,7 +189,8 @@ describe.runIf(
     const state = readState(root, 'a1');
     expect(state).toMatchObject({ status: 'stopped', exitStatus: 3, vm: {}, mounts: [] });
     expect(state.stopReason).toBeUndefined();
-    expect(await vm.wait()).toMatchObject({ reason: 'shutdown' });
+    // Ended by the guest's power-off, or by hull once the agent confirmed its sync (Sandbox.shutdown); never crashed.
+    expect((await vm.wait()).reason).toMatch(/^(shutdown|quit|killed)$/);
     await expectNothingLeft([vm]);
 
     // hull delete: the state directory goes.
