@@ -252,9 +252,13 @@ try {
   await checkInterrupted();
 
   for (const [name, repo] of [['base', wt], ['head', head]]) {
-    const env = { ...process.env, HULL_GUEST_DIR: guests[name].dir };
+    const root = path.join(work, `root-${name}`);
+    // Cold starts only: the shims take VMs from the pool of HULL_POOL_ROOT (default /run/hull, which a `hull pool
+    // serve` may serve), so it names the tree's own root, which no pool serves; HULL_POOL_DIR would override both.
+    const env = { ...process.env, HULL_GUEST_DIR: guests[name].dir, HULL_POOL_ROOT: root };
     delete env.HULL_ROOT; // each tree finds its own root from its dist/
-    trees.push({ name, repo, hull: path.join(repo, 'bin', 'hull'), root: path.join(work, `root-${name}`), env });
+    delete env.HULL_POOL_DIR;
+    trees.push({ name, repo, hull: path.join(repo, 'bin', 'hull'), root, env });
   }
   const [base, headTree] = trees;
 

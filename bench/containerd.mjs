@@ -33,6 +33,7 @@ for (const [cmd, why] of [['containerd', 'containerd'], ['ctr', 'containerd'], [
   }
 }
 
+delete process.env.HULL_POOL_DIR; // it would make every root's pool one directory (docs/pool.md)
 const work = mkdtempSync(path.join(os.tmpdir(), 'hull-bench-ctd-'));
 const timed = (command, args) => timedWith(command, args, { timeout: 120_000 });
 let containerd; // the private containerd (bench/lib.mjs startContainerd), once started
@@ -112,12 +113,11 @@ async function idleMemory() {
 // --- the run ------------------------------------------------------------------------------------------------------
 try {
   await buildImage({ rootfs: path.join(bundle, 'rootfs'), out: path.join(work, 'image.tar'), name: IMAGE, scratch: work });
-  // bin/ first on PATH, so containerd finds this checkout's containerd-shim-hull-v2.
-  containerd = await startContainerd({
-    dir: work,
-    namespace: NS,
-    env: { ...process.env, PATH: `${path.join(repo, 'bin')}:${process.env.PATH}` },
-  });
+  // bin/ first on PATH, so containerd finds this checkout's containerd-shim-hull-v2. Cold starts only, as `hull run`
+  // below has them: the shims take VMs from the pool of HULL_POOL_ROOT (default /run/hull, which a `hull pool serve`
+  // may serve), so it names a root no pool serves (bench/run.mjs has the pooled figures).
+  const env = { ...process.env, PATH: `${path.join(repo, 'bin')}:${process.env.PATH}`, HULL_POOL_ROOT: path.join(work, 'hull-root') };
+  containerd = await startContainerd({ dir: work, namespace: NS, env });
   const imported = ctr(['images', 'import', path.join(work, 'image.tar')]);
   if (imported.status !== 0) throw new Error(`ctr images import failed: ${imported.stderr}`);
 

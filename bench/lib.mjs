@@ -2,7 +2,7 @@
 // formatting, timing one command, the busybox bundle, the one-layer OCI image built from it, and a private containerd.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import * as tar from 'tar';
 
@@ -32,9 +32,10 @@ export function makeBundle(repo, dir, ...command) {
 
 /**
  * An OCI image archive (oci-layout, index.json, blobs/sha256/…) at `out`, named `name`, whose single layer is the
- * directory `rootfs`; `scratch` is an empty-or-missing directory for the layout and the layer tarball.
+ * directory `rootfs`; `scratch` is an empty-or-missing directory for the layout and the layer tarball. `entrypoint`
+ * and `cmd` are the image config's (default: Cmd ["sh"]).
  */
-export async function buildImage({ rootfs, out, name, scratch }) {
+export async function buildImage({ rootfs, out, name, scratch, entrypoint, cmd }) {
   const layout = path.join(scratch, 'layout');
   const blobs = path.join(layout, 'blobs', 'sha256');
   mkdirSync(blobs, { recursive: true });
@@ -49,7 +50,11 @@ export async function buildImage({ rootfs, out, name, scratch }) {
   const config = put(Buffer.from(JSON.stringify({
     architecture: 'amd64',
     os: 'linux',
-    config: { Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'], Cmd: ['sh'] },
+    config: {
+      Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'],
+      ...(entrypoint ? { Entrypoint: entrypoint } : {}),
+      Cmd: cmd ?? (entrypoint ? [] : ['sh']),
+    },
     rootfs: { type: 'layers', diff_ids: [layer.digest] }, // uncompressed: diff id = digest
   })));
   const manifest = put(Buffer.from(JSON.stringify({
@@ -129,12 +134,14 @@ async function reapShims(sock, env, fallbackCwd) {
 }
 
 /**
- * Starts a private containerd (CRI off) whose root, state, config and socket (c.sock) live in `dir`, and waits until
- * it answers. `env` is containerd's environment, so its PATH decides which containerd-shim-*-v2 binaries it runs, and
- * the shims inherit it. `detached` puts it in its own process group (a terminal's Ctrl-C then does not reach it, and
- * the caller's clean-up can still talk to it). Returns { sock, ctrArgs, ctr, removeEverything, stop }.
+ * Starts a private containerd (CRI off unless `cri`) whose root, state, config and socket (c.sock) live in `dir`, and
+ * waits until it answers. `env` is containerd's environment, so its PATH decides which containerd-shim-*-v2 binaries
+ * it runs, and the shims inherit it. `detached` puts it in its own process group (a terminal's Ctrl-C then does not
+ * reach it, and the caller's clean-up can still talk to it). `extraConfig`: config.toml text appended (e.g. the CRI
+ * plugin's tables). `logFile`: containerd's stderr goes there (appended) — it carries the shims' log lines, which
+ * containerd copies from each shim's log FIFO. Returns { sock, ctrArgs, ctr, removeEverything, stop }.
  */
-export async function startContainerd({ dir, namespace, env = process.env, detached = false }) {
+export async function startContainerd({ dir, namespace, env = process.env, detached = false, cri = false, extraConfig = '', logFile }) {
   mkdirSync(dir, { recursive: true });
   const sock = path.join(dir, 'c.sock');
   const config = path.join(dir, 'config.toml');
@@ -142,14 +149,19 @@ export async function startContainerd({ dir, namespace, env = process.env, detac
     'version = 2',
     `root = "${dir}/root"`,
     `state = "${dir}/state"`,
-    'disabled_plugins = ["io.containerd.grpc.v1.cri"]',
+    ...(cri ? [] : ['disabled_plugins = ["io.containerd.grpc.v1.cri"]']),
     '[grpc]',
     `  address = "${sock}"`,
+    extraConfig,
     '',
   ].join('\n'));
-  const child = spawn('containerd', ['--config', config], { env, stdio: ['ignore', 'ignore', 'pipe'], detached });
+  // With a log file, containerd writes its stderr there itself: a pipe that this process does not drain while it
+  // waits in spawnSync could fill and stall containerd.
+  const logFd = logFile ? openSync(logFile, 'a') : undefined;
+  const child = spawn('containerd', ['--config', config], { env, stdio: ['ignore', 'ignore', logFd ?? 'pipe'], detached });
+  if (logFd !== undefined) closeSync(logFd);
   let log = '';
-  child.stderr.on('data', (d) => (log = (log + d).slice(-4000)));
+  child.stderr?.on('data', (d) => (log = (log + d).slice(-4000)));
   child.on('error', (err) => (log += `\n${err.message}`));
   const ctrArgs = (args) => ['-a', sock, '-n', namespace, ...args];
   const ctr = (args) => spawnSync('ctr', ctrArgs(args), { encoding: 'utf8' });
@@ -188,6 +200,7 @@ export async function startContainerd({ dir, namespace, env = process.env, detac
   for (let waited = 0; ctr(['version']).status !== 0; waited += 200) {
     if (!running() || waited > 20_000) {
       await stop();
+      if (logFile) log += readFileSync(logFile, 'utf8').slice(-4000);
       throw new Error(`containerd did not start:\n${log}`);
     }
     await sleep(200);
