@@ -29,6 +29,7 @@ import { claimPath, newVmId, POOL_DIR_MODE, poolDir, vmDirOf, vmSharedDir, vmsDi
 import { sameProcess, selfRef, writePoolVm, type PoolVmRecord } from './records.js';
 import { claimOwner, scanPool, type PoolVmEntry } from './scan.js';
 import { acquireServeLock, releaseServeLock } from './serve-lock.js';
+import { BOOT_NICE, READY_NICE, setVmNice } from './boot-priority.js';
 import { discardVmDir, powerOff } from './vm-cleanup.js';
 
 export interface PoolServeOptions {
@@ -216,6 +217,7 @@ class PoolServer {
         onProcesses: (processes) => {
           vm.record.vm = processes;
           writePoolVm(vm.dir, vm.record);
+          setVmNice(processes, BOOT_NICE);
         },
         prepareShare: () => undefined, // the share exists already, and stays empty until a claimer fills it
       });
@@ -247,6 +249,7 @@ class PoolServer {
       vm.record.readyAt = new Date().toISOString();
       vm.record.shape.accel = hypervisor.accel.accel;
       vm.record.vm = hypervisor.processes();
+      setVmNice(vm.record.vm, READY_NICE); // before it can be claimed: the sandbox runs at normal priority
       writePoolVm(vm.dir, vm.record);
       log.info({ ms: Date.now() - started }, 'VM ready');
     } catch (err) {
