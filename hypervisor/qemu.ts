@@ -42,7 +42,7 @@ import type {
   VmProcess,
   VmProcesses,
 } from './types.js';
-import { endRecordedProcesses, VMM_ROLE } from './vm-processes.js';
+import { endProcessesNaming, endRecordedProcesses, VMM_ROLE } from './vm-processes.js';
 import { startVirtiofsd } from './virtiofsd.js';
 import { startVsockBackend } from './vsock-backend.js';
 
@@ -168,6 +168,9 @@ export class QemuMicrovm implements Hypervisor {
     await endRecordedProcesses(processes, graceMs);
     if (dir !== undefined) {
       const paths = sandboxPaths(dir);
+      // A process started in the instant before its pid went on record (a crash between spawn and record) is on no
+      // record, but every process of this VM names its socket dir, unique to the sandbox directory, on its command line.
+      await endProcessesNaming(`${paths.socketDir}/`, graceMs);
       removeSocketDir(paths);
       removeVmRecord(paths.vmmRecord);
     }

@@ -1,7 +1,8 @@
 // The VM's host processes as records keep them (vmm.json `processes`, state.json and pod.json `vm`): reading them
 // back, including the shape hull wrote before drivers and helper lists, and ending them from the record alone.
 import { VmRecordError } from './errors.js';
-import { HostProcess } from './process.js';
+import { readdirSync, readFileSync } from 'node:fs';
+import { HostProcess, procStartTime, type RecordedProcess } from './process.js';
 import type { VmProcess, VmProcesses } from './types.js';
 
 /** The role of the VMM process itself in VmProcesses. */
@@ -88,4 +89,32 @@ export async function endRecordedProcesses(processes: VmProcesses, graceMs: numb
   for (const p of order) {
     await HostProcess.adopt(p.role, p).terminate(graceMs);
   }
+}
+
+/**
+ * Ends every process whose command line contains `marker` (SIGTERM, then SIGKILL after graceMs): the VM's processes
+ * that no record names. The marker must be unique to one VM (its socket dir is: a hash of its sandbox directory).
+ * Processes this one cannot read are skipped; this process itself never matches.
+ */
+export async function endProcessesNaming(marker: string, graceMs: number): Promise<void> {
+  const strays = processesNaming(marker);
+  await Promise.all(strays.map((p) => HostProcess.adopt('stray', p).terminate(graceMs)));
+}
+
+function processesNaming(marker: string): RecordedProcess[] {
+  const found: RecordedProcess[] = [];
+  for (const entry of readdirSync('/proc')) {
+    const pid = Number(entry);
+    if (!Number.isInteger(pid) || pid <= 1 || pid === process.pid) continue;
+    let cmdline: string;
+    try {
+      cmdline = readFileSync(`/proc/${pid}/cmdline`, 'latin1');
+    } catch {
+      continue; // exited, or not ours to read
+    }
+    if (!cmdline.includes(marker)) continue;
+    const startTime = procStartTime(pid);
+    found.push(startTime === undefined ? { pid } : { pid, startTime });
+  }
+  return found;
 }

@@ -166,6 +166,8 @@ export interface ContainerdOptions {
   extraConfig?: string;
   /** Keep the CRI plugin (default: disabled). */
   cri?: boolean;
+  /** Extra environment for the daemon, which its shims inherit (e.g. HULL_POOL_ROOT). */
+  env?: Record<string, string>;
 }
 
 /** A containerd of our own, under a fresh temp dir. */
@@ -174,6 +176,7 @@ export class PrivateContainerd {
   readonly log: string;
   readonly config: string;
   private child: ChildProcess | undefined;
+  private env: Record<string, string> = {};
 
   private constructor(readonly tmp: string, private readonly namespace: string) {
     this.sock = path.join(tmp, 'c.sock');
@@ -199,6 +202,7 @@ export class PrivateContainerd {
       ].join('\n'),
     );
     writeFileSync(c.log, '');
+    c.env = options.env ?? {};
     await c.launch();
     return c;
   }
@@ -206,7 +210,7 @@ export class PrivateContainerd {
   /** Starts the daemon and waits until it answers. */
   async launch(): Promise<void> {
     const child = spawn('containerd', ['--config', this.config], {
-      env: { ...process.env, PATH: `${path.join(repo, 'bin')}:${process.env.PATH}` },
+      env: { ...process.env, ...this.env, PATH: `${path.join(repo, 'bin')}:${process.env.PATH}` },
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     this.child = child;
