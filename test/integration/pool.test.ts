@@ -701,8 +701,7 @@ describe.runIf(ready)('hull pool: stopping', () => {
   });
 });
 
-// Known gap (not covered above, so this file stays deterministic): a pool killed with -9 in the moment between
-// spawning one of a VM's processes and writing its pid to pool-vm.json (hypervisor/qemu.ts startProcesses:
-// HostProcess.spawn awaits the 'spawn' event before onProcesses runs) leaves that process off the record; the next
-// pool kills the recorded helpers and removes the VM's directory and socket dir, and the unrecorded QEMU runs on
-// with nothing left that names it.
+// Not covered above, so this file stays deterministic: a pool killed with -9 in the moment between spawning one of a
+// VM's processes and writing its pid to pool-vm.json. That process is on no record; the VM's teardown
+// (QemuMicrovm.killRecorded) ends it by its command line, which names the VM's socket dir
+// (test/unit/vm-processes.test.ts covers that sweep).
