@@ -2,6 +2,8 @@
 // the plan goes in on fd 3, status lines come back on fd 4 (`pid <n>`, `ready`, `error <msg>`), one byte on fd 5
 // lets it exec. The helper stays as the workload's parent and exits with its status, so the helper's exit is the
 // process's exit. fd 4 reaching EOF after the start byte, without an error line, means exec succeeded.
+// Two steps: spawnHelper() forks the helper, which then blocks reading its plan; new HelperProcess() attaches a plan
+// to it. In between may lie a while: the agent keeps one spawned helper as a warm spare (agent/spare-helper.ts).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { constants as osConstants } from 'node:os';
 import { PassThrough, type Duplex, type Readable, type Writable } from 'node:stream';
@@ -68,6 +70,10 @@ export class HelperProcess {
   private masterFd = -1;
   private windowSize: { rows: number; cols: number } | undefined;
 
+  /** The plan written to fd 3: resolves null once the kernel has it, or the error that refused it (a dead helper). */
+  private readonly planWritten: Promise<Error | null>;
+
+  /** Attaches a plan to a helper from spawnHelper() (fresh, or a spare still blocked reading fd 3). */
   private constructor(
     private readonly child: ChildProcess,
     private readonly opts: HelperOptions,
@@ -78,6 +84,9 @@ export class HelperProcess {
       this.ptyOut = new PassThrough();
       this.ptyIn = opts.stdin ? new PassThrough() : null;
     }
+    // A spare always has a stdin pipe. When the process does not read it (no stdin, or a terminal, whose slave the
+    // workload dup2s onto fds 0-2), close it at once: the workload reads EOF, as from the /dev/null of 'ignore'.
+    if (stdio[0] && (!opts.stdin || opts.terminal)) stdio[0].destroy();
     this.stdinPipe = opts.stdin ? (this.ptyIn ?? stdio[0]!) : null;
     this.stdinClosed = !opts.stdin;
     this.stdout = new OutputBuffer(this.ptyOut ?? stdio[1]!, opts.outputCap);
@@ -127,22 +136,38 @@ export class HelperProcess {
     statusPipe.on('end', endStatus);
     statusPipe.on('close', endStatus);
 
-    stdio[3]!.end(opts.plan);
+    const planPipe = stdio[3]!;
+    this.planWritten = new Promise((resolve) => planPipe.write(opts.plan, (err) => resolve(err ?? null)));
+    planPipe.end();
   }
 
-  /** Spawns the helper and waits until it is set up (`ready`). On failure nothing is left running. */
-  static async spawn(opts: HelperOptions): Promise<HelperProcess> {
-    const child = spawn(opts.helperPath, [], {
-      stdio: [opts.stdin && !opts.terminal ? 'pipe' : 'ignore', 'pipe', 'pipe', 'pipe', 'pipe', 'pipe'],
-      env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' },
-    });
-    const proc = new HelperProcess(child, opts);
-    try {
-      await proc.waitReady();
-      return proc;
-    } catch (err) {
+  /**
+   * Runs a helper with this plan and waits until it is set up (`ready`). On failure nothing is left running.
+   * `spare`: a helper from spawnHelper() to use instead of spawning one (SpareHelper.take()); when it does not take
+   * the plan (it died meanwhile), a fresh helper is spawned, once.
+   */
+  static async spawn(opts: HelperOptions, spare?: ChildProcess | null): Promise<HelperProcess> {
+    if (spare) {
+      const proc = new HelperProcess(spare, opts);
+      const err = await proc.planWritten;
+      if (!err) return proc.setUp();
+      opts.log.warn({ process: opts.label, err: err.message }, 'the spare helper did not take its plan; spawning a fresh one');
       proc.kill('SIGKILL');
       proc.destroyStdio();
+    }
+    const t0 = performance.now();
+    const child = spawnHelper(opts.helperPath, opts.stdin && !opts.terminal);
+    opts.log.debug({ process: opts.label, ms: Math.round(performance.now() - t0) }, 'helper spawned');
+    return new HelperProcess(child, opts).setUp();
+  }
+
+  private async setUp(): Promise<HelperProcess> {
+    try {
+      await this.waitReady();
+      return this;
+    } catch (err) {
+      this.kill('SIGKILL');
+      this.destroyStdio();
       throw err;
     }
   }
@@ -325,6 +350,21 @@ export class HelperProcess {
       this.listeners.push(check);
     });
   }
+}
+
+/**
+ * Starts the helper: Node's fork+exec blocks the agent's thread, under TCG for 20-60 ms on a quiet host and 100-250 ms
+ * on a busy one. The helper then waits, reading its plan on fd 3 until a HelperProcess writes one. `stdin` false: fd 0
+ * is /dev/null instead of a pipe.
+ */
+export function spawnHelper(helperPath: string, stdin: boolean): ChildProcess {
+  const child = spawn(helperPath, [], {
+    stdio: [stdin ? 'pipe' : 'ignore', 'pipe', 'pipe', 'pipe', 'pipe', 'pipe'],
+    env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' },
+  });
+  // A peer that goes away makes these streams error (EPIPE, ECONNRESET), also before a plan is attached.
+  for (const s of child.stdio as unknown as Array<Duplex | null>) s?.on('error', () => {});
+  return child;
 }
 
 /** process.kill that treats "no such process" as false instead of throwing. */

@@ -85,6 +85,7 @@ export function runAgent(argv: string[], marks: Record<string, number> = {}): vo
     cgroups: cgroups?.available() ? cgroups : null,
     log,
     sync: pid1 ? syncFilesystems : undefined,
+    spareHelper: true,
     powerOff: () => {
       if (pid1) powerOffMachine(log);
       else process.exit(0); // never power off the host a test runs on
@@ -96,6 +97,7 @@ export function runAgent(argv: string[], marks: Record<string, number> = {}): vo
       log.error({ method, err: err instanceof Error ? { message: err.message, stack: err.stack } : String(err) }, 'handler failed'),
   });
   server.registerService(agentService(), service.handlers());
+  stopHandlers.push(() => void service.close());
   marks['ready'] = performance.now();
 
   function serve(stream: Duplex, peer: string): void {
