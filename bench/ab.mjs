@@ -37,7 +37,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { buildImage, fmt, makeBundle, startContainerd, stats, timed, unmountUnder } from './lib.mjs';
+import { buildImage, fmt, interruption, makeBundle, startContainerd, stats, timed, unmountUnder } from './lib.mjs';
 
 const head = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const HULL_RUNTIME = 'io.containerd.hull.v2';
@@ -86,18 +86,7 @@ for (const cmd of ['git', ...(withContainerd ? ['containerd', 'ctr'] : [])]) {
 }
 
 // --- interruption: a flag checked between runs, so clean-up always runs in the finally below ----------------------
-let interrupted;
-const onSignal = (signal) => {
-  if (!interrupted) log(`${signal}: stopping after the current step and cleaning up (again to leave at once)`);
-  else process.exit(130);
-  interrupted = signal;
-};
-for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(signal, onSignal);
-/** Lets a pending signal handler run (the runs are synchronous), then stops if a signal came. */
-const checkInterrupted = async () => {
-  await new Promise((r) => setImmediate(r));
-  if (interrupted) throw new Error(`interrupted (${interrupted})`);
-};
+const { check: checkInterrupted, signal: interruptedBy } = interruption(log);
 
 // --- the trees ----------------------------------------------------------------------------------------------------
 /** Newest mtime (ms) of head's bundled sources (tracked or new TypeScript and .proto files, outside test/ and bench/). */
@@ -325,7 +314,7 @@ try {
   console.log('(head/base > 1: head is slower; compare it with each row\'s max − min, the noise of this run)');
 } catch (err) {
   log(err.message);
-  process.exitCode = interrupted ? 130 : 1;
+  process.exitCode = interruptedBy() ? 130 : 1;
 } finally {
   await cleanup();
 }

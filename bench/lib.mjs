@@ -207,3 +207,25 @@ export async function startContainerd({ dir, namespace, env = process.env, detac
   }
   return { sock, ctrArgs, ctr, removeEverything, stop };
 }
+
+/**
+ * Turns SIGINT/SIGTERM/SIGHUP into a flag checked between runs, so a bench's clean-up always runs (a second signal
+ * leaves at once). `check()` lets a pending handler run (the runs are synchronous), then throws if a signal came;
+ * `signal()` says which came, if any.
+ */
+export function interruption(log) {
+  let interrupted;
+  const onSignal = (signal) => {
+    if (!interrupted) log(`${signal}: stopping after the current step and cleaning up (again to leave at once)`);
+    else process.exit(130);
+    interrupted = signal;
+  };
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(signal, onSignal);
+  return {
+    check: async () => {
+      await new Promise((r) => setImmediate(r));
+      if (interrupted) throw new Error(`interrupted (${interrupted})`);
+    },
+    signal: () => interrupted,
+  };
+}

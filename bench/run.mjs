@@ -44,7 +44,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { CRI_NAMESPACE, containerConfig, criConfig, loadCri, noNicCni, podConfig } from './cri.mjs';
 import { buildFloorInitramfs, floorArgv, floorRun, hullQemuArgv } from './floor.mjs';
-import { buildImage, fmt, makeBundle, startContainerd, stats, timed, unmountUnder } from './lib.mjs';
+import { buildImage, fmt, interruption, makeBundle, startContainerd, stats, timed, unmountUnder } from './lib.mjs';
 import { logSince, poolOutcome, startPool } from './pool.mjs';
 import { processTree } from './processes.mjs';
 
@@ -92,17 +92,7 @@ const log = (line) => process.stderr.write(`bench: ${line}\n`);
 const commandExists = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
 
 // --- interruption: a flag checked between runs, so clean-up always runs in the finally below ----------------------
-let interrupted;
-const onSignal = (signal) => {
-  if (!interrupted) log(`${signal}: stopping after the current step and cleaning up (again to leave at once)`);
-  else process.exit(130);
-  interrupted = signal;
-};
-for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(signal, onSignal);
-const checkInterrupted = async () => {
-  await new Promise((r) => setImmediate(r));
-  if (interrupted) throw new Error(`interrupted (${interrupted})`);
-};
+const { check: checkInterrupted, signal: interruptedBy } = interruption(log);
 
 // HULL_POOL_DIR would make every root's pool the same directory: the cold roots' sandboxes could take pooled VMs.
 delete process.env.HULL_POOL_DIR;
@@ -578,8 +568,8 @@ try {
   out(`  ${'total'.padEnd(16)}${total.toFixed(1).padStart(8)}   (target ≤ 160; Kata+QEMU ~120)`);
   if (opts.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
 } catch (err) {
-  log(interrupted ? err.message : err.stack ?? err.message);
-  process.exitCode = interrupted ? 130 : 1;
+  log(interruptedBy() ? err.message : err.stack ?? err.message);
+  process.exitCode = interruptedBy() ? 130 : 1;
 } finally {
   log('cleaning up');
   await cleanup();

@@ -9,10 +9,9 @@
 // reason, the agent's connections drop, every container process dies and the helper is stopped, and only then does
 // wait() resolve. virtio-fs is played by rewriting the share's guest paths (/run/hull/shared/…) to the host
 // directory they come from, in CreateContainer's rootfs and spec mounts.
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Duplex } from 'node:stream';
-import { fileURLToPath } from 'node:url';
 import pino, { type Logger } from 'pino';
 import { CgroupManager } from '../../agent/cgroups.js';
 import { GuestNetwork } from '../../agent/network.js';
@@ -39,12 +38,12 @@ import { duplexPair } from '../../protocol/ttrpc/duplex-pair.js';
 import { TtrpcServer, type Handler } from '../../protocol/ttrpc/server.js';
 import { AGENT_PORT, GUEST_SHARED_DIR } from '../../shim/sandbox/paths.js';
 import { directVmFactory, type VmFactory } from '../../shim/sandbox/vm-factory.js';
+import { installFakeContainerInit } from './fake-container-init.js';
 
 export const FAKE_DRIVER = 'fake';
 /** The fake helper's role in VmProcesses. */
 export const FAKE_HELPER_ROLE = 'fake-helper';
 
-const FAKE_CONTAINER_INIT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'unit', 'fixtures', 'fake-container-init.sh');
 const GRACE_MS = 2_000;
 
 export interface FakeVmDriverOptions {
@@ -69,9 +68,7 @@ export function fakeVmDriver(options: FakeVmDriverOptions): FakeVmDriver {
   const guest = path.join(options.workDir, 'fake-guest');
   mkdirSync(guest, { recursive: true });
   // Copied so the executable bit does not depend on how the repo was checked out.
-  const helperPath = path.join(guest, 'fake-container-init');
-  writeFileSync(helperPath, readFileSync(FAKE_CONTAINER_INIT));
-  chmodSync(helperPath, 0o755);
+  const helperPath = installFakeContainerInit(guest);
   const vms: FakeVm[] = [];
   return {
     name,

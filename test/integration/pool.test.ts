@@ -21,6 +21,9 @@ import { CriClient, type ContainerConfig, type PodSandboxConfig } from '../helpe
 import { hull, hullBin, hullDetached, makeBundle, mountsUnder, processesMentioning, repo, tempDir, type Result } from '../helpers/hull.js';
 import { namespaceSnapshot, podWithPeer, type PodWithPeer } from '../helpers/netns.js';
 import { needRoot, prerequisitesMet } from '../helpers/prerequisites.js';
+import type { VmProcess } from '../../hypervisor/types.js';
+import type { PoolVmRecord } from '../../shim/pool/records.js';
+import type { PoolStatus } from '../../shim/pool/status.js';
 
 const work = tempDir('hull-pool-');
 /** The shared pool's root (one directory per root below `work`, so no root's path is a prefix of another's). */
@@ -40,26 +43,6 @@ const ready = prerequisitesMet('pool', [
 
 // ---- the pool processes
 
-interface VmRef {
-  pid: number;
-  startTime?: number;
-}
-interface PoolVmRecord {
-  id: string;
-  state: 'booting' | 'ready';
-  vm: { vmm?: VmRef; helpers?: VmRef[] };
-  pool: VmRef;
-}
-interface PoolStatus {
-  root: string;
-  poolDir: string;
-  serving: { pid: number } | null;
-  size?: number;
-  ready: number;
-  booting: number;
-  claimed: number;
-  vms: Array<{ id: string; state: string; pid?: number; claimedBy?: number }>;
-}
 /** A pooled VM as a test remembers it: its directory and its recorded processes, read before it was claimed (a VM
  *  known only from the pool's log has no record here). */
 interface PoolVm {
@@ -204,7 +187,7 @@ function poolVmsOnRecord(pool: string): Array<Required<PoolVm>> {
   return (existsSync(vms) ? readdirSync(vms) : []).map((id) => vmOnRecord(pool, id));
 }
 
-const recordedProcesses = (r: PoolVmRecord): VmRef[] => [...(r.vm.vmm ? [r.vm.vmm] : []), ...(r.vm.helpers ?? [])];
+const recordedProcesses = (r: PoolVmRecord): VmProcess[] => [...(r.vm.vmm ? [r.vm.vmm] : []), ...(r.vm.helpers ?? [])];
 
 /** What is left of a pooled VM: recorded processes still running, processes naming it (QEMU's `-name hull-<id>`,
  *  virtiofsd's share, the vsock backend's socket dir), mounts in it, its directory and its socket directory. */

@@ -1,7 +1,6 @@
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import pino from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { CgroupManager } from '../../agent/cgroups.js';
@@ -13,9 +12,8 @@ import { agentService } from '../../protocol/proto.js';
 import { Code } from '../../protocol/ttrpc/codes.js';
 import { duplexPair } from '../../protocol/ttrpc/duplex-pair.js';
 import { TtrpcServer } from '../../protocol/ttrpc/server.js';
+import { installFakeContainerInit } from '../helpers/fake-container-init.js';
 
-// A stand-in for native/container-init that speaks the same fd 3/4/5 protocol but isolates nothing.
-const FAKE_HELPER = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures', 'fake-container-init.sh');
 
 let tmp: string;
 let helperPath: string;
@@ -24,10 +22,7 @@ let planDir: string;
 
 beforeAll(() => {
   tmp = mkdtempSync(path.join(os.tmpdir(), 'hull-agent-test-'));
-  // Copied so the executable bit does not depend on how the repo was checked out.
-  helperPath = path.join(tmp, 'fake-container-init');
-  writeFileSync(helperPath, readFileSync(FAKE_HELPER));
-  chmodSync(helperPath, 0o755);
+  helperPath = installFakeContainerInit(tmp);
   rootfs = path.join(tmp, 'shared', 'c1', 'rootfs');
   mkdirSync(rootfs, { recursive: true });
   planDir = path.join(tmp, 'plans');

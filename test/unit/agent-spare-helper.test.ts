@@ -1,10 +1,9 @@
 // The agent's warm spare helper (agent/spare-helper.ts): CreateContainer/ExecProcess take a helper spawned ahead of
 // need instead of paying Node's fork+exec in their critical path. Same fake helper as agent-service.test.ts.
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
-import { fileURLToPath } from 'node:url';
 import pino from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { CgroupManager } from '../../agent/cgroups.js';
@@ -14,8 +13,8 @@ import { agentService } from '../../protocol/proto.js';
 import { Code } from '../../protocol/ttrpc/codes.js';
 import { duplexPair } from '../../protocol/ttrpc/duplex-pair.js';
 import { TtrpcServer } from '../../protocol/ttrpc/server.js';
+import { installFakeContainerInit } from '../helpers/fake-container-init.js';
 
-const FAKE_HELPER = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures', 'fake-container-init.sh');
 
 let tmp: string;
 let helperPath: string;
@@ -23,9 +22,7 @@ let rootfs: string;
 
 beforeAll(() => {
   tmp = mkdtempSync(path.join(os.tmpdir(), 'hull-spare-test-'));
-  helperPath = path.join(tmp, 'fake-container-init');
-  writeFileSync(helperPath, readFileSync(FAKE_HELPER));
-  chmodSync(helperPath, 0o755);
+  helperPath = installFakeContainerInit(tmp);
   rootfs = path.join(tmp, 'shared', 'c1', 'rootfs');
   mkdirSync(rootfs, { recursive: true });
 });

@@ -5,14 +5,13 @@
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import pino from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { AgentService } from '../../agent/service.js';
 import { TtrpcError } from '../../protocol/errors.js';
 import { Code } from '../../protocol/ttrpc/codes.js';
+import { installFakeContainerInit } from '../helpers/fake-container-init.js';
 
-const FAKE_HELPER = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures', 'fake-container-init.sh');
 
 let tmp: string;
 let helperPath: string;
@@ -21,9 +20,7 @@ const services: AgentService[] = [];
 
 beforeAll(() => {
   tmp = mkdtempSync(path.join(os.tmpdir(), 'hull-start-hooks-'));
-  helperPath = path.join(tmp, 'fake-container-init');
-  writeFileSync(helperPath, readFileSync(FAKE_HELPER));
-  chmodSync(helperPath, 0o755);
+  helperPath = installFakeContainerInit(tmp);
   rootfs = path.join(tmp, 'shared', 'c1', 'rootfs');
   mkdirSync(rootfs, { recursive: true });
 });
