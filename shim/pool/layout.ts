@@ -35,7 +35,7 @@ export function poolDir(root: string): string {
 
 export const serveLockPath = (pool: string): string => path.join(pool, 'serve.lock');
 export const vmsDir = (pool: string): string => path.join(pool, 'vms');
-export const vmDirOf = (pool: string, id: string): string => path.join(vmsDir(pool), id);
+export const pooledVmDir = (pool: string, id: string): string => path.join(vmsDir(pool), id);
 export const poolVmPath = (vmDir: string): string => path.join(vmDir, 'pool-vm.json');
 export const claimPath = (vmDir: string): string => path.join(vmDir, 'claim');
 

@@ -3,7 +3,7 @@
 import { readdirSync } from 'node:fs';
 import { isAlive } from '../../hypervisor/process.js';
 import { oneLine } from '../errors.js';
-import { claimPath, isVmId, poolVmPath, vmDirOf, vmsDir } from './layout.js';
+import { claimPath, isVmId, poolVmPath, pooledVmDir, vmsDir } from './layout.js';
 import { parseClaim, parsePoolVm, readIfExists, type Claim, type PoolVmRecord } from './records.js';
 
 export interface PoolVmEntry {
@@ -28,7 +28,7 @@ export function scanPool(pool: string): PoolVmEntry[] {
     throw err;
   }
   return names.filter(isVmId).sort().flatMap((id) => {
-    const entry = readPoolVmEntry(vmDirOf(pool, id), id);
+    const entry = readPoolVmEntry(pooledVmDir(pool, id), id);
     return entry ? [entry] : [];
   });
 }

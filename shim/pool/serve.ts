@@ -25,7 +25,7 @@ import { directVmFactory, type BootedVm, type VmFactory } from '../sandbox/vm-fa
 import type { VmSize } from '../sandbox/vm-sizing.js';
 import { takeVm, vmAlive } from './claim.js';
 import { sweepDeadTemps } from './exclusive-file.js';
-import { claimPath, newVmId, POOL_DIR_MODE, poolDir, vmDirOf, vmSharedDir, vmsDir } from './layout.js';
+import { claimPath, newVmId, POOL_DIR_MODE, poolDir, pooledVmDir, vmSharedDir, vmsDir } from './layout.js';
 import { sameProcess, selfRef, writePoolVm, type PoolVmRecord } from './records.js';
 import { claimOwner, scanPool, type PoolVmEntry } from './scan.js';
 import { acquireServeLock, releaseServeLock } from './serve-lock.js';
@@ -180,7 +180,7 @@ class PoolServer {
     const { vcpus, memoryMiB } = this.options.vmSize;
     const vm: PooledVm = {
       id,
-      dir: vmDirOf(this.pool, id),
+      dir: pooledVmDir(this.pool, id),
       record: {
         version: 1,
         id,

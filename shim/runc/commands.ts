@@ -244,7 +244,6 @@ export async function execAttached(
       ? attachHostTerminal((width, height) => agent.resizePty({ containerId: id, execId, width, height }), g.logger)
       : () => undefined;
     const { outputs, input } = attachStdio(agent, id, execId);
-    outputs.catch((err: unknown) => g.logger.debug({ err: oneLine(err) }, 'exec output relay ended')); // the VM died: expected
     input.done.catch((err: unknown) => g.logger.debug({ err: oneLine(err) }, 'exec stdin relay ended'));
     const stopForwarding = forwardSignals(
       (signal) => agent.signalProcess(id, execId, signal),

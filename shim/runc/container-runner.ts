@@ -135,8 +135,6 @@ async function superviseAttached(options: RunOptions, sandbox: Sandbox): Promise
   const { id, logger } = options;
   const agent = sandbox.agent;
   const { outputs, input } = attachStdio(agent, id, '');
-  // Awaited only after a clean exit; when the VM dies, the relay's reads fail with the connection and are expected.
-  outputs.catch((err: unknown) => logger.debug({ err: oneLine(err) }, 'output relay ended'));
   input.done.catch((err: unknown) => logger.debug({ err: oneLine(err) }, 'stdin relay ended'));
   const stopForwarding = forwardSignals(
     (signal) => agent.signalProcess(id, '', signal),

@@ -99,10 +99,6 @@ export class Sandbox {
     return this.booted().agent;
   }
 
-  get consolePath(): string {
-    return this.booted().hypervisor.consolePath;
-  }
-
   /** The VM's host processes as they are now (`{}` before boot). */
   processes(): VmProcesses {
     return this.vm?.hypervisor.processes() ?? {};

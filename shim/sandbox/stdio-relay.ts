@@ -80,6 +80,9 @@ export function attachStdio(agent: ProcessStdio, containerId: string, execId: st
     pumpOutput(() => agent.readStdout(containerId, execId, STDIO_CHUNK), process.stdout),
     pumpOutput(() => agent.readStderr(containerId, execId, STDIO_CHUNK), process.stderr),
   ]).then(() => undefined);
+  // Awaited by the caller only after the process's own exit; when the VM dies first the reads fail with the connection,
+  // which must not surface as an unhandled rejection (it ended `hull run` before its teardown). Awaiters still see it.
+  outputs.catch(() => undefined);
   const input = pumpInput(
     process.stdin,
     (data) => agent.writeStdin(containerId, execId, data),

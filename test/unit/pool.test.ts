@@ -10,7 +10,7 @@ import { procStartTime } from '../../hypervisor/process.js';
 import type { VmProcesses } from '../../hypervisor/types.js';
 import { claimReadyVm, fits, releaseClaim, takeVm, type ClaimWant } from '../../shim/pool/claim.js';
 import { createExclusive, sweepDeadTemps } from '../../shim/pool/exclusive-file.js';
-import { claimPath, newVmId, poolDir, serveLockPath, vmDirOf, vmsDir } from '../../shim/pool/layout.js';
+import { claimPath, newVmId, poolDir, serveLockPath, pooledVmDir, vmsDir } from '../../shim/pool/layout.js';
 import { readPoolVm, writePoolVm, type PoolVmRecord, type ProcessRef, type ServeLock } from '../../shim/pool/records.js';
 import { claimOwner, readPoolVmEntry } from '../../shim/pool/scan.js';
 import { acquireServeLock, releaseServeLock, servingPool } from '../../shim/pool/serve-lock.js';
@@ -71,7 +71,7 @@ interface FakeVm {
 
 function addVm(o: FakeVm = {}): string {
   const id = newVmId();
-  const dir = vmDirOf(pool, id);
+  const dir = pooledVmDir(pool, id);
   mkdirSync(dir);
   const state = o.state ?? 'ready';
   const record: PoolVmRecord = {
@@ -128,7 +128,7 @@ describe('claimReadyVm', () => {
     const claimed = claimReadyVm(ROOT, want());
     expect(claimedId(claimed)).toBe(id);
     if ('miss' in claimed) return;
-    expect(claimed.dir).toBe(vmDirOf(pool, id));
+    expect(claimed.dir).toBe(pooledVmDir(pool, id));
     expect(claimed.record.state).toBe('ready');
     expect(readPoolVm(claimed.dir)).toEqual(claimed.record);
     const claim = JSON.parse(readFileSync(claimPath(claimed.dir), 'utf8')) as Record<string, unknown>;
@@ -189,8 +189,8 @@ describe('claimReadyVm', () => {
     const noVmm = addVm({ vm: { vmm: { role: 'vmm', pid: dead } } });
     const noHelper = addVm({ vm: { vmm: live.vmm, helpers: [{ role: 'virtiofsd', pid: dead }] } });
     expect(missOf(claimReadyVm(ROOT, want()))).toBe('no ready VM (2 dead, to be replaced)');
-    expect(existsSync(claimPath(vmDirOf(pool, noVmm)))).toBe(false);
-    expect(existsSync(claimPath(vmDirOf(pool, noHelper)))).toBe(false);
+    expect(existsSync(claimPath(pooledVmDir(pool, noVmm)))).toBe(false);
+    expect(existsSync(claimPath(pooledVmDir(pool, noHelper)))).toBe(false);
   });
 
   it('gives one VM to exactly one of many claimers racing in separate processes', async () => {
@@ -237,19 +237,19 @@ describe('claimReadyVm', () => {
       const winners = results.filter((r) => r.id !== undefined);
       expect(winners.map((r) => r.id).sort()).toEqual([...ids].sort());
       for (const w of winners) {
-        const claim = JSON.parse(readFileSync(claimPath(vmDirOf(pool, w.id as string)), 'utf8')) as { pid: number };
+        const claim = JSON.parse(readFileSync(claimPath(pooledVmDir(pool, w.id as string)), 'utf8')) as { pid: number };
         expect(claim.pid).toBe(w.pid);
       }
       expect(results.filter((r) => r.miss !== undefined)).toHaveLength(5);
       // Nothing but the claims: no temp file of a losing claimer is left behind.
-      for (const id of ids) expect(readdirSync(vmDirOf(pool, id)).sort()).toEqual(['claim', 'pool-vm.json']);
+      for (const id of ids) expect(readdirSync(pooledVmDir(pool, id)).sort()).toEqual(['claim', 'pool-vm.json']);
     }
   }, 60_000);
 });
 
 describe('claims and orphans', () => {
   it('takes a VM exactly once, and not at all once its directory is gone', () => {
-    const dir = vmDirOf(pool, addVm());
+    const dir = pooledVmDir(pool, addVm());
     expect(takeVm(dir)).toBe(true);
     expect(takeVm(dir)).toBe(false);
     rmSync(dir, { recursive: true });
@@ -258,7 +258,7 @@ describe('claims and orphans', () => {
 
   it("tells a live claimer's VM (never touched) from an orphan (its claimer died or gave it up)", () => {
     const id = addVm();
-    const dir = vmDirOf(pool, id);
+    const dir = pooledVmDir(pool, id);
     const entry = () => {
       const e = readPoolVmEntry(dir, id);
       if (!e) throw new Error('entry vanished');
@@ -281,7 +281,7 @@ describe('claims and orphans', () => {
   it('lets a claimer give a VM it will not use back to the pool, which then counts it an orphan', () => {
     serveAs(self);
     const id = addVm();
-    const dir = vmDirOf(pool, id);
+    const dir = pooledVmDir(pool, id);
     expect(claimedId(claimReadyVm(ROOT, want()))).toBe(id);
     releaseClaim(dir);
     const entry = readPoolVmEntry(dir, id);
@@ -295,9 +295,9 @@ describe('claims and orphans', () => {
     addVm();
     addVm({ state: 'booting' });
     addVm({ pool: { pid: deadPid() } });
-    const orphan = vmDirOf(pool, addVm());
+    const orphan = pooledVmDir(pool, addVm());
     writeFileSync(claimPath(orphan), JSON.stringify({ pid: deadPid(), at: new Date().toISOString() }));
-    const claimed = vmDirOf(pool, addVm());
+    const claimed = pooledVmDir(pool, addVm());
     writeFileSync(claimPath(claimed), JSON.stringify({ ...self, at: new Date().toISOString() }));
     const status = poolStatus(ROOT);
     expect(status).toMatchObject({ root: ROOT, poolDir: pool, serving: { pid: process.pid }, size: 3, ready: 1, booting: 1, claimed: 1 });
