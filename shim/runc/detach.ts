@@ -22,18 +22,18 @@ export async function spawnDetached(args: string[]): Promise<number> {
   status.on('data', (chunk: string) => {
     if (text.length < 64 * 1024) text += chunk;
   });
-  const code = await new Promise<number | null>((resolve) => {
-    status.once('end', () => resolve(null));
-    child.once('exit', (c) => resolve(c));
-  });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
+  await Promise.race([exited, new Promise<void>((resolve) => status.once('end', resolve))]);
   const line = text.split('\n')[0] ?? '';
   if (line.startsWith('ok ')) {
     child.unref();
     (status as Readable & { unref?: () => void }).unref?.();
     return Number(line.slice(3));
   }
+  // A failed child has cleaned up before reporting; wait for it to be gone so the caller sees nothing left behind.
+  const code = await exited;
   if (line.startsWith('error ')) throw new HullError('failed-precondition', line.slice(6));
-  throw new HullError('internal', `the detached hull process exited (${code ?? 'status closed'}) without reporting`);
+  throw new HullError('internal', `the detached hull process exited (${code ?? 'killed'}) without reporting`);
 }
 
 /** In the child: the reporter for fd 3, or a no-op when not started by spawnDetached. */
