@@ -34,7 +34,11 @@ function iface(n: NetInterface, at: string): NetInterface {
   if (!MAC.test(n.mac)) throw new SpecError(`${at}: MAC ${JSON.stringify(n.mac.slice(0, 32))}`);
   if (!Number.isInteger(n.mtu) || n.mtu < 68 || n.mtu > 65535) throw new SpecError(`${at}: MTU ${n.mtu}`);
   if (n.addresses.length > LIMITS.addresses) throw new SpecError(`${at}: more than ${LIMITS.addresses} addresses`);
-  return { ...n, addresses: n.addresses.map((a, i) => address(a, `${at}.addresses[${i}]`)) };
+  // Absent on the wire is '': the NIC has the interface's MAC already.
+  const guestMac = n.guestMac === n.mac ? '' : (n.guestMac ?? '');
+  if (guestMac !== '' && !MAC.test(guestMac)) throw new SpecError(`${at}: guest MAC ${JSON.stringify(guestMac.slice(0, 32))}`);
+  const { guestMac: _given, ...rest } = n;
+  return { ...rest, ...(guestMac ? { guestMac } : {}), addresses: n.addresses.map((a, i) => address(a, `${at}.addresses[${i}]`)) };
 }
 
 function route(r: NetRoute, devices: Set<string>, at: string): NetRoute {
@@ -69,6 +73,8 @@ export function checkNetworkRequest(req: SetupNetworkRequest): SetupNetworkReque
   const names = new Set(interfaces.map((n) => n.name));
   if (names.size !== interfaces.length) throw new SpecError('SetupNetwork: two interfaces have the same name');
   if (new Set(interfaces.map((n) => n.mac)).size !== interfaces.length) throw new SpecError('SetupNetwork: two interfaces have the same MAC');
+  const current = interfaces.map((n) => n.guestMac ?? n.mac);
+  if (new Set(current).size !== interfaces.length) throw new SpecError('SetupNetwork: two interfaces name the same guest NIC');
   return {
     interfaces,
     routes: req.routes.map((r, i) => route(r, names, `routes[${i}]`)),

@@ -1,5 +1,5 @@
 // Configures the guest's network from what the host read in the pod's network namespace (SetupNetwork): each
-// virtio-net NIC, found by the MAC the host gave it, gets the pod interface's name, MTU and addresses; then routes
+// virtio-net NIC, found by the MAC the host gave it (a pooled VM's: the pool's, replaced by the interface's), gets the pod interface's name, MTU and addresses; then routes
 // (on-link first) and static neighbours. The pod's containers share this network. Busybox `ip` and `arp` do the
 // work, in one busybox sh script whose every word is quoted.
 import { execFile } from 'node:child_process';
@@ -106,7 +106,7 @@ export class GuestNetwork {
     const req = checkNetworkRequest(raw);
     this.configured = true;
     const started = Date.now();
-    const current = await this.findNics(req.interfaces.map((n) => n.mac));
+    const current = await this.findNics(req.interfaces.map((n) => n.guestMac ?? n.mac));
     const found = Date.now();
     for (const nb of req.neighbors.filter((n) => n.family === 6)) {
       this.opts.log.warn({ neighbor: nb.address }, 'static IPv6 neighbours are not set in the guest (busybox ip has no neigh add)');
@@ -164,7 +164,12 @@ export interface GuestNic {
  */
 export function networkSteps(req: SetupNetworkRequest, nicByMac: Map<string, GuestNic>): NetworkStep[] {
   const steps: NetworkStep[] = [];
-  const nics = req.interfaces.map((n) => ({ want: n, nic: nicByMac.get(n.mac)! }));
+  const nics = req.interfaces.map((n) => ({ want: n, nic: nicByMac.get(n.guestMac ?? n.mac)! }));
+  // A pooled VM's NIC has the pool's MAC: it takes the pod interface's while down (QEMU learns it over the control
+  // queue and filters on it), before anything derives an address from it.
+  for (const { want, nic } of nics) {
+    if (want.guestMac !== undefined) steps.push({ argv: ['ip', 'link', 'set', 'dev', nic.name, 'address', want.mac] });
+  }
   const renamed = nics.filter(({ want, nic }) => want.name !== nic.name);
   renamed.forEach(({ nic }, i) => {
     steps.push({ argv: ['ip', 'link', 'set', 'dev', nic.name, 'down'] });

@@ -2,7 +2,8 @@
 // containerd's runtime.v1 gRPC, and the config.toml text of a private containerd's CRI plugin whose runtime handler
 // `hull` is containerd-shim-hull-v2. Same proto and client libraries as the tests (test/cri/runtime-v1.proto,
 // test/helpers/cri-client.ts): @grpc/grpc-js and @grpc/proto-loader, dev dependencies.
-import { chmodSync, existsSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 
 export const CRI_NAMESPACE = 'k8s.io'; // the containerd namespace the CRI plugin works in
@@ -58,39 +59,35 @@ export async function loadCri(repo) {
 }
 
 /**
- * A CNI "network" that gives the pod no interface: containerd 1.6's CRI insists on an address on eth0 in the ADD
- * result (else RunPodSandbox fails: "failed to find network info"), so this plugin reports one but creates nothing.
- * The pod's namespace then holds loopback alone (CRI's own loopback network, the real `loopback` plugin), which is
- * what a pooled VM can serve: pooled VMs have no NIC, and a pod whose namespace has an interface boots its own VM.
- * Written with `loopback` linked from `cniBin` into `dir`/bin. Returns { binDir, confDir } or { missing }.
+ * The pods' CNI network, as a node has one: a bridge (`BENCH_BRIDGE`, made by the plugin) with host-local addresses
+ * from a subnet of the bench's own (10.231.90.0/24), a veth into each pod's namespace — which a pooled VM takes
+ * (docs/pool.md) — and no gateway, masquerade or route: the benchmark sends no traffic. `removeBridgeCni()` deletes
+ * the bridge afterwards. Returns { binDir, confDir } or { missing }.
  */
-export function noNicCni(dir, cniBin = '/usr/lib/cni') {
-  if (!existsSync(path.join(cniBin, 'loopback'))) {
-    return { missing: `${cniBin}/loopback not found (apt-get install containernetworking-plugins)` };
-  }
-  const binDir = path.join(dir, 'bin');
+export const BENCH_BRIDGE = 'hullbench0';
+
+export function bridgeCni(dir, cniBin = '/usr/lib/cni') {
+  const missing = ['bridge', 'host-local', 'loopback'].filter((p) => !existsSync(path.join(cniBin, p)));
+  if (missing.length) return { missing: `${missing.map((p) => `${cniBin}/${p}`).join(', ')} not found (apt-get install containernetworking-plugins)` };
   const confDir = path.join(dir, 'net.d');
-  mkdirSync(binDir, { recursive: true });
   mkdirSync(confDir, { recursive: true });
-  symlinkSync(path.join(cniBin, 'loopback'), path.join(binDir, 'loopback'));
-  const plugin = path.join(binDir, 'hull-bench-no-nic');
-  writeFileSync(plugin, [
-    '#!/bin/sh',
-    '# hull bench: reports an address on eth0 and creates nothing (the pod keeps loopback only).',
-    'cat >/dev/null',
-    'case "$CNI_COMMAND" in',
-    `ADD) printf '{"cniVersion":"1.0.0","interfaces":[{"name":"eth0","sandbox":"%s"}],"ips":[{"address":"192.0.2.1/32","interface":0}]}' "$CNI_NETNS" ;;`,
-    `VERSION) printf '{"cniVersion":"1.0.0","supportedVersions":["0.3.0","0.3.1","0.4.0","1.0.0"]}' ;;`,
-    'esac',
-    '',
-  ].join('\n'));
-  chmodSync(plugin, 0o755);
   writeFileSync(path.join(confDir, '10-hull-bench.conflist'), JSON.stringify({
     cniVersion: '1.0.0',
-    name: 'hull-bench-no-nic',
-    plugins: [{ type: 'hull-bench-no-nic' }],
+    name: 'hull-bench-bridge',
+    plugins: [{
+      type: 'bridge',
+      bridge: BENCH_BRIDGE,
+      isGateway: false,
+      ipMasq: false,
+      ipam: { type: 'host-local', ranges: [[{ subnet: '10.231.90.0/24' }]], dataDir: path.join(dir, 'ipam') },
+    }],
   }));
-  return { binDir, confDir };
+  return { binDir: cniBin, confDir };
+}
+
+/** Deletes the bench's bridge, if the plugin made it. */
+export function removeBridgeCni() {
+  spawnSync('ip', ['link', 'del', BENCH_BRIDGE], { stdio: 'ignore' });
 }
 
 /** The CRI plugin's tables for a private containerd (as test/integration/cri.test.ts configures it). */

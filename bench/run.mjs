@@ -12,10 +12,8 @@
 //                VMs from no pool (HULL_POOL_ROOT names a root no pool serves) / from the pool above (HULL_POOL_ROOT)
 //   CRI cold / CRI pooled
 //                RunPodSandbox + CreateContainer (`true`) + StartContainer through the CRI plugin of those two
-//                containerds (runtime handler `hull`). The pod's CNI network gives it no interface (bench/cri.mjs: a
-//                no-op plugin, since containerd 1.6's CRI insists on an address): a pod whose namespace has an
-//                interface boots cold whatever the pool holds (pooled VMs have no NIC), so its figure is the cold one
-//                plus its network set-up. The labels say "no NIC".
+//                containerds (runtime handler `hull`), on a real pod network (bench/cri.mjs: CNI bridge + host-local,
+//                a veth in each pod's namespace; a pooled VM gets its NIC's tap moved in, docs/pool.md).
 // Before every timed run the bench waits (untimed) until the pool is full and boots nothing, so no pool boot overlaps
 // a timed run — except the replacement the pool starts as soon as a pooled run claims its VM, which is part of the
 // pooled figures as it is of real use. Every pooled run is checked in the log (hull's --log; containerd's stderr,
@@ -42,7 +40,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { CRI_NAMESPACE, containerConfig, criConfig, loadCri, noNicCni, podConfig } from './cri.mjs';
+import { bridgeCni, CRI_NAMESPACE, containerConfig, criConfig, loadCri, podConfig, removeBridgeCni } from './cri.mjs';
 import { buildFloorInitramfs, floorArgv, floorRun, hullQemuArgv } from './floor.mjs';
 import { buildImage, fmt, interruption, makeBundle, startContainerd, stats, timed, unmountUnder } from './lib.mjs';
 import { logSince, poolOutcome, startPool } from './pool.mjs';
@@ -184,8 +182,8 @@ const figures = [
   { key: 'hullPooled', label: 'hull run … true (pooled)', expect: 'pooled', run: (id) => hullRun(poolRoot, id) },
   { key: 'ctrCold', label: 'ctr run --rm … true (cold)', expect: 'cold', warm: true, run: (id) => ctrRun('cold', id) },
   { key: 'ctrPooled', label: 'ctr run --rm … true (pooled)', expect: 'pooled', warm: true, run: (id) => ctrRun('pooled', id) },
-  { key: 'criCold', label: 'CRI pod+create+start (cold, no NIC)', expect: 'cold', warm: true, run: (id) => criRun('cold', id) },
-  { key: 'criPooled', label: 'CRI pod+create+start (pooled, no NIC)', expect: 'pooled', warm: true, run: (id) => criRun('pooled', id) },
+  { key: 'criCold', label: 'CRI pod+create+start (cold, CNI bridge)', expect: 'cold', warm: true, run: (id) => criRun('cold', id) },
+  { key: 'criPooled', label: 'CRI pod+create+start (pooled, CNI bridge)', expect: 'pooled', warm: true, run: (id) => criRun('pooled', id) },
 ];
 const figure = Object.fromEntries(figures.map((f) => [f.key, f]));
 for (const f of figures) Object.assign(f, { available: true, times: [], fellBack: [], unverified: [], failures: [], phases: [] });
@@ -330,7 +328,7 @@ async function startContainerds() {
   ];
   for (const i of images) await buildImage({ rootfs: path.join(bundle, 'rootfs'), ...i });
   const criLib = await loadCri(repo);
-  const cni = noNicCni(path.join(work, 'cni'));
+  const cni = bridgeCni(path.join(work, 'cni'));
   const criMissing = criLib.missing ?? cni.missing;
   if (criMissing) unavailable(['criCold', 'criPooled'], criMissing);
   for (const [which, poolRootEnv] of [['cold', noPoolRoot], ['pooled', poolRoot]]) {
@@ -388,6 +386,7 @@ async function stopContainerds() {
 
 async function cleanup() {
   await stopContainerds();
+  removeBridgeCni();
   // A run cut short (Ctrl-C, timeout) can leave its sandbox or container: delete whatever the roots still list.
   for (const root of [coldRoot, poolRoot]) {
     if (!existsSync(root)) continue;

@@ -1,10 +1,12 @@
 // Replaces a file in one step, so that a reader (a later hull call, the monitor, containerd, conmon) sees either the
 // old content or the new, never a part of it, even while other processes write the same file: the data goes to a
 // temp file of a name no other writer uses, in the target's own directory (same filesystem, so the rename is
-// atomic), is fsynced, and is then renamed over the target. A failed write removes its temp file.
+// atomic), and is then renamed over the target. A failed write removes its temp file. No fsync: these are run-time
+// records (of processes that a power loss ends too), normally on tmpfs (/run/hull); on a disk root the fsyncs cost
+// tens of ms of every `hull run` and bought nothing a reader after a crash can use.
 // It lives in hypervisor/ (the lower floor) so that both hypervisor/ and shim/ can use it.
 import { randomBytes } from 'node:crypto';
-import { closeSync, fchmodSync, fsyncSync, openSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, fchmodSync, openSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 
 /** The write failed and so did removing its temp file; `cause` is the write's error, `cleanupErrors` the rest. */
@@ -49,7 +51,6 @@ export function writeFileAtomic(file: string, data: string | Uint8Array, mode: n
     created = true;
     fchmodSync(fd, mode);
     writeFileSync(fd, data);
-    fsyncSync(fd);
     const open = fd;
     fd = undefined;
     closeSync(open);

@@ -83,6 +83,10 @@ export interface SpawnOptions {
   detached: boolean;
 }
 
+/** How often an adopted process is looked at while it runs, and once its exit is expected. */
+const WATCH_POLL_MS = 50;
+const EXIT_POLL_MS = 5;
+
 /** One host process of the VM. */
 export class HostProcess {
   readonly pid: number;
@@ -90,6 +94,8 @@ export class HostProcess {
   private exitInfo: ProcessExit | undefined;
   private exitPromise: Promise<ProcessExit> | undefined;
   private pollTimer: NodeJS.Timeout | undefined;
+  private pollMs = 0;
+  private pollKeepAlive = false;
   private readonly exitListeners: Array<(exit: ProcessExit) => void> = [];
 
   private constructor(
@@ -147,19 +153,24 @@ export class HostProcess {
   }
 
   /**
-   * For an adopted process (not our child), polls the pid every 50 ms so exit listeners fire. `keepAlive` false
-   * lets this process exit meanwhile; a later keepAlive true upgrades the timer.
+   * For an adopted process (not our child), polls the pid so exit listeners fire: every WATCH_POLL_MS while it just
+   * runs, every EXIT_POLL_MS once an exit is expected (we signalled it, or wait for it within a bound), where each
+   * poll's delay is a delay of teardown. `keepAlive` false lets this process exit meanwhile; a later keepAlive true
+   * upgrades the timer.
    */
-  watch(keepAlive: boolean): void {
+  watch(keepAlive: boolean, intervalMs = WATCH_POLL_MS): void {
     if (this.child || this.exitInfo) return;
-    if (!this.pollTimer) {
-      this.pollTimer = setInterval(() => {
-        if (!isAlive(this.record())) this.settle({ code: null, signal: null });
-      }, 50);
-      if (!keepAlive) this.pollTimer.unref();
-    } else if (keepAlive) {
-      this.pollTimer.ref();
+    this.pollKeepAlive ||= keepAlive;
+    if (this.pollTimer && this.pollMs <= intervalMs) {
+      if (keepAlive) this.pollTimer.ref();
+      return;
     }
+    if (this.pollTimer) clearInterval(this.pollTimer);
+    this.pollMs = intervalMs;
+    this.pollTimer = setInterval(() => {
+      if (!isAlive(this.record())) this.settle({ code: null, signal: null });
+    }, intervalMs);
+    if (!this.pollKeepAlive) this.pollTimer.unref();
   }
 
   /** Resolves when the process has exited. */
@@ -172,6 +183,7 @@ export class HostProcess {
   /** Resolves true if it exited within ms. */
   async waitFor(ms: number): Promise<boolean> {
     if (this.exitInfo) return true;
+    this.watch(true, EXIT_POLL_MS);
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
     const done = await Promise.race([this.wait().then(() => true as const), timeout]);
@@ -188,6 +200,7 @@ export class HostProcess {
     } catch {
       // already gone
     }
+    if (sig === 'SIGKILL' || sig === 'SIGTERM') this.watch(false, EXIT_POLL_MS);
   }
 
   /** SIGTERM, then SIGKILL after graceMs; resolves once it has exited. */

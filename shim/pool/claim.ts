@@ -24,6 +24,8 @@ export interface ClaimWant {
   image: string;
   /** Absent: either. */
   accel?: Acceleration;
+  /** The pod interfaces the sandbox gives its VM, one NIC each. */
+  nics: number;
 }
 
 export interface ClaimedVm {
@@ -42,7 +44,8 @@ export function fits(shape: PoolShape, want: ClaimWant): boolean {
     shape.image === want.image &&
     (want.accel === undefined || shape.accel === want.accel) &&
     shape.vcpus >= want.vcpus &&
-    shape.memoryMiB >= want.memoryMiB
+    shape.memoryMiB >= want.memoryMiB &&
+    shape.nics >= want.nics
   );
 }
 
@@ -79,7 +82,8 @@ export function releaseClaim(dir: string): void {
   writeFileAtomic(file, `${JSON.stringify({ ...claim, released: true } satisfies Claim)}\n`, 0o600);
 }
 
-const sizeText = (s: { vcpus: number; memoryMiB: number }): string => `${s.vcpus} vCPU/${s.memoryMiB} MiB`;
+const sizeText = (s: { vcpus: number; memoryMiB: number; nics: number }): string =>
+  `${s.vcpus} vCPU/${s.memoryMiB} MiB${s.nics === 0 ? '' : `/${s.nics} NIC${s.nics === 1 ? '' : 's'}`}`;
 
 /** A shape as a miss reason shows it: what differs from what was wanted is spelled out. */
 function shapeText(shape: PoolShape, want: ClaimWant): string {
@@ -121,6 +125,7 @@ export function claimReadyVm(root: string, want: ClaimWant): ClaimedVm | { miss:
     (a, b) =>
       a.record.shape.vcpus - b.record.shape.vcpus ||
       a.record.shape.memoryMiB - b.record.shape.memoryMiB ||
+      a.record.shape.nics - b.record.shape.nics ||
       readyTime(a.record) - readyTime(b.record),
   );
 

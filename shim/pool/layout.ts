@@ -18,6 +18,7 @@
 //                              for good: a VM serves one sandbox once and never goes back
 import { createHash, randomBytes } from 'node:crypto';
 import path from 'node:path';
+import type { PooledNic } from './records.js';
 
 /** The pool directory's base when $HULL_POOL_DIR is not set. */
 export const POOL_BASE_DEFAULT = '/run/hull/pool';
@@ -46,6 +47,15 @@ const VM_ID = /^p-[0-9a-f]{12}$/;
 
 /** A new VM id: `p-` and 12 random hex digits. */
 export const newVmId = (): string => `p-${randomBytes(6).toString('hex')}`;
+
+/** A pooled VM's NICs: taps its VMM creates in its own namespace, and random locally administered unicast MACs. */
+export function newPooledNics(count: number): PooledNic[] {
+  return Array.from({ length: count }, (_, i) => {
+    const bytes = randomBytes(6);
+    bytes[0] = (bytes[0]! & 0xfc) | 0x02;
+    return { tap: `hullpool${i}`, mac: [...bytes].map((b) => b.toString(16).padStart(2, '0')).join(':') };
+  });
+}
 
 /** True for a name the pool gives a VM directory; anything else in vms/ is not the pool's and is left alone. */
 export const isVmId = (name: string): boolean => VM_ID.test(name);

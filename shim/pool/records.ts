@@ -17,6 +17,15 @@ export interface PoolShape {
   image: string;
   /** The acceleration the VM got (hypervisor.accel.accel); while booting, the one it is expected to get. */
   accel: Acceleration;
+  /** How many NICs the VM has (PoolVmRecord.nics): a sandbox with more pod interfaces than that boots cold. */
+  nics: number;
+}
+
+/** A pooled VM's NIC: its tap, in the VMM's own network namespace until a claimer moves it into the pod's. */
+export interface PooledNic {
+  tap: string;
+  /** The MAC the guest NIC has until the claimer's SetupNetwork gives it the pod interface's. */
+  mac: string;
 }
 
 /** A process named by pid and start time (hypervisor/process.ts): the start time guards against pid reuse. */
@@ -32,6 +41,7 @@ export interface PoolVmRecord {
   /** 'booting' until its agent answered Health; only a 'ready' VM without a claim file may be claimed. */
   state: 'booting' | 'ready';
   shape: PoolShape;
+  nics: PooledNic[];
   /** The VM's host processes, written as each one starts: a crash at any point leaves none unrecorded. */
   vm: VmProcesses;
   /**
@@ -61,6 +71,7 @@ export interface ServeLock extends ProcessRef {
   size: number;
   vcpus: number;
   memoryMiB: number;
+  nics: number;
   /** ISO 8601. */
   startedAt: string;
 }
@@ -101,6 +112,20 @@ export function readIfExists(file: string): string | undefined {
   }
 }
 
+const TAP_NAME = /^[A-Za-z0-9_-]{1,15}$/;
+const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
+
+/** The NICs of a pool record: tap names go to `ip` as words, so they are checked as strictly as hull makes them. */
+function parseNics(v: unknown, file: string): PooledNic[] {
+  if (!Array.isArray(v) || v.length > 8) throw bad(file, 'no valid NIC list');
+  return v.map((n: unknown, i) => {
+    if (!isObject(n) || typeof n['tap'] !== 'string' || !TAP_NAME.test(n['tap']) || typeof n['mac'] !== 'string' || !MAC.test(n['mac'])) {
+      throw bad(file, `NIC ${i} is not valid`);
+    }
+    return { tap: n['tap'], mac: n['mac'] };
+  });
+}
+
 export function parsePoolVm(text: string, file: string): PoolVmRecord {
   const v = parseJson(text, file);
   if (!isObject(v) || v['version'] !== 1) throw bad(file, 'not a version 1 pool VM record');
@@ -109,13 +134,16 @@ export function parsePoolVm(text: string, file: string): PoolVmRecord {
   if (state !== 'booting' && state !== 'ready') throw bad(file, `unknown state ${JSON.stringify(state)}`);
   if (!isObject(shape) || !isPositive(shape['vcpus']) || !isPositive(shape['memoryMiB'])) throw bad(file, 'no valid shape');
   if (typeof shape['image'] !== 'string' || (shape['accel'] !== 'kvm' && shape['accel'] !== 'tcg')) throw bad(file, 'no valid shape');
+  const nics = parseNics(v['nics'], file);
+  if (shape['nics'] !== nics.length) throw bad(file, 'its shape and its NICs disagree');
   if (!isTime(createdAt)) throw bad(file, 'no valid createdAt');
   if (readyAt !== undefined && !isTime(readyAt)) throw bad(file, 'invalid readyAt');
   const record: PoolVmRecord = {
     version: 1,
     id,
     state,
-    shape: { vcpus: shape['vcpus'], memoryMiB: shape['memoryMiB'], image: shape['image'], accel: shape['accel'] },
+    shape: { vcpus: shape['vcpus'], memoryMiB: shape['memoryMiB'], image: shape['image'], accel: shape['accel'], nics: nics.length },
+    nics,
     vm: parseVmProcesses(v['vm'], file),
     pool: parseProcessRef(v['pool'], file, 'pool'),
     createdAt,
@@ -150,9 +178,9 @@ export function parseServeLock(text: string, file: string): ServeLock {
   const v = parseJson(text, file);
   if (!isObject(v)) throw bad(file, 'not a serve lock');
   const ref = parseProcessRef(v, file, 'the lock');
-  const { size, vcpus, memoryMiB, startedAt } = v;
-  if (!isCount(size) || !isPositive(vcpus) || !isPositive(memoryMiB) || !isTime(startedAt)) throw bad(file, 'no valid pool settings');
-  return { ...ref, size, vcpus, memoryMiB, startedAt };
+  const { size, vcpus, memoryMiB, nics, startedAt } = v;
+  if (!isCount(size) || !isPositive(vcpus) || !isPositive(memoryMiB) || !isCount(nics) || !isTime(startedAt)) throw bad(file, 'no valid pool settings');
+  return { ...ref, size, vcpus, memoryMiB, nics, startedAt };
 }
 
 let self: ProcessRef | undefined;

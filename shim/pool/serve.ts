@@ -17,6 +17,7 @@ import { existsSync, mkdirSync, chmodSync, rmdirSync } from 'node:fs';
 import os from 'node:os';
 import type { Logger } from 'pino';
 import { chooseAcceleration } from '../../hypervisor/acceleration.js';
+import { configuredAccel } from '../config/values.js';
 import { killRecordedVm } from '../../hypervisor/registry.js';
 import type { Acceleration, Hypervisor, VmExit } from '../../hypervisor/types.js';
 import { oneLine } from '../errors.js';
@@ -25,7 +26,7 @@ import { directVmFactory, type BootedVm, type VmFactory } from '../sandbox/vm-fa
 import type { VmSize } from '../sandbox/vm-sizing.js';
 import { takeVm, vmAlive } from './claim.js';
 import { sweepDeadTemps } from './exclusive-file.js';
-import { claimPath, newVmId, POOL_DIR_MODE, poolDir, pooledVmDir, vmSharedDir, vmsDir } from './layout.js';
+import { claimPath, newPooledNics, newVmId, POOL_DIR_MODE, poolDir, pooledVmDir, vmSharedDir, vmsDir } from './layout.js';
 import { sameProcess, selfRef, writePoolVm, type PoolVmRecord } from './records.js';
 import { claimOwner, scanPool, type PoolVmEntry } from './scan.js';
 import { acquireServeLock, releaseServeLock } from './serve-lock.js';
@@ -37,6 +38,8 @@ export interface PoolServeOptions {
   /** Ready VMs to keep. */
   size: number;
   vmSize: VmSize;
+  /** NICs per VM, for sandboxes with a pod network (0: sandboxes with interfaces boot cold). */
+  nics: number;
   logger: Logger;
   /** Where VMs come from; default: booted through the driver registry. */
   vms?: VmFactory;
@@ -98,7 +101,7 @@ class PoolServer {
     this.vms = options.vms ?? directVmFactory();
     // Both fail here, before anything exists, when there is no guest image or KVM was demanded and is missing.
     this.image = findGuestAssets().hash;
-    this.accel = chooseAcceleration(envAccel()).accel;
+    this.accel = chooseAcceleration(configuredAccel().value).accel;
   }
 
   async run(): Promise<number> {
@@ -106,7 +109,8 @@ class PoolServer {
     mkdirSync(this.pool, { recursive: true, mode: POOL_DIR_MODE });
     chmodSync(this.pool, POOL_DIR_MODE);
     try {
-      acquireServeLock(this.pool, root, { size, vcpus: vmSize.vcpus, memoryMiB: vmSize.memoryMiB, startedAt: new Date().toISOString() });
+      const settings = { size, vcpus: vmSize.vcpus, memoryMiB: vmSize.memoryMiB, nics: this.options.nics, startedAt: new Date().toISOString() };
+      acquireServeLock(this.pool, root, settings);
     } catch (err) {
       removeIfEmpty(this.pool);
       throw err;
@@ -121,7 +125,7 @@ class PoolServer {
     const timer = setInterval(() => this.tick(), this.options.pollMs ?? 200);
     try {
       mkdirSync(vmsDir(this.pool), { recursive: true, mode: POOL_DIR_MODE });
-      this.log.info({ root, pool: this.pool, size, ...vmSize, image: this.image, accel: this.accel, maxBooting: MAX_BOOTING }, 'pool serving');
+      this.log.info({ root, pool: this.pool, size, ...vmSize, nics: this.options.nics, image: this.image, accel: this.accel, maxBooting: MAX_BOOTING }, 'pool serving');
       this.reapUntracked();
       const signal = await this.stopped;
       await this.drain(signal);
@@ -178,6 +182,7 @@ class PoolServer {
   private startBoot(): void {
     const id = newVmId();
     const { vcpus, memoryMiB } = this.options.vmSize;
+    const nics = newPooledNics(this.options.nics);
     const vm: PooledVm = {
       id,
       dir: pooledVmDir(this.pool, id),
@@ -185,7 +190,8 @@ class PoolServer {
         version: 1,
         id,
         state: 'booting',
-        shape: { vcpus, memoryMiB, image: this.image, accel: this.accel },
+        shape: { vcpus, memoryMiB, image: this.image, accel: this.accel, nics: nics.length },
+        nics,
         vm: {},
         pool: selfRef(),
         createdAt: new Date().toISOString(),
@@ -214,6 +220,7 @@ class PoolServer {
         logger: log,
         detached: true,
         virtiofsdSandbox: 'chroot', // a claimer shares its containers into the running VM's share
+        spareNics: vm.record.nics, // no MTU: up to the claimer's pod interface
         onProcesses: (processes) => {
           vm.record.vm = processes;
           writePoolVm(vm.dir, vm.record);
@@ -320,7 +327,7 @@ class PoolServer {
           await killRecordedVm(vm.record.vm);
           booted = await vm.booting;
         }
-        if (booted && !vm.exited) await powerOff(booted.hypervisor, log);
+        if (booted && !vm.exited) await powerOff(booted.hypervisor, booted.dir, log);
         await discardVmDir(vm.dir, vm.record);
         log.info('VM removed');
       } catch (err) {
@@ -394,11 +401,6 @@ class PoolServer {
     const left = scanPool(this.pool).filter((e) => claimOwner(e) === 'in-use');
     this.log.info({ claimedLeft: left.map((e) => e.id), errors: this.drainErrors }, 'pool drained');
   }
-}
-
-function envAccel(): 'auto' | Acceleration {
-  const accel = process.env['HULL_ACCEL'];
-  return accel === 'kvm' || accel === 'tcg' ? accel : 'auto';
 }
 
 /** `promise`'s value, or 'timeout' after `ms`; leaves no timer behind. */

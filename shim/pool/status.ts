@@ -84,8 +84,8 @@ export function poolStatus(root: string): PoolStatus {
   };
 }
 
-/** RSS and PSS of the VM's live processes, from smaps_rollup (kB there); nothing when none runs. */
-function memoryOf(vm: VmProcesses): { rssBytes?: number; pssBytes?: number } {
+/** RSS and PSS of the VM's live processes, from smaps_rollup (kB there); nothing when none runs. Also `hull metrics`'. */
+export function memoryOf(vm: VmProcesses): { rssBytes?: number; pssBytes?: number } {
   const procs: VmProcess[] = [...(vm.vmm ? [vm.vmm] : []), ...(vm.helpers ?? [])].filter((p) => isAlive(p));
   let rss = 0;
   let pss = 0;
@@ -122,13 +122,13 @@ function formatTable(s: PoolStatus): string {
     [
       vm.id.padEnd(17),
       vm.state.padEnd(10),
-      (vm.shape ? `${vm.shape.vcpus} vCPU/${vm.shape.memoryMiB} MiB ${vm.shape.accel}` : '-').padEnd(22),
+      (vm.shape ? `${vm.shape.vcpus} vCPU/${vm.shape.memoryMiB} MiB/${vm.shape.nics} NIC ${vm.shape.accel}` : '-').padEnd(28),
       String(vm.pid ?? '-').padEnd(10),
       mib(vm.pssBytes).padEnd(10),
       vm.claimedBy !== undefined ? `claimed by ${vm.claimedBy}` : vm.error ? oneLine(vm.error) : '',
     ].join('').trimEnd(),
   );
-  const header = ['ID'.padEnd(17), 'STATE'.padEnd(10), 'SHAPE'.padEnd(22), 'VMM PID'.padEnd(10), 'PSS'.padEnd(10)].join('').trimEnd();
+  const header = ['ID'.padEnd(17), 'STATE'.padEnd(10), 'SHAPE'.padEnd(28), 'VMM PID'.padEnd(10), 'PSS'.padEnd(10)].join('').trimEnd();
   return [head, ...(rows.length ? [header, ...rows] : [])].join('\n');
 }
 

@@ -4,9 +4,8 @@
 import type { Logger } from 'pino';
 import { killRecordedVm } from '../../hypervisor/registry.js';
 import type { Hypervisor } from '../../hypervisor/types.js';
-import { AgentClient } from '../../protocol/agent-client.js';
 import { oneLine } from '../errors.js';
-import { AGENT_PORT } from '../sandbox/paths.js';
+import { connectAgent } from '../sandbox/agent-connect.js';
 import { removeSandboxDirectory } from '../sandbox/teardown.js';
 import type { PoolVmRecord } from './records.js';
 
@@ -16,9 +15,9 @@ const POWEROFF_CALL_MS = 3_000;
 const POWEROFF_WAIT_MS = 3_000;
 
 /** Powers a running VM off the way Sandbox.shutdown does: the agent first (it syncs), then the VMM is stopped. */
-export async function powerOff(hypervisor: Hypervisor, log: Logger): Promise<void> {
+export async function powerOff(hypervisor: Hypervisor, vmDir: string, log: Logger): Promise<void> {
   try {
-    const agent = new AgentClient(await hypervisor.connectVsock(AGENT_PORT, AGENT_CONNECT_MS));
+    const agent = await connectAgent(vmDir, { hypervisor, timeoutMs: AGENT_CONNECT_MS });
     try {
       await Promise.race([agent.destroySandbox({ timeoutMs: POWEROFF_CALL_MS }), hypervisor.wait()]);
     } finally {

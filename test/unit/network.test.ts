@@ -129,6 +129,11 @@ describe('checkNetworkRequest (guest side: the host is not trusted blindly)', ()
     [{ ...good, neighbors: [{ ...good.neighbors[0]!, mac: 'zz' }] }, /MAC/],
     [{ ...good, interfaces: [good.interfaces[0]!, { ...good.interfaces[0]!, mac: '02:00:00:00:00:01' }] }, /same name/],
     [{ ...good, routes: Array.from({ length: 257 }, () => good.routes[0]!) }, /more than 256 routes/],
+    [withIface({ guestMac: '02:00:00:00:00' }), /interfaces\[0\]: guest MAC "02:00:00:00:00"/],
+    [
+      { ...good, interfaces: [{ ...good.interfaces[0]!, guestMac: '02:aa:00:00:00:01' }, { ...good.interfaces[0]!, name: 'eth1', mac: '02:00:00:00:00:01', guestMac: '02:aa:00:00:00:01' }] },
+      /two interfaces name the same guest NIC/,
+    ],
   ])('refuses %#', (req, message) => {
     expect(() => checkNetworkRequest(req)).toThrow(message);
   });
@@ -161,6 +166,18 @@ describe('GuestNetwork', () => {
       'ip -f inet6 route add fd00:1::/64 dev eth0 scope link src fd99:77::5 metric 5',
       'arp -i eth0 -s 10.99.77.9 02:00:00:00:00:09',
     ]);
+  });
+
+  it("gives a pooled VM's NIC, found by the pool's MAC, the pod interface's MAC first", () => {
+    const req = checkNetworkRequest({ ...good, interfaces: [{ ...good.interfaces[0]!, guestMac: '02:5e:11:22:33:44' }], routes: [], neighbors: [] });
+    const steps = networkSteps(req, new Map([['02:5e:11:22:33:44', { name: 'eth0', mtu: 1500 }]]));
+    expect(steps.filter((s) => 'argv' in s && s.argv[1] === 'link').map((s) => ('argv' in s ? s.argv.join(' ') : ''))).toEqual([
+      'ip link set dev eth0 address 0a:58:0a:63:4d:05',
+      'ip link set dev eth0 mtu 1450 up',
+    ]);
+    // A guest MAC equal to the interface's is no change at all.
+    const same = checkNetworkRequest({ ...good, interfaces: [{ ...good.interfaces[0]!, guestMac: '0a:58:0a:63:4d:05' }] });
+    expect(same.interfaces[0]).toEqual(good.interfaces[0]);
   });
 
   it('changes only what differs: a NIC already named and sized as its pod interface is just brought up', () => {

@@ -10,7 +10,7 @@ import { procStartTime } from '../../hypervisor/process.js';
 import type { VmProcesses } from '../../hypervisor/types.js';
 import { claimReadyVm, fits, releaseClaim, takeVm, type ClaimWant } from '../../shim/pool/claim.js';
 import { createExclusive, sweepDeadTemps } from '../../shim/pool/exclusive-file.js';
-import { claimPath, newVmId, poolDir, serveLockPath, pooledVmDir, vmsDir } from '../../shim/pool/layout.js';
+import { claimPath, newPooledNics, newVmId, poolDir, serveLockPath, pooledVmDir, vmsDir } from '../../shim/pool/layout.js';
 import { readPoolVm, writePoolVm, type PoolVmRecord, type ProcessRef, type ServeLock } from '../../shim/pool/records.js';
 import { claimOwner, readPoolVmEntry } from '../../shim/pool/scan.js';
 import { acquireServeLock, releaseServeLock, servingPool } from '../../shim/pool/serve-lock.js';
@@ -54,7 +54,7 @@ afterEach(() => {
 });
 
 function serveAs(holder: ProcessRef, size = 2): void {
-  const lock: ServeLock = { ...holder, size, vcpus: 1, memoryMiB: 512, startedAt: new Date().toISOString() };
+  const lock: ServeLock = { ...holder, size, vcpus: 1, memoryMiB: 512, nics: 1, startedAt: new Date().toISOString() };
   writeFileSync(serveLockPath(pool), JSON.stringify(lock));
 }
 
@@ -64,6 +64,7 @@ interface FakeVm {
   memoryMiB?: number;
   image?: string;
   accel?: 'kvm' | 'tcg';
+  nics?: number;
   vm?: VmProcesses;
   pool?: ProcessRef;
   readyAt?: string;
@@ -78,7 +79,8 @@ function addVm(o: FakeVm = {}): string {
     version: 1,
     id,
     state,
-    shape: { vcpus: o.vcpus ?? 1, memoryMiB: o.memoryMiB ?? 512, image: o.image ?? IMAGE, accel: o.accel ?? 'tcg' },
+    shape: { vcpus: o.vcpus ?? 1, memoryMiB: o.memoryMiB ?? 512, image: o.image ?? IMAGE, accel: o.accel ?? 'tcg', nics: o.nics ?? 0 },
+    nics: newPooledNics(o.nics ?? 0),
     vm: o.vm ?? live,
     pool: o.pool ?? self,
     createdAt: new Date(Date.now() - 60_000).toISOString(),
@@ -88,7 +90,7 @@ function addVm(o: FakeVm = {}): string {
   return id;
 }
 
-const want = (o: Partial<ClaimWant> = {}): ClaimWant => ({ vcpus: 1, memoryMiB: 512, image: IMAGE, ...o });
+const want = (o: Partial<ClaimWant> = {}): ClaimWant => ({ vcpus: 1, memoryMiB: 512, image: IMAGE, nics: 0, ...o });
 
 function claimedId(result: ReturnType<typeof claimReadyVm>): string {
   if ('miss' in result) throw new Error(`expected a claim, got a miss: ${result.miss}`);
@@ -154,6 +156,18 @@ describe('claimReadyVm', () => {
     expect(claimedId(claimReadyVm(ROOT, want()))).toBe(big);
   });
 
+  it('gives a sandbox with pod interfaces a VM with as many NICs, and one without the VM with fewest', () => {
+    serveAs(self);
+    const withNic = addVm({ nics: 1, readyAt: '2026-01-01T00:00:00.000Z' });
+    const without = addVm({ nics: 0, readyAt: '2026-01-01T00:00:01.000Z' });
+    expect(missOf(claimReadyVm(ROOT, want({ nics: 2 })))).toBe('no ready VM of 1 vCPU/512 MiB/2 NICs (ready: 1×1 vCPU/512 MiB, 1×1 vCPU/512 MiB/1 NIC)');
+    expect(claimedId(claimReadyVm(ROOT, want()))).toBe(without);
+    const again = addVm({ nics: 0 });
+    expect(claimedId(claimReadyVm(ROOT, want({ nics: 1 })))).toBe(withNic);
+    expect(missOf(claimReadyVm(ROOT, want({ nics: 1 })))).toBe('no ready VM of 1 vCPU/512 MiB/1 NIC (ready: 1×1 vCPU/512 MiB)');
+    expect(claimedId(claimReadyVm(ROOT, want()))).toBe(again);
+  });
+
   it('skips VMs that do not fit and lists what is ready instead', () => {
     serveAs(self);
     addVm({ memoryMiB: 256 });
@@ -168,13 +182,15 @@ describe('claimReadyVm', () => {
   });
 
   it('matches shapes by image, acceleration when asked, and size at least as big', () => {
-    const shape = { vcpus: 2, memoryMiB: 1024, image: IMAGE, accel: 'kvm' as const };
+    const shape = { vcpus: 2, memoryMiB: 1024, image: IMAGE, accel: 'kvm' as const, nics: 1 };
     expect(fits(shape, want({ vcpus: 2, memoryMiB: 1024 }))).toBe(true);
     expect(fits(shape, want({ vcpus: 1, memoryMiB: 512, accel: 'kvm' }))).toBe(true);
     expect(fits(shape, want({ vcpus: 3 }))).toBe(false);
     expect(fits(shape, want({ memoryMiB: 1025 }))).toBe(false);
     expect(fits(shape, want({ accel: 'tcg' }))).toBe(false);
     expect(fits(shape, want({ image: 'other' }))).toBe(false);
+    expect(fits(shape, want({ nics: 1 }))).toBe(true);
+    expect(fits(shape, want({ nics: 2 }))).toBe(false);
   });
 
   it('never hands out what an earlier pool left, claimed or not', () => {
@@ -211,7 +227,7 @@ describe('claimReadyVm', () => {
       const { claimReadyVm } = await import(${JSON.stringify(bundle)});
       const sleep = new Int32Array(new SharedArrayBuffer(4));
       while (!existsSync(${JSON.stringify(go)})) Atomics.wait(sleep, 0, 0, 1);
-      const r = claimReadyVm(${JSON.stringify(ROOT)}, { vcpus: 1, memoryMiB: 512, image: ${JSON.stringify(IMAGE)} });
+      const r = claimReadyVm(${JSON.stringify(ROOT)}, { vcpus: 1, memoryMiB: 512, image: ${JSON.stringify(IMAGE)}, nics: 0 });
       process.stdout.write(JSON.stringify('miss' in r ? { miss: r.miss } : { id: r.id, pid: process.pid }));
     `;
     for (let round = 0; round < 3; round++) {
@@ -309,7 +325,7 @@ describe('claims and orphans', () => {
 });
 
 describe('serve.lock', () => {
-  const settings = { size: 2, vcpus: 1, memoryMiB: 512, startedAt: new Date().toISOString() };
+  const settings = { size: 2, vcpus: 1, memoryMiB: 512, nics: 1, startedAt: new Date().toISOString() };
 
   it('is taken by one live server; a second is refused in one line; a dead holder is taken over', () => {
     expect(servingPool(pool)).toBeUndefined();

@@ -33,13 +33,31 @@ async function ingressQdisc(netns: string, device: string): Promise<'ingress' | 
   return kind === 'ingress' || kind === 'clsact' ? kind : undefined;
 }
 
-/** Creates the tap for `nic` and the redirects both ways; `onRecord` gets the entry before anything is made. */
-export async function mirror(netns: string, nic: PlannedNic, onRecord: (entry: MirrorRecord) => void): Promise<void> {
+/**
+ * Creates the tap for `nic` — or moves in `from`, a pooled VM's tap from its VMM's namespace, renamed on the way —
+ * and the redirects both ways; `onRecord` gets the entry before anything is made.
+ */
+export async function mirror(
+  netns: string,
+  nic: PlannedNic,
+  onRecord: (entry: MirrorRecord) => void,
+  from?: { netns: string; tap: string },
+): Promise<void> {
   const existing = await ingressQdisc(netns, nic.device);
   const entry: MirrorRecord = { tap: nic.tap, device: nic.device, ownQdisc: existing === undefined, qdiscKind: existing ?? 'ingress' };
   onRecord(entry);
+  if (from) {
+    // Renamed where it is (its new name may not exist there), then moved; the VMM keeps its open tap all along.
+    const move = [`link set dev ${from.tap} name ${nic.tap}`, `link set dev ${nic.tap} netns ${netns}`, ''];
+    await inNetns(from.netns, 'ip', ['-batch', '-'], move.join('\n'));
+  }
   // addrgenmode none: the tap is a wire, not a host of the pod network (no IPv6 link-local address of its own).
-  const ip = [`tuntap add dev ${nic.tap} mode tap`, `link set dev ${nic.tap} addrgenmode none`, `link set dev ${nic.tap} mtu ${nic.mtu} up`, ''];
+  const ip = [
+    ...(from ? [] : [`tuntap add dev ${nic.tap} mode tap`]),
+    `link set dev ${nic.tap} addrgenmode none`,
+    `link set dev ${nic.tap} mtu ${nic.mtu} up`,
+    '',
+  ];
   await inNetns(netns, 'ip', ['-batch', '-'], ip.join('\n'));
   const tc = [
     ...(entry.ownQdisc ? [`qdisc add dev ${nic.device} ingress`] : []),

@@ -1,12 +1,12 @@
-// The pod's network namespace reaching the VM: read the namespace, mirror each usable interface into a tap, and
-// hand back what QEMU (the taps) and the agent (addresses, routes) need. Every tap is on record before it exists;
-// detachNetwork() works from that record alone, so any later process (delete after a crash) can finish it.
+// The pod's network namespace reaching the VM: read the namespace and plan what QEMU (the taps) and the agent
+// (addresses, routes) need, then mirror each usable interface into a tap (a new one, or a pooled VM's moved in).
+// Every tap is on record before it exists; detachNetwork() works from that record alone, so any later process
+// (delete after a crash) can finish it.
 import type { Logger } from 'pino';
-import type { SetupNetworkRequest } from '../../../protocol/agent-types.js';
 import { HullError, oneLine } from '../../errors.js';
 import { inspectNamespace } from './inspect.js';
 import { mirror, unmirror, type MirrorRecord } from './mirror.js';
-import { planNetwork, type PlannedNic } from './plan.js';
+import { planNetwork, type NetworkPlan, type PlannedNic } from './plan.js';
 import { statQuietly } from './spec-netns.js';
 
 export interface NetworkRecord {
@@ -17,38 +17,50 @@ export interface NetworkRecord {
   taps: MirrorRecord[];
 }
 
-export interface AttachedNetwork {
-  nics: PlannedNic[];
-  guest: SetupNetworkRequest;
+/** Where a pooled VM's tap is now (its VMM's own network namespace): attach moves it into the pod's. */
+export interface MovedTap {
+  netns: string;
+  tap: string;
 }
 
 const inodeOf = (path: string): number | undefined => statQuietly(path)?.ino;
 
-export async function attachNetwork(
-  netns: string,
-  log: Logger,
-  onRecord: (record: NetworkRecord) => void,
-): Promise<AttachedNetwork> {
-  const started = Date.now();
+/** Reads the pod's namespace and decides what the VM gets (nothing is changed yet). */
+export async function planPodNetwork(netns: string, log: Logger): Promise<NetworkPlan> {
   const plan = planNetwork(await inspectNamespace(netns));
   for (const s of plan.skipped) log.info({ device: s.device, why: s.why }, 'interface not given to the VM');
-  if (plan.nics.length === 0) return { nics: [], guest: plan.guest };
+  return plan;
+}
+
+/**
+ * Gives each planned interface a tap in the pod's namespace, mirrored both ways: a new tap, or (`moved`, by index) a
+ * pooled VM's tap moved in from where it is. Every tap is on record (onRecord) before it is made or moved.
+ */
+export async function attachNetwork(
+  netns: string,
+  nics: PlannedNic[],
+  log: Logger,
+  onRecord: (record: NetworkRecord) => void,
+  moved: MovedTap[] = [],
+): Promise<void> {
+  const started = Date.now();
+  if (nics.length === 0) return;
   const inode = inodeOf(netns);
   if (inode === undefined) throw new HullError('failed-precondition', `network namespace ${netns} disappeared`);
   const record: NetworkRecord = { netns, inode, taps: [] };
   try {
-    for (const nic of plan.nics) {
+    for (const [i, nic] of nics.entries()) {
       await mirror(netns, nic, (entry) => {
         record.taps.push(entry);
         onRecord(record);
-      });
+      }, moved[i]);
     }
   } catch (err) {
     await detachNetwork(record, log).catch((e: unknown) => log.warn({ err: oneLine(e) }, 'undoing a failed network attach'));
     throw new HullError('failed-precondition', `cannot give the pod's network to the VM: ${oneLine(err)}`, { cause: err });
   }
-  log.info({ nics: plan.nics.map((n) => `${n.device}→${n.tap} ${n.mac} mtu ${n.mtu}`), ms: Date.now() - started }, 'pod network mirrored');
-  return { nics: plan.nics, guest: plan.guest };
+  const how = moved.length > 0 ? 'pooled VM taps moved in' : 'new taps';
+  log.info({ nics: nics.map((n) => `${n.device}→${n.tap} ${n.mac} mtu ${n.mtu}`), how, ms: Date.now() - started }, 'pod network mirrored');
 }
 
 /** Removes the taps, filters and qdiscs hull added, if the namespace is still the one recorded. */
