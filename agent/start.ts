@@ -3,15 +3,18 @@
 // prepareAgent() does is already in the heap when the guest's Node starts, see guest-image/README.md).
 //
 //   node agent.mjs [--vsock-port 1024] [--listen-unix <path>] [--helper /hull/hull-container-init]
-//                  [--cgroup-root /sys/fs/cgroup | --no-cgroups] [--log-level info]
+//                  [--cgroup-root /sys/fs/cgroup | --no-cgroups] [--log-level info] [--key-file <path>]
 //
 // Environment: HULL_AGENT_HELPER, HULL_AGENT_CGROUP_ROOT, HULL_AGENT_LOG_LEVEL stand in for the flags.
+// Every connection must first prove it holds the VM's agent key (agent/host-auth.ts), read from --key-file (default:
+// the fw_cfg file QEMU gives the guest); without a key the agent exits.
 // DestroySandbox powers the machine off only when the agent is PID 1; otherwise it just exits.
 import { existsSync, readFileSync, unlinkSync } from 'node:fs';
 import net from 'node:net';
 import { parseArgs } from 'node:util';
 import type { Duplex } from 'node:stream';
 import { vsockListen } from '../native/addon/index.js';
+import { GUEST_AGENT_KEY_PATH } from '../protocol/agent-auth.js';
 import { agentService, methodTypes } from '../protocol/proto.js';
 import { decodeRequest, decodeResponse, encodeRequest, encodeResponse } from '../protocol/ttrpc/envelope.js';
 import { TtrpcServer } from '../protocol/ttrpc/server.js';
@@ -19,6 +22,7 @@ import type { SetupNetworkRequest } from '../protocol/agent-types.js';
 import { CgroupManager } from './cgroups.js';
 import { networkSteps, renderScript } from './network.js';
 import { checkNetworkRequest } from './network-check.js';
+import { readAgentKeyFile, serveProven } from './host-auth.js';
 import { createLogger, kernelDebugFlag } from './logger.js';
 import { installProcessGuards } from './pid1.js';
 import { powerOffMachine, syncFilesystems } from './power.js';
@@ -68,6 +72,7 @@ export function runAgent(argv: string[], marks: Record<string, number> = {}): vo
       'cgroup-root': { type: 'string', default: process.env.HULL_AGENT_CGROUP_ROOT ?? '/sys/fs/cgroup' },
       'no-cgroups': { type: 'boolean', default: false },
       'log-level': { type: 'string', default: process.env.HULL_AGENT_LOG_LEVEL ?? (kernelDebugFlag() ? 'debug' : 'info') },
+      'key-file': { type: 'string', default: GUEST_AGENT_KEY_PATH },
     },
     strict: true,
   });
@@ -76,6 +81,15 @@ export function runAgent(argv: string[], marks: Record<string, number> = {}): vo
   const log = createLogger(args['log-level']!);
   const stopHandlers: Array<() => void> = [];
   installProcessGuards(log, { pid1, onStop: () => stopHandlers.forEach((h) => h()) });
+
+  let key: Buffer;
+  try {
+    key = readAgentKeyFile(args['key-file']!);
+  } catch (err) {
+    // As PID 1 this panics the guest, which ends the VM at once: the host's boot fails with this line on the console.
+    log.fatal({ err: (err as Error).message }, 'no agent key; refusing to serve');
+    process.exit(1);
+  }
 
   const cgroups = args['no-cgroups'] ? null : new CgroupManager(args['cgroup-root']);
   if (cgroups && !cgroups.available()) log.warn({ root: cgroups.root }, 'no cgroup hierarchy; containers run without limits');
@@ -103,7 +117,7 @@ export function runAgent(argv: string[], marks: Record<string, number> = {}): vo
   function serve(stream: Duplex, peer: string): void {
     log.debug({ peer }, 'connection');
     stream.on('error', (err) => log.debug({ peer, err: err.message }, 'connection error'));
-    server.serve(stream);
+    serveProven(stream, key, (s) => server.serve(s), (err) => log.warn({ peer, err: err.message }, 'connection refused: no proof of the agent key'));
   }
 
   const listenUnix = args['listen-unix'];

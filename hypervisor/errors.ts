@@ -33,7 +33,18 @@ class FixedKindError extends HypervisorError {
 /** The caller asked for KVM but this host cannot run a real kernel under it. */
 export class KvmUnavailableError extends HypervisorError {
   constructor(readonly why: string) {
-    super('failed-precondition', `KVM was requested but is not usable here: ${why}; use --accel auto or tcg`);
+    super('failed-precondition', `KVM was requested but is not usable here: ${why}; set HULL_ACCEL=auto or tcg`);
+  }
+}
+
+/** An accelerator name hull does not know (HULL_ACCEL, or a driver option), refused before anything is started. */
+export class UnknownAccelError extends HypervisorError {
+  constructor(
+    readonly value: string,
+    readonly source: string,
+    readonly allowed: readonly string[],
+  ) {
+    super('invalid-argument', `${source}=${JSON.stringify(value)} is not an accelerator hull knows; use one of: ${allowed.join(', ')}`);
   }
 }
 
@@ -160,6 +171,31 @@ export class VsockAddonError extends FixedKindError {
 /** No free guest CID could be reserved for kernel vhost-vsock. */
 export class CidAllocationError extends FixedKindError {
   static override readonly kind: ErrorKind = 'unavailable';
+}
+
+/** No free uid for a VMM could be reserved in the configured range (hypervisor/vmm-uid.ts). */
+export class VmmUidAllocationError extends FixedKindError {
+  static override readonly kind: ErrorKind = 'unavailable';
+}
+
+/** $HULL_VMM_UID_RANGE is not a range hull can hand out (hypervisor/vmm-uid.ts). */
+export class VmmUidRangeError extends FixedKindError {
+  static override readonly kind: ErrorKind = 'failed-precondition';
+}
+
+/** The kernel refused every guest CID tried (each held by something outside hull: the host itself, another VMM). */
+export class GuestCidInUseError extends HypervisorError {
+  constructor(
+    readonly cids: readonly number[],
+    readonly stderrTail: string,
+  ) {
+    super(
+      'unavailable',
+      `the host kernel refused guest CID${cids.length > 1 ? 's' : ''} ${cids.join(', ')} for vhost-vsock (EADDRINUSE: ` +
+        `held by another VM or by the host itself), and hull tries no more than ${cids.length} in one start` +
+        (stderrTail ? `\n--- last lines of QEMU's stderr ---\n${stderrTail}` : ''),
+    );
+  }
 }
 
 /**

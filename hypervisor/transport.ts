@@ -2,12 +2,10 @@
 // (and the guest CID must be unique on the host). Without it (these machines): the hybrid vsock Unix socket served by
 // hull-vsock-backend, which needs no native code on the host. connectHybridVsock works from the socket path alone,
 // so a later CLI process can reach a running sandbox.
-import { closeSync, constants, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, constants, openSync } from 'node:fs';
 import net from 'node:net';
-import path from 'node:path';
 import type { Duplex } from 'node:stream';
-import { AgentUnreachableError, CidAllocationError, HybridVsockProtocolError, VsockAddonError } from './errors.js';
-import { isAlive } from './process.js';
+import { AgentUnreachableError, HybridVsockProtocolError, VsockAddonError } from './errors.js';
 
 export type TransportKind = 'hybrid' | 'vhost-vsock';
 
@@ -174,9 +172,13 @@ export class KernelVsockTransport implements AgentTransport {
       timeoutMs,
       async () => addon.vsockConnect(this.guestCid, port),
       (err) => {
-        // An errno (ECONNRESET/ECONNREFUSED until the guest listens) is retried; anything else is the addon itself.
-        if ((err as NodeJS.ErrnoException).code === undefined) {
-          throw new VsockAddonError(`AF_VSOCK connect failed: ${(err as Error).message}`, { cause: err });
+        // A socket errno (ECONNRESET/ECONNREFUSED until the guest listens) is retried. A missing or broken addon
+        // (NativeAddonError, code ERR_HULL_ADDON), a kernel without AF_VSOCK, or anything else fails at once: no
+        // retry can fix it, and 90 s of retries would look like a slow guest.
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === 'ERR_HULL_ADDON') throw new VsockAddonError((err as Error).message, { cause: err });
+        if (code === undefined || !/^E[A-Z0-9]+$/.test(code) || code === 'EAFNOSUPPORT') {
+          throw new VsockAddonError(`AF_VSOCK connect to cid ${this.guestCid} port ${port} failed: ${(err as Error).message}`, { cause: err });
         }
         return (err as Error).message;
       },
@@ -194,47 +196,5 @@ export function transportFor(kind: TransportKind | 'none', udsPath: string, gues
   return undefined;
 }
 
-// ---------------------------------------------------------------------------------------------------------------
-// Guest CIDs for kernel vhost-vsock are host-global: reserve one with an O_EXCL lock file holding our pid; a lock
-// whose owner is dead is taken over.
-
-export interface CidLease {
-  cid: number;
-  /** Hands the lease to the process that outlives us (QEMU of a detached sandbox). */
-  setOwner(pid: number): void;
-  release(): void;
-}
-
-function lockOwner(file: string): number | undefined {
-  try {
-    const owner = Number(readFileSync(file, 'utf8').trim());
-    return Number.isInteger(owner) && owner > 0 ? owner : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-export function allocateGuestCid(lockDir: string, first = 3, last = 0xffff, ownerPid = process.pid): CidLease {
-  mkdirSync(lockDir, { recursive: true, mode: 0o700 });
-  for (let cid = first; cid <= last; cid++) {
-    const file = path.join(lockDir, `cid-${cid}`);
-    for (let tries = 0; tries < 2; tries++) {
-      try {
-        const fd = openSync(file, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
-        writeFileSync(fd, `${ownerPid}\n`);
-        closeSync(fd);
-        return {
-          cid,
-          setOwner: (pid) => writeFileSync(file, `${pid}\n`),
-          release: () => rmSync(file, { force: true }),
-        };
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-        const owner = lockOwner(file);
-        if (owner !== undefined && isAlive({ pid: owner })) break;
-        rmSync(file, { force: true }); // stale: its owner is gone
-      }
-    }
-  }
-  throw new CidAllocationError(`no free guest CID in ${first}..${last} under ${lockDir}`);
-}
+// Guest CIDs for kernel vhost-vsock: guest-cid.ts (re-exported here, where callers have always found them).
+export { allocateGuestCid, cidRefusedByKernel, type CidLease } from './guest-cid.js';

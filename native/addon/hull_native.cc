@@ -1,5 +1,5 @@
-// hull_native: what Node cannot do by itself in hull — AF_VSOCK sockets, streams over raw socket fds, ptys, and
-// network namespaces.
+// hull_native: what Node cannot do by itself in hull — AF_VSOCK sockets, streams over raw socket fds, ptys,
+// network namespaces, and the KVM ioctls of the accelerator probe.
 // Only N-API (node-addon-api) plus libuv's uv_poll_t through napi_get_uv_event_loop. Functions that make fds
 // return the fd, or -errno on failure (the TS wrapper in index.ts turns that into an Error with .code).
 #include <errno.h>
@@ -9,6 +9,8 @@
 #include <unistd.h>
 
 #include "fd_handle.h"
+#include "kvm_probe.h"
+#include "guest-time.h"
 #include "listener.h"
 #include "netns.h"
 #include "peercred.h"
@@ -107,6 +109,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("netnsCheck", Napi::Function::New(env, NetnsCheck, "netnsCheck"));
   exports.Set("enterNetns", Napi::Function::New(env, EnterNetns, "enterNetns"));
   exports.Set("unshareNetns", Napi::Function::New(env, UnshareNetns, "unshareNetns"));
+  exports.Set("setRealtimeClock", Napi::Function::New(env, SetRealtimeClock, "setRealtimeClock"));
+  exports.Set("addEntropy", Napi::Function::New(env, AddEntropy, "addEntropy"));
+  exports.Set("kvmProbe", Napi::Function::New(env, KvmProbe, "kvmProbe"));
   exports.Set("peerCredentials", Napi::Function::New(env, PeerCredentials, "peerCredentials"));
   exports.Set("VMADDR_CID_ANY", Napi::Number::New(env, VMADDR_CID_ANY));
   exports.Set("VMADDR_PORT_ANY", Napi::Number::New(env, VMADDR_PORT_ANY));

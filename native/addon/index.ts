@@ -7,7 +7,8 @@
 // The .node file is found (first match): $HULL_NATIVE_ADDON, /hull/hull_native.node (the guest image),
 // <this file's dir>/build/Release/hull_native.node, and <bundle dir>/../native/addon/build/Release/hull_native.node
 // (for dist/*.mjs bundles, where this file's URL is the bundle's). It is loaded on first use, so importing this
-// module never fails on a machine without the addon.
+// module never fails on a machine without the addon; a use then throws NativeAddonError, one line naming the file
+// and `npm run build:addon`.
 import { EventEmitter } from 'node:events';
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -37,6 +38,18 @@ interface NativeListener {
   close(): void;
   setRef(ref: boolean): void;
 }
+/** Sets the system's wall clock (CLOCK_REALTIME) to `unixMs` (the guest agent, at a pooled VM's claim). */
+export function setRealtimeClock(unixMs: number): void {
+  const r = load().setRealtimeClock(unixMs);
+  if (r < 0) throw errnoError(r, 'clock_settime', String(unixMs));
+}
+
+/** Mixes `bytes` (at most 512) into the kernel's entropy pool and credits them (RNDADDENTROPY). */
+export function addEntropy(bytes: Buffer): void {
+  const r = load().addEntropy(bytes);
+  if (r < 0) throw errnoError(r, 'RNDADDENTROPY', `${bytes.length} bytes`);
+}
+
 interface NativeAddon {
   FdHandle: new (fd: number, onRead: (nread: number, buf?: Buffer) => boolean) => NativeFdHandle;
   Listener: new (fd: number, onConnection: (fdOrErr: number, cid: number, port: number) => void) => NativeListener;
@@ -51,6 +64,10 @@ interface NativeAddon {
   netnsCheck(path: string): number;
   enterNetns(path: string): number;
   unshareNetns(): number;
+  /** Absent from an addon built before the KVM probe existed. */
+  kvmProbe?: (device: string) => { step: string; errno: number; detail: string };
+  setRealtimeClock(unixMs: number): number;
+  addEntropy(bytes: Buffer): number;
 }
 
 let addon: NativeAddon | undefined;
@@ -69,18 +86,32 @@ export function addonPath(): string {
   return candidates.find((p) => existsSync(p)) ?? candidates[candidates.length > 1 ? 1 : 0];
 }
 
+/**
+ * The addon could not be loaded, or lacks a function this hull needs (built from an older checkout). One line,
+ * naming the file and how to rebuild it; `code` ERR_HULL_ADDON, so callers never take it for a socket errno.
+ */
+export class NativeAddonError extends Error {
+  readonly code = 'ERR_HULL_ADDON';
+  constructor(
+    readonly path: string,
+    readonly problem: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`hull native addon ${path} ${problem}: rebuild it with \`npm run build:addon\` (or set HULL_NATIVE_ADDON)`, options);
+    this.name = 'NativeAddonError';
+  }
+}
+
 function load(): NativeAddon {
   if (!addon) {
     const path = addonPath();
+    if (!existsSync(path)) throw new NativeAddonError(path, 'is missing');
     try {
       addon = createRequire(import.meta.url)(path) as NativeAddon;
     } catch (err) {
-      const e = new Error(
-        `hull native addon not loadable from ${path} (build it with \`npm run build:addon\`, or set HULL_NATIVE_ADDON): ` +
-          (err as Error).message,
-      ) as NodeJS.ErrnoException;
-      e.code = 'ERR_HULL_ADDON';
-      throw e;
+      // dlopen's reason (wrong ELF, undefined symbol, another Node ABI) is its first line; Node appends a require stack.
+      const reason = ((err as Error).message ?? String(err)).split('\n')[0]?.trim() ?? '';
+      throw new NativeAddonError(path, `cannot be loaded (${reason})`, { cause: err });
     }
   }
   return addon;
@@ -369,4 +400,40 @@ export async function vsockConnect(cid: number, port: number, options?: FdStream
   s.remoteCid = cid >>> 0;
   s.remotePort = port >>> 0;
   return s;
+}
+
+/** Where the KVM probe stopped: "ok", or the first of QEMU's KVM start-up steps that failed (kvm_probe.h). */
+export type KvmProbeStep = 'ok' | 'open' | 'api-version' | 'extension' | 'create-vm' | 'create-vcpu';
+
+export interface KvmProbeResult {
+  step: KvmProbeStep;
+  /** The errno name of the failed step (EACCES, EBUSY, …); absent when it did not fail with an errno. */
+  code?: string;
+  /** "api-version": the version the kernel reported; "extension": the missing capability's name. */
+  detail?: string;
+}
+
+const KVM_PROBE_STEPS: readonly string[] = ['ok', 'open', 'api-version', 'extension', 'create-vm', 'create-vcpu'];
+
+/**
+ * Opens `device` read-write and creates a VM and a vCPU with the KVM ioctls, as QEMU does when it starts with
+ * `-accel kvm`; every fd is closed again. Throws NativeAddonError when the addon cannot do it.
+ */
+export function kvmProbe(device = '/dev/kvm'): KvmProbeResult {
+  const probe = load().kvmProbe;
+  if (typeof probe !== 'function') throw new NativeAddonError(addonPath(), 'has no kvmProbe (it predates the KVM probe)');
+  const r = probe(device);
+  if (!KVM_PROBE_STEPS.includes(r.step)) throw new Error(`kvmProbe returned an unknown step ${JSON.stringify(r.step)}`);
+  const result: KvmProbeResult = { step: r.step as KvmProbeStep };
+  if (r.errno > 0) result.code = errnoName(r.errno);
+  if (r.detail) result.detail = r.detail;
+  return result;
+}
+
+function errnoName(errno: number): string {
+  try {
+    return getSystemErrorName(-errno);
+  } catch {
+    return `E${errno}`;
+  }
 }

@@ -1,17 +1,15 @@
 // Unit tests of the VMM control layer: no QEMU here. Fake probe files, a fake QMP server and a fake hybrid vsock
 // backend on Unix sockets, and shell scripts standing in for the helper binaries.
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { chooseAcceleration, type AccelerationProbes } from '../../hypervisor/acceleration.js';
 import {
   AgentUnreachableError,
   BinaryNotFoundError,
   HelperStartError,
   HybridVsockProtocolError,
-  KvmUnavailableError,
   QmpClosedError,
   QmpCommandError,
   QmpProtocolError,
@@ -24,7 +22,7 @@ import { HostProcess, isAlive, procStartTime, procStat } from '../../hypervisor/
 import { buildQemuArgs, composeKernelCmdline, TCG_CPU_MODEL, type QemuCommandSpec } from '../../hypervisor/qemu-command.js';
 import { QmpClient, type QmpEvent } from '../../hypervisor/qmp.js';
 import { allocateGuestCid, connectHybridVsock } from '../../hypervisor/transport.js';
-import { startVirtiofsd, virtiofsdArgs } from '../../hypervisor/virtiofsd.js';
+import { startVirtiofsd, virtiofsdArgs, virtiofsdPrivileges } from '../../hypervisor/virtiofsd.js';
 import { startVsockBackend, vsockBackendArgs } from '../../hypervisor/vsock-backend.js';
 import { Code } from '../../protocol/ttrpc/codes.js';
 import { toTtrpcError } from '../../shim/containerd/service.js';
@@ -54,63 +52,6 @@ function listen(p: string, onConn: (s: net.Socket) => void): Promise<net.Server>
   servers.push(server);
   return new Promise((resolve) => server.listen(p, () => resolve(server)));
 }
-
-// ---------------------------------------------------------------------------------------------------------------
-describe('chooseAcceleration', () => {
-  function host(opts: { kvm?: boolean; flags: string; modules: string[] }): AccelerationProbes {
-    const dir = mkdtempSync(path.join(tmp, 'host-'));
-    const sysModule = path.join(dir, 'module');
-    mkdirSync(sysModule);
-    for (const m of opts.modules) mkdirSync(path.join(sysModule, m));
-    writeFileSync(path.join(dir, 'cpuinfo'), `processor\t: 0\nvendor_id\t: GenuineIntel\nflags\t\t: ${opts.flags}\n\n`);
-    if (opts.kvm !== false) writeFileSync(path.join(dir, 'kvm'), '');
-    return { kvmDevice: path.join(dir, 'kvm'), cpuinfo: path.join(dir, 'cpuinfo'), sysModule };
-  }
-  const pvm = (): AccelerationProbes => host({ flags: 'fpu vme de pse tsc msr hypervisor', modules: ['kvm', 'kvm_pvm'] });
-
-  it('picks TCG on a nested PVM host and says why', () => {
-    const probes = pvm();
-    expect(chooseAcceleration('auto', probes)).toEqual({
-      accel: 'tcg',
-      reason: `using TCG software emulation: ${probes.kvmDevice} is a nested PVM (kvm_pvm loaded, no vmx/svm), which cannot boot a stock kernel`,
-    });
-  });
-
-  it('picks KVM with vmx and kvm_intel', () => {
-    const choice = chooseAcceleration('auto', host({ flags: 'fpu vmx sse2', modules: ['kvm', 'kvm_intel'] }));
-    expect(choice.accel).toBe('kvm');
-    expect(choice.reason).toMatch(/^using KVM: .* usable and the CPU has vmx \(kvm_intel loaded\)$/);
-  });
-
-  it('picks KVM with svm and kvm_amd', () => {
-    expect(chooseAcceleration('kvm', host({ flags: 'fpu svm', modules: ['kvm', 'kvm_amd'] })).accel).toBe('kvm');
-  });
-
-  it('refuses forced KVM on a PVM host with a typed error naming why', () => {
-    expect(() => chooseAcceleration('kvm', pvm())).toThrow(KvmUnavailableError);
-    expect(() => chooseAcceleration('kvm', pvm())).toThrow(/nested PVM/);
-  });
-
-  it('does not take KVM from /dev/kvm alone (no vmx/svm)', () => {
-    const choice = chooseAcceleration('auto', host({ flags: 'fpu sse2 hypervisor', modules: ['kvm'] }));
-    expect(choice.accel).toBe('tcg');
-    expect(choice.reason).toMatch(/no vmx or svm/);
-  });
-
-  it('says when /dev/kvm is missing', () => {
-    const choice = chooseAcceleration('auto', host({ kvm: false, flags: 'vmx', modules: [] }));
-    expect(choice).toMatchObject({ accel: 'tcg' });
-    expect(choice.reason).toMatch(/does not exist/);
-  });
-
-  it('honours an explicit tcg', () => {
-    expect(chooseAcceleration('tcg', host({ flags: 'vmx', modules: ['kvm_intel'] })).accel).toBe('tcg');
-  });
-
-  it('gives one-line reasons', () => {
-    expect(chooseAcceleration('auto', pvm()).reason).not.toMatch(/\n/);
-  });
-});
 
 // ---------------------------------------------------------------------------------------------------------------
 describe('buildQemuArgs', () => {
@@ -209,6 +150,12 @@ describe('buildQemuArgs', () => {
     const { vsock: _v, ...noVsock } = base;
     const bare = buildQemuArgs({ ...noVsock, sharedFs: false });
     expect(after(bare, '-device')).toEqual(['virtio-rng-device']);
+  });
+
+  it('gives the guest the agent key as a fw_cfg file: only its path is on the command line', () => {
+    const args = buildQemuArgs({ ...base, agentKeyPath: '/run/hull/a,b/agent.key' });
+    expect(after(args, '-fw_cfg')).toEqual(['name=opt/hull/agent-key,file=/run/hull/a,,b/agent.key']);
+    expect(after(buildQemuArgs(base), '-fw_cfg')).toEqual([]);
   });
 
   it('tells a TCG guest the host TSC rate, so a busy host cannot make it hang in PIT calibration', () => {
@@ -484,6 +431,8 @@ describe('helper processes', () => {
     const proc = await startVsockBackend(opts);
     expect(readFileSync(args, 'utf8').trim()).toBe(vsockBackendArgs(opts).join(' '));
     expect(vsockBackendArgs(opts)).toEqual(['--socket', p.vhostVsockSock, '--uds-path', p.vsockSock, '--guest-cid', '3']);
+    // The worker's uid: the sandbox's VMM uid (docs/confinement.md).
+    expect(vsockBackendArgs({ ...opts, workerId: 1_000_000_007 }).slice(-2)).toEqual(['--worker-id', '1000000007']);
     expect(isAlive(proc.record())).toBe(true);
     await proc.terminate(1000);
     expect(isAlive(proc.record())).toBe(false);
@@ -525,8 +474,15 @@ describe('helper processes', () => {
 
   it('builds the virtiofsd options this Debian build accepts', () => {
     expect(virtiofsdArgs({ binary: 'x', socketPath: '/s', sharedDir: '/d', logFile: '/l', detached: false })).toEqual([
-      '--socket-path=/s', '-o', 'source=/d', '-o', 'cache=auto', '-o', 'sandbox=namespace', '--thread-pool-size=1',
+      '--socket-path=/s', '-o', 'source=/d', '-o', 'cache=auto', '-o', 'sandbox=namespace', '-o', 'modcaps=-mknod:-setfcap',
+      '--thread-pool-size=1',
     ]);
+  });
+
+  it('bounds virtiofsd to the capabilities it serves files with and those its own sandbox needs (docs/confinement.md)', () => {
+    const serving = '+chown,+dac_override,+fowner,+fsetid,+setgid,+setuid';
+    expect(virtiofsdPrivileges()).toEqual([`--bounding-set=-all,${serving},+sys_admin,+setpcap`, '--inh-caps=-all', '--no-new-privs']);
+    expect(virtiofsdPrivileges('chroot')[0]).toBe(`--bounding-set=-all,${serving},+sys_chroot,+setpcap`);
   });
 
   it('reads /proc/<pid>/stat past a command name with spaces and parentheses', async () => {
