@@ -46,6 +46,11 @@ export function virtiofsdPath(): string {
   return process.env['HULL_VIRTIOFSD'] ?? VIRTIOFSD_PATH_DEFAULT;
 }
 
+/** hull-vmm-launcher (native/vmm-launcher): confines QEMU and execs it (vmm-launcher.ts). */
+export function vmmLauncherPath(): string {
+  return process.env['HULL_VMM_LAUNCHER'] ?? path.join(repoRoot(), 'build', 'native', 'hull-vmm-launcher');
+}
+
 export function vsockBackendPath(): string {
   return process.env['HULL_VSOCK_BACKEND'] ?? path.join(repoRoot(), 'build', 'native', 'hull-vsock-backend');
 }
@@ -86,6 +91,8 @@ export interface SandboxPaths {
   vsockBackendLog: string;
   /** Pids and settings of the running VM, so a later process can reattach or clean up (see record.ts). */
   vmmRecord: string;
+  /** The secret the guest agent asks every connection to prove (agent-key.ts); mode 0600. */
+  agentKey: string;
 }
 
 export function sandboxPaths(dir: string, base = socketBase()): SandboxPaths {
@@ -105,6 +112,7 @@ export function sandboxPaths(dir: string, base = socketBase()): SandboxPaths {
     virtiofsdLog: p('virtiofsd.log'),
     vsockBackendLog: p('vsock-backend.log'),
     vmmRecord: p('vmm.json'),
+    agentKey: p('agent.key'),
   };
 }
 

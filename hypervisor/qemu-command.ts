@@ -1,5 +1,6 @@
 // Builds the QEMU command line for one microvm. Pure: no file system, no environment, so it is unit-tested as is.
 // Each non-obvious flag carries the measured reason it is there (see shared/reference/platform.md).
+import { AGENT_KEY_FW_CFG } from '../protocol/agent-auth.js';
 import type { Acceleration, VmNic } from './types.js';
 import type { SandboxPaths } from './paths.js';
 
@@ -27,7 +28,12 @@ export interface QemuCommandSpec {
   /** Attach the virtio-fs device (virtiofsd must listen on paths.virtiofsdSock). */
   sharedFs: boolean;
   vsock?: VsockDevice;
-  /** virtio-net devices, each on an existing tap opened by name (QEMU must run in the tap's network namespace). */
+  /**
+   * The agent key file (hypervisor/agent-key.ts), given to the guest as fw_cfg file AGENT_KEY_FW_CFG: QEMU reads the
+   * file, so only its path is on the command line. The guest reads it from sysfs (the qemu_fw_cfg module).
+   */
+  agentKeyPath?: string;
+  /** virtio-net devices, each on a tap: passed as a descriptor (`fds`), else opened by name in QEMU's namespace. */
   nics?: VmNic[];
   /** The kernel's vhost-net data path for the NICs (only where /dev/vhost-net exists). */
   vhostNet?: boolean;
@@ -35,6 +41,26 @@ export interface QemuCommandSpec {
   machineOptions?: string[];
   /** `-cpu` under TCG (KVM always uses `host`). Default TCG_CPU_MODEL. */
   tcgCpu?: string;
+  /**
+   * Descriptors QEMU gets from hull-vmm-launcher (vmm-launcher.ts) instead of paths it would open itself: with them
+   * QEMU needs no access to the socket directory, to /dev/net/tun or to the taps' network namespace.
+   */
+  fds?: QemuFds;
+}
+
+/** Descriptor numbers in QEMU's process (vmm-launcher.ts planQemuJail assigns them). */
+export interface QemuFds {
+  /** A listening Unix socket at paths.qmpSock. */
+  qmp: number;
+  /** Connected to virtiofsd (paths.virtiofsdSock). */
+  virtiofs?: number;
+  /** Connected to the vsock backend's vhost-user socket. */
+  vhostUserVsock?: number;
+  /** /dev/vhost-vsock, opened. */
+  vhostVsock?: number;
+  /** One tap per NIC, in NIC order, and (with vhostNet) one /dev/vhost-net each. */
+  taps: number[];
+  vhostNet: number[];
 }
 
 /**
@@ -95,6 +121,10 @@ export function buildQemuArgs(spec: QemuCommandSpec): string[] {
     '-global', 'virtio-mmio.force-legacy=false',
     '-nodefaults',
     '-no-user-config',
+    // QEMU's seccomp filter (no_new_privs with it): the syscalls of obsolete interfaces, set*id and friends, fork
+    // and exec, and scheduler/affinity/priority changes are refused once the VM is set up. The VMM is what a guest
+    // escape lands in first; it needs none of them (taps come as descriptors, not from a helper script).
+    '-sandbox', 'on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny',
     '-nographic',
     '-no-reboot',
     // The console goes to QEMU's stdout, a pipe that hull copies into a size-capped console.log (console-log.ts):
@@ -103,7 +133,7 @@ export function buildQemuArgs(spec: QemuCommandSpec): string[] {
     '-chardev', 'stdio,id=console,signal=off',
     '-serial', 'chardev:console',
     // chardev form rather than `-qmp unix:` so that paths with commas can be escaped.
-    '-chardev', `socket,id=qmp,path=${escapeOpt(paths.qmpSock)},server=on,wait=off`,
+    '-chardev', `socket,id=qmp,${socketAt(paths.qmpSock, spec.fds?.qmp)},server=on,wait=off`,
     '-mon', 'chardev=qmp,mode=control',
     '-kernel', spec.kernelPath,
     '-initrd', spec.initrdPath,
@@ -119,27 +149,46 @@ export function buildQemuArgs(spec: QemuCommandSpec): string[] {
   }
   if (spec.sharedFs) {
     args.push(
-      '-chardev', `socket,id=fs,path=${escapeOpt(paths.virtiofsdSock)}`,
+      '-chardev', `socket,id=fs,${socketAt(paths.virtiofsdSock, spec.fds?.virtiofs)}`,
       '-device', `vhost-user-fs-device,chardev=fs,tag=${SHARED_FS_TAG}`,
     );
   }
+  if (spec.agentKeyPath !== undefined) {
+    args.push('-fw_cfg', `name=${AGENT_KEY_FW_CFG},file=${escapeOpt(spec.agentKeyPath)}`);
+  }
   if (spec.vsock?.kind === 'vhost-user') {
     args.push(
-      '-chardev', `socket,id=vsock,path=${escapeOpt(spec.vsock.socketPath)}`,
+      '-chardev', `socket,id=vsock,${socketAt(spec.vsock.socketPath, spec.fds?.vhostUserVsock)}`,
       '-device', 'vhost-user-vsock-device,chardev=vsock',
     );
   } else if (spec.vsock?.kind === 'vhost-vsock') {
-    args.push('-device', `vhost-vsock-device,guest-cid=${spec.vsock.guestCid}`);
+    const vhostFd = spec.fds?.vhostVsock;
+    args.push('-device', `vhost-vsock-device,guest-cid=${spec.vsock.guestCid}${vhostFd === undefined ? '' : `,vhostfd=${vhostFd}`}`);
   }
   (spec.nics ?? []).forEach((nic, i) => {
-    // script=no: the tap exists already (shim/sandbox/network/mirror.ts); QEMU only attaches to it.
+    // The tap exists already (shim/sandbox/network/mirror.ts), or is created by the launcher (a pooled VM's, in
+    // QEMU's own network namespace; it goes when QEMU does), which passes it as a descriptor. By name (script=no:
+    // QEMU only attaches) without a launcher.
     args.push(
-      '-netdev', `tap,id=net${i},ifname=${escapeOpt(nic.tap)},script=no,downscript=no${spec.vhostNet ? ',vhost=on' : ''}`,
-      // host_mtu tells the guest driver the MTU (VIRTIO_NET_F_MTU); the agent sets it too.
-      '-device', `virtio-net-device,netdev=net${i},mac=${nic.mac},host_mtu=${nic.mtu}`,
+      '-netdev', `tap,id=net${i},${tapBackend(spec, nic, i)}`,
+      // host_mtu tells the guest driver the MTU (VIRTIO_NET_F_MTU), and caps it; the agent sets it too.
+      '-device', `virtio-net-device,netdev=net${i},mac=${nic.mac}${nic.mtu === undefined ? '' : `,host_mtu=${nic.mtu}`}`,
     );
   });
   return args;
+}
+
+/** A socket chardev's address: the descriptor the launcher passed, else the path. */
+function socketAt(socketPath: string, fd: number | undefined): string {
+  return fd === undefined ? `path=${escapeOpt(socketPath)}` : `fd=${fd}`;
+}
+
+/** A tap netdev's backend: the launcher's tap (and vhost-net) descriptors, else the tap by name. */
+function tapBackend(spec: QemuCommandSpec, nic: VmNic, i: number): string {
+  const tap = spec.fds?.taps[i];
+  if (tap === undefined) return `ifname=${escapeOpt(nic.tap)},script=no,downscript=no${spec.vhostNet ? ',vhost=on' : ''}`;
+  const vhost = spec.fds?.vhostNet[i];
+  return `fd=${tap}${spec.vhostNet && vhost !== undefined ? `,vhost=on,vhostfd=${vhost}` : ''}`;
 }
 
 /** QEMU option values are comma-separated; a literal comma in a path is written twice. */

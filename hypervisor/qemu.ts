@@ -5,8 +5,9 @@ import { accessSync, constants, mkdirSync, rmSync, writeFileSync } from 'node:fs
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { chooseAcceleration, type AccelerationProbes } from './acceleration.js';
+import { createAgentKey, removeAgentKey } from './agent-key.js';
 import { captureConsole, consoleFiles } from './console-log.js';
-import { QmpProtocolError, VmRecordError, VmStartError, VmStateError } from './errors.js';
+import { GuestCidInUseError, QmpProtocolError, VmRecordError, VmStartError, VmStateError } from './errors.js';
 import { tailLines } from './log-tail.js';
 import {
   prepareSocketDir,
@@ -14,18 +15,19 @@ import {
   removeSocketDir,
   sandboxPaths,
   virtiofsdPath as defaultVirtiofsdPath,
+  vmmLauncherPath as defaultVmmLauncherPath,
   vsockBackendPath as defaultVsockBackendPath,
   type SandboxPaths,
 } from './paths.js';
 import { hostTscKhz } from './host-tsc.js';
 import { HostProcess, requireExecutable } from './process.js';
-import { systemTool } from './system-tool.js';
 import { QmpClient, type QmpEvent } from './qmp.js';
 import { buildQemuArgs, composeKernelCmdline, type VsockDevice } from './qemu-command.js';
 import { readVmRecord, removeVmRecord, writeVmRecord, type VmRecord } from './record.js';
 import {
   allocateGuestCid,
   chooseTransport,
+  cidRefusedByKernel,
   HybridTransport,
   KernelVsockTransport,
   transportFor,
@@ -44,6 +46,8 @@ import type {
 } from './types.js';
 import { endProcessesNaming, endRecordedProcesses, VMM_ROLE } from './vm-processes.js';
 import { startVirtiofsd } from './virtiofsd.js';
+import { launcherArgs, planQemuJail, systemRoot } from './vmm-launcher.js';
+import { allocateVmmUid, VMM_UID_LOCK_DIR_DEFAULT, vmmUidRange, type UidRange, type VmmUidLease } from './vmm-uid.js';
 import { startVsockBackend } from './vsock-backend.js';
 
 /** This driver's name in the registry (hypervisor/registry.ts) and in records. */
@@ -55,6 +59,9 @@ export const QEMU_MICROVM = 'qemu-microvm';
  * 32 MiB → 241 MiB but 4.6–4.9 s (translation flushes). HULL_TCG_TB_SIZE_MIB overrides (0 = QEMU's default).
  */
 export const DEFAULT_TB_SIZE_MIB = 64;
+
+/** Guest CIDs one start tries while the host kernel refuses them (each try starts virtiofsd and QEMU again). */
+export const MAX_GUEST_CID_TRIES = 16;
 
 function defaultTbSize(): number {
   const env = Number(process.env['HULL_TCG_TB_SIZE_MIB']);
@@ -80,6 +87,12 @@ export interface QemuMicrovmOptions {
   accelProbes?: AccelerationProbes;
   /** Lock files for kernel vhost-vsock CIDs. Default /run/hull/cids. */
   cidLockDir?: string;
+  /** Leases of the VMM uids (vmm-uid.ts). Default /run/hull/uids. */
+  uidLockDir?: string;
+  /** The uids QEMU and the vsock worker run as, one per VM. Default $HULL_VMM_UID_RANGE or VMM_UID_RANGE_DEFAULT. */
+  vmmUidRange?: UidRange;
+  /** hull-vmm-launcher (native/vmm-launcher), which confines QEMU and execs it. */
+  vmmLauncherPath?: string;
   /** Extra `-M microvm,…` properties. */
   machineOptions?: string[];
   /** VmOptions.onProcesses: told the processes as each one starts. */
@@ -92,6 +105,8 @@ type State = 'new' | 'starting' | 'running' | 'exited';
 const CONSOLE_DRAIN_MS = 1000;
 
 const ARGV_PREFIX = '# argv: ';
+/** qemu.log's second line: the launcher's options (vmm-launcher.ts), i.e. how QEMU is confined. */
+const JAIL_PREFIX = '# jail: ';
 
 /**
  * QEMU's helpers, by role, in the order they start (they stop in reverse). vm-processes.ts reads records of earlier
@@ -111,6 +126,8 @@ export class QemuMicrovm implements Hypervisor {
   private transport: AgentTransport | undefined;
   private guestCid: number;
   private cidLease: CidLease | undefined;
+  /** The unprivileged uid/gid of this VM's QEMU and vsock worker, held from start until teardown. */
+  private uidLease: VmmUidLease | undefined;
   private state: State = 'new';
   private readonly procs: Partial<Record<ProcessRole, HostProcess>> = {};
   private qmp: QmpClient | undefined;
@@ -173,6 +190,7 @@ export class QemuMicrovm implements Hypervisor {
       await endProcessesNaming(`${paths.socketDir}/`, graceMs);
       removeSocketDir(paths);
       removeVmRecord(paths.vmmRecord);
+      removeAgentKey(paths.agentKey);
     }
   }
 
@@ -183,7 +201,7 @@ export class QemuMicrovm implements Hypervisor {
     this.log.info({ accel: this.accel.accel, reason: this.accel.reason, transport: this.transportKind }, 'starting VM');
     if (this.accel.accel === 'tcg') this.log.warn(this.accel.reason);
     try {
-      await this.startProcesses();
+      await this.startProcessesRetryingCid();
       this.state = 'running';
       this.writeRecord();
       this.log.info({ ms: Date.now() - started, pids: this.processes() }, 'VM running');
@@ -202,6 +220,11 @@ export class QemuMicrovm implements Hypervisor {
     requireExecutable('QEMU', qemu, 'install Debian package qemu-system-x86');
     mkdirSync(paths.dir, { recursive: true });
     prepareSocketDir(paths); // removed by teardown(), which abortStart() runs on any failure from here on
+    createAgentKey(paths.agentKey); // a new VM, a new key; removed by teardown() too
+    const launcher = options.vmmLauncherPath ?? defaultVmmLauncherPath();
+    requireExecutable('hull-vmm-launcher', launcher, 'build it with `make -C native` (or set HULL_VMM_LAUNCHER)');
+    // Released by teardown() (a failed start included); owned by this process until the VM's processes hold it.
+    const uid = (this.uidLease = allocateVmmUid(options.uidLockDir ?? VMM_UID_LOCK_DIR_DEFAULT, options.vmmUidRange ?? vmmUidRange()));
 
     let vsock: VsockDevice | undefined;
     if (this.transportKind === 'hybrid') {
@@ -210,10 +233,12 @@ export class QemuMicrovm implements Hypervisor {
         socketPath: paths.vhostVsockSock,
         udsPath: paths.vsockSock,
         guestCid: this.guestCid,
+        workerId: uid.uid,
         logFile: paths.vsockBackendLog,
         detached,
         timeoutMs,
       });
+      uid.setOwners([process.pid, this.procs['vsock-backend'].pid]);
       this.options.onProcesses?.(this.processes());
       this.transport = new HybridTransport(paths.vsockSock);
       vsock = { kind: 'vhost-user', socketPath: paths.vhostVsockSock };
@@ -239,6 +264,25 @@ export class QemuMicrovm implements Hypervisor {
     // Environment overrides for A/B measurements (bench/run.mjs, guest-image/README.md): HULL_QEMU_MACHINE_OPTIONS
     // (comma list of extra -M microvm properties), HULL_TCG_CPU (-cpu under TCG instead of TCG_CPU_MODEL).
     const machineOptions = options.machineOptions ?? envList('HULL_QEMU_MACHINE_OPTIONS');
+    const vhostNet = config.nics?.length ? vhostNetUsable() : false;
+    const jail = planQemuJail({
+      uid: uid.uid,
+      gid: uid.gid,
+      paths,
+      accel: this.accel.accel,
+      kernelPath: config.kernelPath,
+      initrdPath: config.initrdPath,
+      ...(config.rootImagePath !== undefined ? { rootImagePath: config.rootImagePath } : {}),
+      agentKeyPath: paths.agentKey,
+      sharedFs: true,
+      vsock: vsock?.kind ?? 'none',
+      taps: (config.nics ?? []).map((n) => n.tap),
+      // The taps are in the pod's namespace (a cold VM's), or created in QEMU's own (a pooled VM's, privateNetns), or
+      // else in ours. QEMU itself always runs in a namespace of its own.
+      ...(config.netnsPath !== undefined || !config.privateNetns ? { tapNetns: config.netnsPath ?? `/proc/${process.pid}/ns/net` } : {}),
+      vhostNet,
+      root: systemRoot(qemu),
+    });
     const args = buildQemuArgs({
       qemuPath: qemu,
       name: `hull-${config.id}`,
@@ -253,13 +297,18 @@ export class QemuMicrovm implements Hypervisor {
       ...(config.rootImagePath !== undefined ? { rootImagePath: config.rootImagePath } : {}),
       sharedFs: true,
       ...(vsock ? { vsock } : {}),
-      ...(config.nics?.length ? { nics: config.nics, vhostNet: vhostNetUsable() } : {}),
+      agentKeyPath: paths.agentKey,
+      ...(config.nics?.length ? { nics: config.nics, vhostNet } : {}),
       ...(machineOptions ? { machineOptions } : {}),
       ...(process.env['HULL_TCG_CPU'] ? { tcgCpu: process.env['HULL_TCG_CPU'] } : {}),
+      fds: jail.fds,
     });
+    const launcherArgv = launcherArgs(jail.spec, [qemu, ...args]);
     rmSync(paths.qmpSock, { force: true });
-    writeFileSync(paths.qemuLog, `${ARGV_PREFIX}${[qemu, ...args].map(shellQuote).join(' ')}\n`);
-    this.log.debug({ argv: [qemu, ...args] }, 'spawning QEMU');
+    // QEMU's own argv first (bench/floor.mjs reads it back), then how it is confined.
+    const jailLine = [launcher, ...launcherArgv.slice(0, launcherArgv.indexOf('--'))].map(shellQuote).join(' ');
+    writeFileSync(paths.qemuLog, `${ARGV_PREFIX}${[qemu, ...args].map(shellQuote).join(' ')}\n${JAIL_PREFIX}${jailLine}\n`);
+    this.log.debug({ argv: [launcher, ...launcherArgv] }, 'spawning QEMU');
     // This process copies the console for as long as QEMU runs: both hull's monitor and the containerd shim live
     // as long as the VM they boot. Should it die first, QEMU's serial writes fail and are dropped; the guest runs on.
     const consoleCapture = captureConsole(paths.consoleLog, paths.consoleFifo, {
@@ -269,10 +318,8 @@ export class QemuMicrovm implements Hypervisor {
     this.consoleCopied = consoleCapture.copied;
     let vmm: HostProcess;
     try {
-      // In the pod's network namespace, through nsenter (which execs QEMU: the pid stays QEMU's), so it finds the
-      // taps by name there.
-      const [path, argv] = config.netnsPath ? [systemTool('nsenter', 'util-linux'), [`--net=${config.netnsPath}`, '--', qemu, ...args]] : [qemu, args];
-      vmm = await HostProcess.spawn({ name: 'QEMU', path, args: argv, logFile: paths.qemuLog, detached, stdoutFd: consoleCapture.writeFd });
+      // The launcher execs QEMU, so the pid is QEMU's.
+      vmm = await HostProcess.spawn({ name: 'QEMU', path: launcher, args: launcherArgv, logFile: paths.qemuLog, detached, stdoutFd: consoleCapture.writeFd });
     } catch (err) {
       consoleCapture.abort();
       throw err;
@@ -282,11 +329,58 @@ export class QemuMicrovm implements Hypervisor {
     this.procs.vmm = vmm;
     this.options.onProcesses?.(this.processes());
     this.cidLease?.setOwner(vmm.pid);
-    vmm.onExit(() => void this.teardown());
+    const backend = this.procs['vsock-backend'];
+    uid.setOwners([vmm.pid, ...(backend ? [backend.pid] : [])]);
 
     this.qmp = await this.connectQmp(vmm, timeoutMs);
     const status = await this.qmp.queryStatus();
     if (!status.running) throw new VmStartError(`QEMU started but the VM is ${status.status}`, '', '');
+    // Only now: until here start() undoes a failed start itself, and a start the kernel refused the guest CID of is
+    // tried again (startProcessesRetryingCid), which a teardown would end.
+    vmm.onExit(() => void this.teardown());
+  }
+
+  /**
+   * startProcesses(), tried again with the next free guest CID while the host kernel refuses the one QEMU asked for
+   * (kernel vhost-vsock: the CID is held outside hull, e.g. by the host itself or another VMM), at most
+   * MAX_GUEST_CID_TRIES times.
+   */
+  private async startProcessesRetryingCid(): Promise<void> {
+    const refused: number[] = [];
+    for (;;) {
+      try {
+        await this.startProcesses();
+        return;
+      } catch (err) {
+        if (!(err instanceof GuestCidInUseError)) throw err;
+        refused.push(...err.cids);
+        if (refused.length >= MAX_GUEST_CID_TRIES) throw new GuestCidInUseError(refused, err.stderrTail);
+        this.log.warn({ cid: this.guestCid, refused }, 'the host kernel refused the guest CID (in use outside hull); trying the next one');
+        await this.undoRefusedStart();
+        this.guestCid = Math.max(...refused) + 1;
+      }
+    }
+  }
+
+  /** After QEMU exited because its guest CID was refused: stops the helpers, gives the CID back; nothing else stays. */
+  private async undoRefusedStart(): Promise<void> {
+    this.qmp?.close();
+    this.qmp = undefined;
+    if (this.consoleCopied) await settledWithin(this.consoleCopied, CONSOLE_DRAIN_MS);
+    this.consoleCopied = undefined;
+    const grace = this.options.helperStopMs ?? 2000;
+    for (const role of [...HELPER_ROLES].reverse()) {
+      const proc = this.procs[role];
+      if (proc && !(await proc.waitFor(200))) await proc.terminate(grace);
+      delete this.procs[role];
+    }
+    if (this.procs.vmm) await this.procs.vmm.forceKill(); // exited already; this only waits for its exit event
+    delete this.procs.vmm;
+    this.cidLease?.release();
+    this.cidLease = undefined;
+    this.uidLease?.release(); // its owners are gone: the next try takes a uid afresh
+    this.uidLease = undefined;
+    this.options.onProcesses?.(this.processes());
   }
 
   /** Waits for QEMU's QMP socket to accept us, failing at once (with QEMU's last words) if QEMU exits. */
@@ -305,6 +399,9 @@ export class QemuMicrovm implements Hypervisor {
       await new Promise((r) => setTimeout(r, 20));
     }
     if (vmm.exited) await new Promise((r) => setTimeout(r, 50)); // let its last stderr lines land
+    if (vmm.exited && this.transportKind === 'vhost-vsock' && cidRefusedByKernel(this.stderrTail())) {
+      throw new GuestCidInUseError([this.guestCid], this.stderrTail());
+    }
     const exit = vmm.exit;
     const why = exit
       ? `QEMU exited during start (${exit.signal ? `signal ${exit.signal}` : `code ${exit.code}`})`
@@ -327,7 +424,8 @@ export class QemuMicrovm implements Hypervisor {
 
   /** start() failed: kill QEMU if it runs, then the helpers in reverse order; no process may survive. */
   private async abortStart(): Promise<void> {
-    this.killRequested = true;
+    // A QEMU that exited on its own (a bad kernel path, a refused device) crashed; one still running is killed here.
+    this.killRequested = !(this.procs.vmm?.exited ?? false);
     this.qmp?.close();
     if (this.procs.vmm) await this.procs.vmm.forceKill();
     await this.teardown();
@@ -350,14 +448,18 @@ export class QemuMicrovm implements Hypervisor {
       }
       const exit = this.exitReason();
       const grace = this.options.helperStopMs ?? 2000;
-      // Reverse start order. Both normally exit on their own once QEMU disconnects.
-      for (const role of [...HELPER_ROLES].reverse()) {
-        const proc = this.procs[role];
-        if (proc && !(await proc.waitFor(200))) await proc.terminate(grace);
-      }
+      // Both normally exit on their own once QEMU disconnects: waited for together, then stopped if they did not.
+      await Promise.all(
+        HELPER_ROLES.map(async (role) => {
+          const proc = this.procs[role];
+          if (proc && !(await proc.waitFor(200))) await proc.terminate(grace);
+        }),
+      );
       removeSocketDir(this.paths);
       this.cidLease?.release();
+      this.uidLease?.release();
       removeVmRecord(this.paths.vmmRecord);
+      removeAgentKey(this.paths.agentKey);
       this.state = 'exited';
       this.log.info({ ...exit }, 'VM exited');
       this.resolveExit(exit);
@@ -408,8 +510,9 @@ export class QemuMicrovm implements Hypervisor {
     }
     if (!vmm.exited) {
       this.killRequested = true;
-      await this.qmp?.quit(1000).catch(() => undefined);
-      if (!(await vmm.waitFor(1000))) await vmm.forceKill();
+      // SIGKILL, not QMP quit: nothing of the guest is wanted any more (callers sync it first when it matters), and
+      // QEMU's own exit path (device teardown, freeing the TCG cache) cost 150-300 ms of every `hull run` here.
+      await vmm.forceKill();
     }
     return this.teardown();
   }
@@ -466,10 +569,10 @@ export class QemuMicrovm implements Hypervisor {
   }
 
   private stderrTail(lines = 10): string {
-    // The first line of qemu.log is the command line we wrote; QEMU's stderr follows.
-    const text = tailLines(this.paths.qemuLog, lines + 1)
+    // The first two lines of qemu.log are the command lines we wrote; QEMU's stderr (and the launcher's) follows.
+    const text = tailLines(this.paths.qemuLog, lines + 2)
       .split('\n')
-      .filter((l) => !l.startsWith(ARGV_PREFIX))
+      .filter((l) => !l.startsWith(ARGV_PREFIX) && !l.startsWith(JAIL_PREFIX))
       .join('\n');
     return text ? `${text}\n(command line and full log: ${this.paths.qemuLog})` : '';
   }

@@ -30,18 +30,25 @@ export interface VmConfig {
   accel: 'auto' | Acceleration;
   guestCid: number;
   /**
-   * The pod's network namespace (a path): QEMU runs in it, where it opens the NICs' taps by name. Absent: the
+   * The pod's network namespace (a path), where the NICs' taps are: the VMM's launcher opens them there and hands them
+   * to QEMU, which itself always runs in an empty network namespace of its own (docs/confinement.md). Absent: the
    * caller's namespace.
    */
   netnsPath?: string;
-  /** One virtio-net device each, backed by a tap in netnsPath, with the pod interface's MAC and MTU. */
+  /**
+   * The NICs' taps are created in QEMU's own network namespace (nothing else is in it): a pooled VM's, moved into a
+   * pod's namespace when it is claimed. Not with netnsPath.
+   */
+  privateNetns?: boolean;
+  /** One virtio-net device each, backed by a tap (where: netnsPath, privateNetns), with the pod interface's MAC and MTU. */
   nics?: VmNic[];
 }
 
 export interface VmNic {
   tap: string;
   mac: string;
-  mtu: number;
+  /** Given to the guest driver as the most it may use (VIRTIO_NET_F_MTU); absent: up to 65535 (a pooled VM's NIC). */
+  mtu?: number;
 }
 
 export interface VmExit {

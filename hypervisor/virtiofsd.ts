@@ -2,9 +2,19 @@
 // exits when QEMU disconnects. It does not remove its socket, so the caller does. Options checked with --help: the
 // sandbox is `-o sandbox=namespace|chroot` (there is no --sandbox flag in this version), and
 // --thread-pool-size=1 keeps one worker thread per VM instead of a pool.
+//
+// Confinement (docs/confinement.md): it stays root, since it serves the container's files with their owners, and
+// sandboxes itself (namespaces + pivot_root into the share, a seccomp filter, capabilities cut to what file serving
+// needs). Of those it keeps, -o modcaps drops CAP_MKNOD (a guest could otherwise create device nodes on the host's
+// file system) and CAP_SETFCAP (extended attributes are off: no file capabilities to set). It is started through
+// util-linux setpriv (which execs it: the pid stays virtiofsd's) with a bounding set of only what it keeps plus what
+// its own sandboxing needs, no inheritable capabilities and no_new_privs: this 7.2 virtiofsd starts a thread (QEMU's
+// call_rcu) before it drops capabilities and installs its filter, and that thread never gets either; the bounding
+// set is what limits it.
 import { existsSync } from 'node:fs';
-import type { HostProcess } from './process.js';
+import { requireExecutable, type HostProcess } from './process.js';
 import { startSocketHelper } from './ready.js';
+import { systemTool } from './system-tool.js';
 
 export interface VirtiofsdOptions {
   binary: string;
@@ -24,20 +34,32 @@ export function virtiofsdArgs(o: VirtiofsdOptions): string[] {
     '-o', `source=${o.sharedDir}`,
     '-o', `cache=${o.cache ?? 'auto'}`,
     '-o', `sandbox=${o.sandbox ?? 'namespace'}`,
+    '-o', 'modcaps=-mknod:-setfcap',
     '--thread-pool-size=1',
   ];
+}
+
+/** What virtiofsd keeps for serving files (its default set less the modcaps drops above). */
+const SERVING_CAPS = ['chown', 'dac_override', 'fowner', 'fsetid', 'setgid', 'setuid'];
+
+/** setpriv's options: the bounding set of what it keeps and what its sandbox needs to set up, nothing inheritable. */
+export function virtiofsdPrivileges(sandbox: VirtiofsdOptions['sandbox'] = 'namespace'): string[] {
+  // namespace: unshare, mount, pivot_root; chroot: chroot. setpcap: it drops its own bounding set.
+  const setup = sandbox === 'chroot' ? ['sys_chroot', 'setpcap'] : ['sys_admin', 'setpcap'];
+  return [`--bounding-set=-all,${[...SERVING_CAPS, ...setup].map((c) => `+${c}`).join(',')}`, '--inh-caps=-all', '--no-new-privs'];
 }
 
 // Printed after listen(): from then on QEMU's connect succeeds. Probing by connecting would use up its one connection.
 const LISTENING = 'Waiting for vhost-user socket connection';
 
-export function startVirtiofsd(o: VirtiofsdOptions): Promise<HostProcess> {
+export async function startVirtiofsd(o: VirtiofsdOptions): Promise<HostProcess> {
   let socketSeenAt: number | undefined;
+  requireExecutable('virtiofsd', o.binary, 'install Debian package qemu-system-common');
   return startSocketHelper({
     name: 'virtiofsd',
-    binary: o.binary,
-    remedy: 'install Debian package qemu-system-common',
-    args: virtiofsdArgs(o),
+    binary: systemTool('setpriv', 'util-linux'),
+    remedy: 'install Debian package util-linux',
+    args: [...virtiofsdPrivileges(o.sandbox), '--', o.binary, ...virtiofsdArgs(o)],
     sockets: [o.socketPath],
     logFile: o.logFile,
     detached: o.detached,

@@ -92,8 +92,9 @@ export async function endRecordedProcesses(processes: VmProcesses, graceMs: numb
 }
 
 /**
- * Ends every process whose command line contains `marker` (SIGTERM, then SIGKILL after graceMs): the VM's processes
- * that no record names. The marker must be unique to one VM (its socket dir is: a hash of its sandbox directory).
+ * Ends every process whose command line or environment contains `marker` (SIGTERM, then SIGKILL after graceMs): the
+ * VM's processes that no record names. The marker must be unique to one VM (its socket dir is: a hash of its sandbox
+ * directory; QEMU, which gets descriptors instead of socket paths, has it in its environment, vmm-launcher.ts).
  * Processes this one cannot read are skipped; this process itself never matches.
  */
 export async function endProcessesNaming(marker: string, graceMs: number): Promise<void> {
@@ -106,15 +107,17 @@ function processesNaming(marker: string): RecordedProcess[] {
   for (const entry of readdirSync('/proc')) {
     const pid = Number(entry);
     if (!Number.isInteger(pid) || pid <= 1 || pid === process.pid) continue;
-    let cmdline: string;
-    try {
-      cmdline = readFileSync(`/proc/${pid}/cmdline`, 'latin1');
-    } catch {
-      continue; // exited, or not ours to read
-    }
-    if (!cmdline.includes(marker)) continue;
+    if (!procFileHas(pid, 'cmdline', marker) && !procFileHas(pid, 'environ', marker)) continue;
     const startTime = procStartTime(pid);
     found.push(startTime === undefined ? { pid } : { pid, startTime });
   }
   return found;
+}
+
+function procFileHas(pid: number, file: 'cmdline' | 'environ', marker: string): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/${file}`, 'latin1').includes(marker);
+  } catch {
+    return false; // exited, or not ours to read
+  }
 }

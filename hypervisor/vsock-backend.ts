@@ -11,6 +11,8 @@ export interface VsockBackendOptions {
   /** Hybrid vsock socket (host-initiated `CONNECT <port>`). */
   udsPath: string;
   guestCid: number;
+  /** The uid and gid of the worker (the process that touches guest memory): the sandbox's VMM uid (vmm-uid.ts). */
+  workerId?: number;
   logFile: string;
   detached: boolean;
   logLevel?: 0 | 1 | 2 | 3;
@@ -19,6 +21,7 @@ export interface VsockBackendOptions {
 
 export function vsockBackendArgs(o: VsockBackendOptions): string[] {
   const args = ['--socket', o.socketPath, '--uds-path', o.udsPath, '--guest-cid', String(o.guestCid)];
+  if (o.workerId !== undefined) args.push('--worker-id', String(o.workerId));
   if (o.logLevel !== undefined) args.push('--log-level', String(o.logLevel));
   return args;
 }

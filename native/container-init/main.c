@@ -8,9 +8,11 @@
  *     │  exec: joins the cgroup and setns()es into join_pid's
  *     │  writes "pid <n>", relays the child's status lines to fd 4, forwards signals, reaps, exits with the status
  *     └─ child (create: PID 1 of the new pid namespace, or one more process of a joined one)
- *          sets up the rootfs (create), reports "ready" over a CLOEXEC sync pipe, waits for the start byte on fd 5,
+ *          sets up the rootfs (create), checks the cwd and program as runc does at create (a throwaway child with the
+ *          workload's credentials), reports "ready" over a CLOEXEC sync pipe, waits for the start byte on fd 5,
  *          drops privileges and execs. The sync pipe reaching EOF without an error line means exec succeeded.
  */
+#include "exec.h"
 #include "plan.h"
 #include "rootfs.h"
 #include "security.h"
@@ -38,8 +40,6 @@
 #define FD_PLAN 3
 #define FD_STATUS 4
 #define FD_START 5
-
-#define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 static const int forwarded_signals[] = { SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH, SIGCONT };
 #define N_FORWARDED (sizeof(forwarded_signals) / sizeof(forwarded_signals[0]))
@@ -79,6 +79,23 @@ static void set_rlimits(const struct plan *p)
 			fail_arg("setrlimit", what);
 		}
 	}
+}
+
+/* process.oomScoreAdj, as runc: written for the container's first process while it is still root (a lower value
+ * needs CAP_SYS_RESOURCE) and inherited by everything it forks. Through the guest's /proc at create, before the
+ * rootfs setup; an exec has joined the container's mount namespace, and writes through the container's /proc. */
+static void set_oom_score_adj(const struct plan *p)
+{
+	if (!p->has_oom_score_adj)
+		return;
+	char val[16];
+	int len = snprintf(val, sizeof(val), "%d", p->oom_score_adj);
+	int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		fail("open /proc/self/oom_score_adj");
+	if (write_all(fd, val, (size_t)len) < 0)
+		fail_arg("write oom_score_adj", val);
+	close(fd);
 }
 
 static void wait_for_start(void)
@@ -168,69 +185,38 @@ static void cloexec_from_3(void)
 	}
 }
 
-static const char *plan_env(const struct plan *p, const char *name)
+/* runc's create-time checks, with the workload's own user and capabilities: the working directory (finalizeNamespace)
+ * and the program (exec.LookPath, before runc reports ready), so a missing or non-executable program or a bad cwd
+ * fails the create, not the start. The user change cannot be undone, so a throwaway child makes the checks and
+ * reports a failure on the sync pipe itself. A fork refused by the pids limit skips them: the same errors then come
+ * at start, from the steps themselves. */
+static void check_before_ready(const struct plan *p)
 {
-	size_t len = strlen(name);
-	for (size_t i = 0; i < p->n_env; i++)
-		if (strncmp(p->env[i], name, len) == 0 && p->env[i][len] == '=')
-			return p->env[i] + len + 1;
-	return NULL;
-}
-
-/* execvpe with the container's PATH (not the helper's); exec_path (an OCI hook's path) is executed as is, with
- * argv[0] left as the plan gives it. */
-static _Noreturn void do_exec(const struct plan *p)
-{
-	const char *file = p->exec_path ? p->exec_path : p->argv[0];
-	if (strchr(file, '/')) {
-		execve(file, p->argv, p->env);
-		status_line("error exec %s: %s", file, strerror(errno));
-		_exit(127);
+	pid_t pid = fork();
+	if (pid < 0) {
+		if (errno == EAGAIN)
+			return;
+		fail("fork for the create-time checks");
 	}
-	const char *path = plan_env(p, "PATH");
-	if (!path)
-		path = DEFAULT_PATH;
-	size_t flen = strlen(file);
-	char *buf = malloc(strlen(path) + flen + 3);
-	if (!buf)
-		fail("exec");
-	int err = ENOENT;
-	bool saw_eacces = false;
-	const char *dir = path;
-	for (;;) {
-		const char *colon = strchr(dir, ':');
-		size_t dlen = colon ? (size_t)(colon - dir) : strlen(dir);
-		if (dlen == 0) {
-			memcpy(buf, file, flen + 1);
-		} else {
-			memcpy(buf, dir, dlen);
-			buf[dlen] = '/';
-			memcpy(buf + dlen + 1, file, flen + 1);
-		}
-		execve(buf, p->argv, p->env);
-		switch (errno) {
-		case EACCES:
-			saw_eacces = true;
-			/* fallthrough */
-		case ENOENT:
-		case ENOTDIR:
-		case ESTALE:
-		case ENODEV:
-		case ETIMEDOUT:
-			break;
-		default:
-			err = errno;
-			goto out;
-		}
-		if (!colon)
-			break;
-		dir = colon + 1;
+	if (pid == 0) {
+		if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+			fail("prctl pdeathsig");
+		bool in_cwd = enter_cwd_as_root(p);
+		set_user(p);
+		if (!in_cwd)
+			enter_cwd_as_user(p);
+		check_executable(p);
+		_exit(0);
 	}
-	if (saw_eacces)
-		err = EACCES;
-out:
-	status_line("error exec %s: %s", file, strerror(err));
-	_exit(127);
+	int st;
+	while (waitpid(pid, &st, 0) < 0)
+		if (errno != EINTR)
+			fail("wait for the create-time checks");
+	if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
+		return;
+	if (WIFEXITED(st))
+		_exit(127); /* the checks wrote their error line */
+	failx("the create-time checks were killed by signal %d", WTERMSIG(st));
 }
 
 static _Noreturn void child_main(const struct plan *p, int syncfd)
@@ -241,6 +227,7 @@ static _Noreturn void child_main(const struct plan *p, int syncfd)
 		fail("prctl pdeathsig");
 	close(FD_STATUS);
 	umask(022);
+	set_oom_score_adj(p);
 
 	if (p->mode == MODE_CREATE) {
 		rootfs_prepare(p);
@@ -257,6 +244,7 @@ static _Noreturn void child_main(const struct plan *p, int syncfd)
 	}
 
 	prepare_seccomp(p);
+	check_before_ready(p);
 	wait_for_start();
 	if (p->console)
 		attach_console(p);
@@ -265,14 +253,15 @@ static _Noreturn void child_main(const struct plan *p, int syncfd)
 	 * same); the filter then also applies to the few syscalls left before exec. */
 	if (!p->no_new_privs)
 		apply_seccomp(p);
+	bool in_cwd = enter_cwd_as_root(p);
 	set_user(p);
-	if (chdir(p->cwd ? p->cwd : "/") < 0)
-		fail_arg("chdir", p->cwd ? p->cwd : "/");
+	if (!in_cwd)
+		enter_cwd_as_user(p);
 	apply_no_new_privs(p);
 	cloexec_from_3();
 	if (p->no_new_privs)
 		apply_seccomp(p);
-	do_exec(p);
+	exec_workload(p);
 }
 
 /* ---------------------------------------------------------------- parent */

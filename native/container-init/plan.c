@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 struct cursor {
@@ -321,6 +322,69 @@ static int parse_capabilities(char **v, struct plan *p, char *err, size_t errlen
 	return 0;
 }
 
+/* A device path: absolute, shorter than PATH_MAX, not "/", no "." or ".." component (mknodat takes its last one). */
+static bool device_path_ok(const char *s)
+{
+	size_t len = strlen(s);
+	if (s[0] != '/' || len < 2 || len >= PATH_MAX || s[len - 1] == '/')
+		return false;
+	for (const char *c = s; (c = strchr(c, '/')) != NULL; c++) {
+		const char *next = c + 1;
+		if (*next == '/' || (next[0] == '.' && (next[1] == '/' || next[1] == '\0')) ||
+		    (next[0] == '.' && next[1] == '.' && (next[2] == '/' || next[2] == '\0')))
+			return false;
+	}
+	return true;
+}
+
+/* device [path] [c|b|p|u] [major] [minor] [mode] [uid] [gid] */
+static int parse_device(char **v, struct plan *p, char *err, size_t errlen)
+{
+	if (p->n_devices >= PLAN_MAX_DEVICES)
+		return errf(err, errlen, "plan: more than %d device entries", PLAN_MAX_DEVICES);
+	if (!device_path_ok(v[0]))
+		return errf(err, errlen, "plan: bad device path \"%.200s\"", v[0]);
+	struct plan_device d = { .path = v[0] };
+	if (strcmp(v[1], "c") == 0 || strcmp(v[1], "u") == 0)
+		d.type = S_IFCHR;
+	else if (strcmp(v[1], "b") == 0)
+		d.type = S_IFBLK;
+	else if (strcmp(v[1], "p") == 0)
+		d.type = S_IFIFO;
+	else
+		return errf(err, errlen, "plan: bad device type \"%.8s\" for %.200s", v[1], v[0]);
+	unsigned long long major, minor, mode, uid, gid;
+	if (parse_u64(v[2], 0xfff, &major) || parse_u64(v[3], 0xfffff, &minor))
+		return errf(err, errlen, "plan: bad device number %.16s:%.16s for %.200s", v[2], v[3], v[0]);
+	if (parse_u64(v[4], 07777, &mode))
+		return errf(err, errlen, "plan: bad device mode \"%.16s\" for %.200s", v[4], v[0]);
+	if (parse_u64(v[5], UINT32_MAX - 1, &uid) || parse_u64(v[6], UINT32_MAX - 1, &gid))
+		return errf(err, errlen, "plan: bad device owner %.16s:%.16s for %.200s", v[5], v[6], v[0]);
+	d.major = (unsigned)major;
+	d.minor = (unsigned)minor;
+	d.mode = (mode_t)mode;
+	d.uid = (uid_t)uid;
+	d.gid = (gid_t)gid;
+	struct plan_device *nd = realloc(p->devices, (p->n_devices + 1) * sizeof(*nd));
+	if (!nd)
+		return errf(err, errlen, "plan: out of memory");
+	p->devices = nd;
+	nd[p->n_devices++] = d;
+	return 0;
+}
+
+/* oom_score_adj [-1000..1000] */
+static int parse_oom_score_adj(const char *s, struct plan *p, char *err, size_t errlen)
+{
+	bool neg = s[0] == '-';
+	unsigned long long n;
+	if (parse_u64(s + neg, 1000, &n))
+		return errf(err, errlen, "plan: bad oom_score_adj \"%.32s\"", s);
+	p->oom_score_adj = neg ? -(int)n : (int)n;
+	p->has_oom_score_adj = true;
+	return 0;
+}
+
 /* The security keys (docs/design.md). Returns 1 when key is not one of them. */
 static int parse_security_key(const char *key, char **v, struct plan *p, char *err, size_t errlen)
 {
@@ -372,6 +436,10 @@ static int parse_security_key(const char *key, char **v, struct plan *p, char *e
 		return parse_seccomp_syscall(v, p, err, errlen);
 	if (strcmp(key, "seccomp_arg") == 0)
 		return parse_seccomp_arg(v, p, err, errlen);
+	if (strcmp(key, "device") == 0)
+		return parse_device(v, p, err, errlen);
+	if (strcmp(key, "oom_score_adj") == 0)
+		return parse_oom_score_adj(v[0], p, err, errlen);
 	return 1;
 }
 
@@ -435,6 +503,7 @@ int plan_read(int fd, struct plan *p, char *err, size_t errlen)
 			{ "console", 1 }, { "join_ns", 3 }, { "capabilities", 5 }, { "no_new_privs", 1 },
 			{ "masked_path", 1 }, { "readonly_path", 1 }, { "sysctl", 2 }, { "seccomp", 2 },
 			{ "seccomp_arch", 1 }, { "seccomp_syscall", 3 }, { "seccomp_arg", 4 }, { "exec_path", 1 },
+			{ "device", 7 }, { "oom_score_adj", 1 },
 		};
 		int nvals = -1;
 		for (size_t i = 0; i < sizeof(arity) / sizeof(arity[0]); i++)
@@ -442,7 +511,7 @@ int plan_read(int fd, struct plan *p, char *err, size_t errlen)
 				nvals = arity[i].nvals;
 		if (nvals < 0)
 			return errf(err, errlen, "plan: unknown key \"%.64s\"", key);
-		char *v[5];
+		char *v[7]; /* the largest arity above */
 		for (int i = 0; i < nvals; i++) {
 			v[i] = next_str(&c);
 			if (!v[i])
@@ -563,8 +632,8 @@ int plan_read(int fd, struct plan *p, char *err, size_t errlen)
 			return errf(err, errlen, "plan: exec needs join_pid");
 		if (p->ns_flags || p->n_joins || p->rootfs || p->n_mounts)
 			return errf(err, errlen, "plan: exec takes no namespaces, join_ns, rootfs or mount");
-		if (p->n_masked_paths || p->n_readonly_paths || p->n_sysctls)
-			return errf(err, errlen, "plan: exec takes no masked_path, readonly_path or sysctl");
+		if (p->n_masked_paths || p->n_readonly_paths || p->n_sysctls || p->n_devices)
+			return errf(err, errlen, "plan: exec takes no masked_path, readonly_path, sysctl or device");
 	}
 	return 0;
 }

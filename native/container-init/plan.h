@@ -45,6 +45,17 @@ struct plan_sysctl {
 	const char *value;
 };
 
+/* device [path] [c|b|p|u] [major] [minor] [mode] [uid] [gid]: linux.devices, made in the rootfs after the mounts. */
+#define PLAN_MAX_DEVICES 1024
+struct plan_device {
+	const char *path; /* absolute, no ".." component, not "/" */
+	mode_t type;      /* S_IFCHR, S_IFBLK or S_IFIFO */
+	unsigned major, minor;
+	mode_t mode; /* permission bits only (07777) */
+	uid_t uid;
+	gid_t gid;
+};
+
 /* Bounds on the repeated security keys (the agent's limits are the same or lower). */
 #define PLAN_MAX_PATHS 1024
 #define PLAN_MAX_SYSCTLS 1024
@@ -119,6 +130,10 @@ struct plan {
 	struct plan_sysctl *sysctls;
 	size_t n_sysctls;
 	struct plan_seccomp *seccomp; /* NULL: no filter */
+	struct plan_device *devices;  /* create only */
+	size_t n_devices;
+	bool has_oom_score_adj; /* false: inherited from the agent */
+	int oom_score_adj;      /* -1000..1000 */
 };
 
 /* Reads fd to EOF and parses it into *p (strings point into a heap buffer that lives as long as the process).

@@ -4,6 +4,7 @@
  * Every path inside the rootfs is resolved with openat2(RESOLVE_IN_ROOT), so a symlink in the (untrusted) image
  * cannot redirect a mount to a guest path; the mount then targets the opened fd through /proc/self/fd/N. */
 #include "rootfs.h"
+#include "devices.h"
 #include "util.h"
 
 #include <errno.h>
@@ -23,7 +24,7 @@
 
 static int g_rootfd = -1;
 
-static int open_in_root(const char *path, int flags)
+int open_in_root(const char *path, int flags)
 {
 	while (*path == '/')
 		path++;
@@ -36,8 +37,7 @@ static int open_in_root(const char *path, int flags)
 	return (int)syscall(SYS_openat2, g_rootfd, path, &how, sizeof(how));
 }
 
-/* Creates every missing component of path inside the rootfs; the last one as a file when as_file. */
-static void mkdir_all_in_root(const char *path, int as_file)
+void mkdir_all_in_root(const char *path, int as_file)
 {
 	size_t len = strlen(path);
 	char *buf = malloc(len + 1);
@@ -210,6 +210,7 @@ void rootfs_mount_all(const struct plan *p)
 	}
 	if (dev_is_tmpfs)
 		create_devices();
+	devices_create(p);
 }
 
 void rootfs_pivot(const struct plan *p)

@@ -1,6 +1,7 @@
 /* Status reporting: every message is one text line on the status fd (see docs/design.md). */
 #include "util.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -71,4 +72,12 @@ _Noreturn void failx(const char *fmt, ...)
 	va_end(ap);
 	status_line("error %s", msg);
 	_exit(127);
+}
+
+const char *errno_text(int err)
+{
+	static char buf[128];
+	snprintf(buf, sizeof(buf), "%s", strerror(err));
+	buf[0] = (char)tolower((unsigned char)buf[0]);
+	return buf;
 }

@@ -13,6 +13,10 @@ int write_all(int fd, const void *buf, size_t len);
 /* Writes one status line ("<text>\n"); newlines inside the text become spaces so the line protocol holds. */
 void status_line(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* strerror(err) the way Go (and so runc) prints an errno: "no such file or directory". The text lives until the next
+ * call. */
+const char *errno_text(int err);
+
 /* "error <step>: <strerror(errno)>" then _exit(127). */
 _Noreturn void fail(const char *step);
 /* "error <step> <arg>: <strerror(errno)>" then _exit(127). */

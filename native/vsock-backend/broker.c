@@ -112,7 +112,7 @@ static _Noreturn void run_broker(pid_t worker, int chan, const char *socket_path
     const char *step = "create a signalfd";
     int status = 0;
     bool failed = false;
-    if (sfd < 0 || sandbox_enter(SANDBOX_BROKER, &step) < 0) {
+    if (sfd < 0 || sandbox_enter(SANDBOX_BROKER, 0, &step) < 0) {
         LOG_ERR("broker: cannot %s: %s", step, strerror(errno));
         failed = true;
         stop_worker(chan);

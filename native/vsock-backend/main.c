@@ -2,6 +2,10 @@
  * main.c — hull-vsock-backend: command line, the two listening sockets and the single-threaded epoll loop.
  *
  *   hull-vsock-backend --socket <vhost-user socket> --uds-path <hybrid socket> --guest-cid <n> [--log-level 0..3]
+ *                      [--worker-id <uid>]
+ *
+ * --worker-id: the uid and gid the worker runs as when started as root (hull passes the sandbox's VMM uid); default
+ * 65534.
  *
  * Listens on --socket for one QEMU connection (vhost-user-vsock-device) and on --uds-path for hybrid vsock
  * clients; prints READY on stdout once both listen. Exits 0 when QEMU disconnects or on SIGTERM/SIGINT, 1 on a
@@ -28,7 +32,9 @@
 #include "vhost_user.h"
 #include "vsock_device.h"
 
-#define USAGE "hull-vsock-backend --socket <vhost-user socket> --uds-path <hybrid socket> --guest-cid <n> [--log-level 0..3]"
+#define USAGE                                                                                                         \
+    "hull-vsock-backend --socket <vhost-user socket> --uds-path <hybrid socket> --guest-cid <n> [--log-level 0..3] "  \
+    "[--worker-id <uid>]"
 
 static void usage_error(const char *why)
 {
@@ -58,22 +64,24 @@ struct args {
     const char *uds_path;
     uint64_t guest_cid;
     int log_level;
+    unsigned int worker_id;
 };
 
 static void parse_args(int argc, char **argv, struct args *a)
 {
     bool have_cid = false;
     a->log_level = HV_LOG_WARN;
+    a->worker_id = HV_WORKER_ID_DEFAULT;
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
         if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) {
             printf("usage: %s\n", USAGE);
             exit(0);
         }
-        const char *names[] = { "--socket", "--uds-path", "--guest-cid", "--log-level" };
+        const char *names[] = { "--socket", "--uds-path", "--guest-cid", "--log-level", "--worker-id" };
         int which = -1;
         const char *val = NULL;
-        for (int k = 0; k < 4; k++) {
+        for (int k = 0; k < 5; k++) {
             size_t l = strlen(names[k]);
             if (!strncmp(arg, names[k], l) && (arg[l] == 0 || arg[l] == '=')) {
                 which = k;
@@ -104,6 +112,12 @@ static void parse_args(int argc, char **argv, struct args *a)
             if (parse_u64(val, &v) < 0 || v > 3)
                 usage_error("--log-level must be 0..3");
             a->log_level = (int)v;
+            break;
+        case 4:
+            /* never root, never (uid_t)-1 ("unchanged" to set*id) */
+            if (parse_u64(val, &v) < 0 || v == 0 || v > 4294967294ull)
+                usage_error("--worker-id must be in 1..4294967294");
+            a->worker_id = (unsigned int)v;
             break;
         }
     }
@@ -175,7 +189,7 @@ int main(int argc, char **argv)
         return 1;
     }
     const char *step;
-    if (sandbox_enter(SANDBOX_WORKER, &step) < 0) {
+    if (sandbox_enter(SANDBOX_WORKER, a.worker_id, &step) < 0) {
         LOG_ERR("cannot %s: %s", step, strerror(errno));
         return 1;
     }

@@ -105,10 +105,15 @@ static int clear_cap_sets(void)
     return (int)syscall(SYS_capset, &hdr, data);
 }
 
-static int switch_to_worker_id(void)
+static int switch_to_worker_id(unsigned int id)
 {
-    gid_t gid = HV_WORKER_ID;
-    if (setgroups(0, NULL) < 0 || setresgid(gid, gid, gid) < 0 || setresuid(HV_WORKER_ID, HV_WORKER_ID, HV_WORKER_ID) < 0)
+    gid_t gid = (gid_t)id;
+    uid_t uid = (uid_t)id;
+    if (id == 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (setgroups(0, NULL) < 0 || setresgid(gid, gid, gid) < 0 || setresuid(uid, uid, uid) < 0)
         return -1;
     /* a compromised worker must not regain root by any path */
     if (setresuid(0, 0, 0) == 0) {
@@ -118,14 +123,14 @@ static int switch_to_worker_id(void)
     return 0;
 }
 
-int sandbox_enter(enum sandbox_role role, const char **failed_step)
+int sandbox_enter(enum sandbox_role role, unsigned int worker_id, const char **failed_step)
 {
     *failed_step = "drop the bounding and ambient capability sets";
     if (drop_capabilities() < 0)
         return -1;
     if (role == SANDBOX_WORKER && geteuid() == 0) {
         *failed_step = "switch to the unprivileged worker uid/gid";
-        if (switch_to_worker_id() < 0)
+        if (switch_to_worker_id(worker_id) < 0)
             return -1;
     }
     *failed_step = "clear the effective, permitted and inheritable capabilities";

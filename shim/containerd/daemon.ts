@@ -9,6 +9,7 @@ import { mountPointsUnder } from '../sandbox/host-mounts.js';
 import { removeSandboxDirectory } from '../sandbox/teardown.js';
 import { procStartTime } from '../../hypervisor/process.js';
 import { TtrpcServer } from '../../protocol/ttrpc/server.js';
+import { configuredLogLevel } from '../config/values.js';
 import { oneLine } from '../errors.js';
 import { READY_FD_ENV, groupIdForBundle, hullContainerdRoot, sandboxDirFor, socketAddress, socketPath } from './address.js';
 import { TtrpcEventPublisher } from './events.js';
@@ -106,7 +107,7 @@ export async function runDaemon(flags: ShimFlags): Promise<void> {
   const podDir = sandboxDirFor(hullContainerdRoot(), flags.namespace, groupId);
   const log: Logger = pino(
     {
-      level: flags.debug ? 'debug' : 'info',
+      level: configuredLogLevel(flags.debug).value,
       base: { pid: process.pid, pod: groupId },
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label: string) => ({ level: label }) },

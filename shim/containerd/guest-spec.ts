@@ -1,8 +1,10 @@
-// The OCI spec as the guest agent receives it. Every container of a pod runs in the pod's one VM and the task pids
-// the shim reports are guest pids, so a CRI namespace path `/proc/<pid>/ns/<type>` whose pid is a live container init
-// of this pod names that container's namespace inside the guest: it is kept, and the agent joins it (after its own
-// checks). Any other path (some host process) means nothing in the guest: it is dropped, so the container gets a
-// fresh namespace there. The network path (the sandbox's host netns `/var/run/netns/cni-…`) is dropped too: its
+// The OCI spec as the guest agent receives it. Every container of a pod runs in the pod's one VM, and the task pid
+// the shim reports for each of them is a host pid that stands for the pod: its VMM's (as Kata reports its
+// hypervisor's). So a CRI namespace path `/proc/<pid>/ns/<type>` whose pid is that VMM pid names the namespace of the
+// container CRI means — the pod's sandbox container, whose pid CRI writes into every app container's spec — and is
+// rewritten to `/proc/<guest pid of that container's init>/ns/<type>`, which the agent joins (after its own checks).
+// Any other path (some other host process) means nothing in the guest: it is dropped, so the container gets a fresh
+// namespace there. The network path (the sandbox's host netns `/var/run/netns/cni-…`) is dropped too: its
 // interfaces reach the VM (shim/sandbox/network/), and the pod's containers share the guest's network.
 
 /** The file under /proc/<pid>/ns/ that stands for each OCI namespace type. */
@@ -30,11 +32,19 @@ interface NamespaceEntry {
   path?: unknown;
 }
 
+/** Whose namespaces a path naming the pod's host pid stands for. */
+export interface NamespaceTarget {
+  /** The host pid the shim reports for the pod's tasks (the VMM's). */
+  hostPid: number;
+  /** The guest pid of the init of the container CRI means (the sandbox container's), alive. */
+  guestPid: number;
+}
+
 /**
- * `liveInitPids`: guest pids of this pod's container inits that have not exited. A spec without namespace paths is
- * returned byte-identical.
+ * `target`: the pod's host pid and the guest init it stands for; undefined when the pod has no live container yet
+ * (every path is then dropped). A spec without namespace paths is returned byte-identical.
  */
-export function adaptSpecForGuest(specJson: string, liveInitPids: ReadonlySet<number>): GuestSpec {
+export function adaptSpecForGuest(specJson: string, target: NamespaceTarget | undefined): GuestSpec {
   const spec = JSON.parse(specJson) as { linux?: { namespaces?: unknown } };
   const nss = spec.linux?.namespaces;
   if (!Array.isArray(nss) || !nss.some((n) => hasPath(n))) return { specJson, notes: [] };
@@ -47,7 +57,8 @@ export function adaptSpecForGuest(specJson: string, liveInitPids: ReadonlySet<nu
       notes.push(`${at}: path ${n.path} dropped: the pod's containers share the guest's network, which the pod namespace's interfaces were given to at boot`);
       return withoutPath(n);
     }
-    if (namesLiveInit(n.path, type, liveInitPids)) return n;
+    const guestPath = target ? guestNamespacePath(n.path, type, target) : undefined;
+    if (guestPath !== undefined) return { ...n, path: guestPath };
     notes.push(`${at}: path ${n.path} is not a namespace of a live container of this pod: dropped, the container gets a new ${type} namespace in the guest`);
     return withoutPath(n);
   });
@@ -63,9 +74,10 @@ function withoutPath(n: NamespaceEntry): NamespaceEntry {
   return rest;
 }
 
-/** `/proc/<pid>/ns/<file>` with the file of `type` and a pid in `liveInitPids`. */
-function namesLiveInit(nsPath: string, type: string, liveInitPids: ReadonlySet<number>): boolean {
+/** `/proc/<host pid>/ns/<file of type>` → the same file of the target's guest init; undefined for any other path. */
+function guestNamespacePath(nsPath: string, type: string, target: NamespaceTarget): string | undefined {
   const m = PROC_NS_PATH.exec(nsPath);
-  if (!m || NS_FILE[type] === undefined || m[2] !== NS_FILE[type]) return false;
-  return liveInitPids.has(Number(m[1]));
+  const file = NS_FILE[type];
+  if (!m || file === undefined || m[2] !== file || Number(m[1]) !== target.hostPid) return undefined;
+  return `/proc/${target.guestPid}/ns/${file}`;
 }

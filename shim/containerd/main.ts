@@ -32,6 +32,8 @@ async function main(argv: string[]): Promise<void> {
   switch (flags.action) {
     case 'start': {
       try {
+        // The config file (docs/config.md) is read first: a bad one fails the pod here, in one line, before anything.
+        (await import('../config/startup.js')).applyConfig();
         const address = await startShim(flags, process.argv[1]!);
         process.stdout.write(address);
         process.exit(0);
@@ -54,6 +56,12 @@ async function main(argv: string[]): Promise<void> {
       break;
     }
     case '':
+      try {
+        (await import('../config/startup.js')).applyConfig();
+      } catch (err) {
+        process.stderr.write(`hull shim: ${(err as Error).message}\n`);
+        process.exit(1);
+      }
       await (await import('./daemon.js')).runDaemon(flags);
       break;
     default:

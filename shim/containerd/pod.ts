@@ -1,6 +1,7 @@
 // What the task service needs from a pod's VM, as an interface so the service can be tested with fakes. The real
 // one is the core's Sandbox (shim/sandbox/sandbox.ts, made by vm-pod.ts): one VM per pod, container roots shared in
 // over virtio-fs.
+import type { VmProcesses } from '../../hypervisor/types.js';
 import type { AgentClient } from '../../protocol/agent-client.js';
 import type { VmUsage } from '../sandbox/sandbox.js';
 import type { HostBind } from '../sandbox/share-mounts.js';
@@ -36,6 +37,8 @@ export interface PodVm {
   pause(): Promise<void>;
   resume(): Promise<void>;
   usage(): VmUsage;
+  /** The VM's host processes: its VMM's pid is the host pid reported for every task of the pod (service.ts). */
+  processes(): VmProcesses;
   /**
    * Resolves with a one-line reason once the VM is gone: QEMU exited on its own, or the agent connection was lost
    * (the VM is then useless, so it is stopped), or shutdown() was called. Always settles after the agent is lost.
@@ -51,8 +54,10 @@ export interface BootRequest {
   hostRootfs: string;
   /** Its host bind sources, mounted into the share before the VM starts too. */
   binds: HostBind[];
-  /** Its OCI spec, for VM sizing. */
+  /** Its OCI spec, for VM sizing and the pod's host cgroup (linux.cgroupsPath). */
   spec: import('../oci-spec.js').OciSpec;
+  /** The create request's runc options asked for the systemd cgroup driver (runtime-options.ts). */
+  systemdCgroup?: boolean;
 }
 
 export interface PodVmFactory {

@@ -3,6 +3,10 @@
 // Ordering rules from containerd's runc shim: a lock held across Start (and taken by every exit) makes TaskStart go
 // out before the TaskExit of the same process; TaskExit is published only after the process's output has been
 // written to its FIFOs. Errors become ttrpc codes at the edge (handlers()), with containerd's messages.
+// The pid reported for every process of the pod (Create, Start, State, Delete, Connect, the task events) is a host pid
+// that stands for it: the pod VMM's, as Kata reports its hypervisor's. A guest pid would name some unrelated host
+// process to whoever trusts it (`kill <task pid>` in containerd's CRI tests, an operator); killing the VMM ends the
+// pod like any VM death. Guest pids stay inside: namespace paths (guest-spec.ts) and Pids (the processes in the guest).
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
@@ -21,7 +25,8 @@ import { pumpInput, pumpOutput, STDIO_CHUNK } from '../sandbox/stdio-relay.js';
 import { superviseProcess } from '../sandbox/supervisor.js';
 import { beyondVm } from '../sandbox/vm-sizing.js';
 import { Topic, type EventSink } from './events.js';
-import { adaptSpecForGuest } from './guest-spec.js';
+import { adaptSpecForGuest, type NamespaceTarget } from './guest-spec.js';
+import { systemdCgroupRequested } from './runtime-options.js';
 import { metricsFromGuest, oomKillsFromGuest } from './metrics.js';
 import type { MountSpec, PodAgent, PodVm, PodVmFactory, RootfsMounter } from './pod.js';
 import { TaskStatus, packAny, toTimestamp, type AnyMessage, type Timestamp } from './protos.js';
@@ -36,7 +41,10 @@ interface Proc {
   containerId: string;
   /** '' for the container's init. */
   execId: string;
+  /** The host pid reported for it: the pod VMM's, once the process exists in the guest (0 before). */
   pid: number;
+  /** Its pid in the guest (0 before it exists there). */
+  guestPid: number;
   /** created → running → stopped (created → stopped when it never started); the init also running ↔ paused. */
   state: ProcessState;
   exitStatus: number;
@@ -101,6 +109,7 @@ function newProc(containerId: string, execId: string, stdio: StdioPaths): Proc {
     containerId,
     execId,
     pid: 0,
+    guestPid: 0,
     state: new ProcessState(execId ? `process ${execId} of container ${containerId}` : `container ${containerId}`, 'created'),
     exitStatus: 0,
     stdio,
@@ -112,6 +121,12 @@ function newProc(containerId: string, execId: string, stdio: StdioPaths): Proc {
 }
 
 const notCreated = (): TtrpcError => new TtrpcError(Code.NotFound, 'container not created');
+
+/** CRI's annotation on each container of a pod: the sandbox (pause) container's id. */
+const CRI_SANDBOX_ID = 'io.kubernetes.cri.sandbox-id';
+
+/** The host pid reported for the pod's processes: its VMM's (0 when the VM reports none). */
+const hostPidOf = (vm: PodVm): number => vm.processes().vmm?.pid ?? 0;
 
 export class TaskService {
   private readonly containers = new Map<string, Container>();
@@ -185,9 +200,17 @@ export class TaskService {
     return { c, p };
   }
 
-  /** Guest pids of this pod's container inits that have not exited: the namespaces a new container may join. */
-  private liveInitPids(): Set<number> {
-    return new Set([...this.containers.values()].filter((c) => !c.init.state.is('stopped') && c.init.pid > 0).map((c) => c.init.pid));
+  /**
+   * Whose namespaces a spec's `/proc/<pod host pid>/ns/…` paths name: the container the CRI sandbox-id annotation
+   * names when it is a live container of this pod (CRI writes the sandbox container's pid), else the pod's first
+   * live container. Undefined when there is none (the paths are then dropped).
+   */
+  private namespaceTarget(vm: PodVm, annotations: Record<string, string> | undefined): NamespaceTarget | undefined {
+    const hostPid = hostPidOf(vm);
+    const live = [...this.containers.values()].filter((c) => !c.init.state.is('stopped') && c.init.guestPid > 0);
+    const named = annotations?.[CRI_SANDBOX_ID];
+    const target = live.find((c) => c.id === named) ?? live[0];
+    return target && hostPid > 0 ? { hostPid, guestPid: target.init.guestPid } : undefined;
   }
 
   private notifyContainers(): void {
@@ -205,6 +228,7 @@ export class TaskService {
     stdout: string;
     stderr: string;
     checkpoint: string;
+    options?: AnyMessage | null;
   }): Promise<{ pid: number }> {
     const { id } = req;
     if (!id) throw new TtrpcError(Code.InvalidArgument, 'container id is empty');
@@ -232,7 +256,13 @@ export class TaskService {
         if (!this.vm) {
           log.info('booting the pod VM');
           const started = Date.now();
-          this.vm = await this.opts.vms.boot({ containerId: id, hostRootfs: bundle.rootfs, binds: hostBinds.binds, spec: bundle.spec });
+          this.vm = await this.opts.vms.boot({
+            containerId: id,
+            hostRootfs: bundle.rootfs,
+            binds: hostBinds.binds,
+            spec: bundle.spec,
+            systemdCgroup: systemdCgroupRequested(req.options),
+          });
           const booted = this.vm;
           log.info({ ms: Date.now() - started }, 'pod VM ready');
           void booted.died.then((reason) => this.onVmDied(booted, reason));
@@ -242,7 +272,7 @@ export class TaskService {
       });
       vm = booted.vm;
       c.shared = true;
-      const guestSpec = adaptSpecForGuest(hostBinds.specJson, this.liveInitPids());
+      const guestSpec = adaptSpecForGuest(hostBinds.specJson, this.namespaceTarget(vm, bundle.spec.annotations));
       for (const note of guestSpec.notes) log.info(note);
       const { pid } = await vm.agent.createContainer({
         containerId: id,
@@ -251,7 +281,8 @@ export class TaskService {
         stdin: Boolean(req.stdin),
         bundle: bundle.dir,
       });
-      c.init.pid = pidFromGuest(pid);
+      c.init.guestPid = pidFromGuest(pid);
+      c.init.pid = hostPidOf(vm);
       this.containers.set(id, c);
       this.notifyContainers();
       this.watch(vm, c, c.init);
@@ -263,7 +294,7 @@ export class TaskService {
         checkpoint: req.checkpoint,
         pid: c.init.pid,
       });
-      log.info({ pid: c.init.pid }, 'container created');
+      log.info({ pid: c.init.pid, guestPid: c.init.guestPid }, 'container created');
       return { pid: c.init.pid };
     } catch (err) {
       log.error({ err: oneLine(err) }, 'create failed');
@@ -281,7 +312,7 @@ export class TaskService {
       if (!p.state.is('created')) throw new TtrpcError(Code.FailedPrecondition, `process ${req.execId || req.id} was already started`);
       if (!p.execId) {
         const { pid } = await vm.agent.startContainer(c.id);
-        p.pid = pidFromGuest(pid) || p.pid;
+        p.guestPid = pidFromGuest(pid) || p.guestPid;
         p.state.moveTo('running');
         this.opts.events.publish(Topic.start, { containerId: c.id, pid: p.pid });
       } else {
@@ -294,7 +325,8 @@ export class TaskService {
             processJson: p.processJson ?? '{}',
             stdin: Boolean(p.stdio.stdin),
           });
-          p.pid = pidFromGuest(pid);
+          p.guestPid = pidFromGuest(pid);
+          p.pid = hostPidOf(vm);
           if (p.pendingSize) {
             const size = p.pendingSize;
             await vm.agent
@@ -310,7 +342,7 @@ export class TaskService {
         this.watch(vm, c, p);
         this.opts.events.publish(Topic.execStarted, { containerId: c.id, execId: p.execId, pid: p.pid });
       }
-      this.log.info({ container: c.id, exec: p.execId || undefined, pid: p.pid }, 'process started');
+      this.log.info({ container: c.id, exec: p.execId || undefined, pid: p.pid, guestPid: p.guestPid }, 'process started');
       return { pid: p.pid };
     });
   }

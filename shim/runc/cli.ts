@@ -3,27 +3,36 @@ import { Command, Option } from 'commander';
 import path from 'node:path';
 import * as commands from './commands.js';
 import * as pool from '../pool/commands.js';
+import * as checks from '../check/commands.js';
+import { metrics, type MetricsFlags } from '../metrics/commands.js';
+import { HULL_VERSION as VERSION } from '../check/versions.js';
+import { applyConfig } from '../config/startup.js';
+import { configuredLogLevel, configuredRoot } from '../config/values.js';
 import { errorKind, invalidArgument, oneLine } from '../errors.js';
 import { createLogger, type LogFormat } from '../log.js';
 
-const VERSION = '0.1.0';
-import { DEFAULT_ROOT } from '../sandbox/paths.js';
-
 interface GlobalFlags {
-  root: string;
+  root?: string;
   log?: string;
   logFormat: LogFormat;
   debug: boolean;
+  systemdCgroup: boolean;
 }
 
+/** --root when the command line gives it; else the config file's paths.root (or /run/hull) applies. */
+const rootFlag = (program: Command): string | undefined => program.opts<GlobalFlags>().root;
+
+/** Reads the config file first (a bad one throws its one line before anything exists): flag > env > file > default. */
 function globals(program: Command): commands.Globals {
+  applyConfig();
   const flags = program.opts<GlobalFlags>();
-  const root = path.resolve(flags.root);
+  const root = path.resolve(configuredRoot(rootFlag(program)).value);
   const passThrough = ['--root', root, '--log-format', flags.logFormat];
   if (flags.log) passThrough.push('--log', path.resolve(flags.log));
   if (flags.debug) passThrough.push('--debug');
-  const logger = createLogger({ file: flags.log, format: flags.logFormat, debug: flags.debug });
-  return { root, logger, passThrough };
+  if (flags.systemdCgroup) passThrough.push('--systemd-cgroup');
+  const logger = createLogger({ file: flags.log, format: flags.logFormat, debug: flags.debug, level: configuredLogLevel().value });
+  return { root, logger, passThrough, systemdCgroup: flags.systemdCgroup };
 }
 
 let exitCodeOnError = 1;
@@ -37,7 +46,13 @@ function refuseConsoleSocket(socket: string | undefined): void {
 
 function action<A extends unknown[]>(program: Command, body: (g: commands.Globals, ...args: A) => Promise<number> | number) {
   return async (...args: A): Promise<void> => {
-    const g = globals(program);
+    let g: commands.Globals;
+    try {
+      g = globals(program);
+    } catch (err) {
+      process.stderr.write(`hull: ${oneLine(err)}\n`); // a bad config file: no logger yet, nothing made yet
+      process.exit(exitCodeOnError);
+    }
     try {
       const code = await body(g, ...args);
       g.logger.flush();
@@ -57,11 +72,11 @@ export function buildProgram(): Command {
     .description('run OCI containers, each in its own microVM')
     .version(VERSION, '-v, --version')
     .enablePositionalOptions()
-    .option('--root <dir>', 'directory for container state', DEFAULT_ROOT)
+    .option('--root <dir>', 'directory for container state (default: paths.root of the config file, else /run/hull)')
     .option('--log <file>', 'log file (default: none)')
     .addOption(new Option('--log-format <format>', 'log format').choices(['text', 'json']).default('text'))
     .option('--debug', 'debug logging', false)
-    .option('--systemd-cgroup', 'accepted for compatibility; cgroups live in the guest', false);
+    .option('--systemd-cgroup', 'linux.cgroupsPath is systemd\'s "slice:prefix:name" (the VM\'s host cgroup)', false);
   program.showSuggestionAfterError(false);
   program.exitOverride((err) => {
     process.stderr.write(err.exitCode === 0 ? '' : `hull: ${err.message.replace(/^error: /, '')}\n`);
@@ -183,6 +198,26 @@ export function buildProgram(): Command {
     .option('-q, --quiet', 'print only ids', false)
     .action(action(program, (g, o: { format: string; quiet: boolean }) => commands.list(g, o.format, o.quiet)));
 
+  // What this host offers and what hull uses (docs/config.md). check reads a bad config file as one of its findings.
+  program
+    .command('check')
+    .description('say what this host offers and what hull will use; exit 1 when hull cannot run containers here')
+    .addOption(new Option('-f, --format <format>', 'text or json').choices(['text', 'json']).default('text'))
+    .action(async (o: { format: string }) => {
+      try {
+        process.exit(checks.check(o.format));
+      } catch (err) {
+        process.stderr.write(`hull: ${oneLine(err)}\n`);
+        process.exit(1);
+      }
+    });
+
+  program
+    .command('env')
+    .description('print the configuration in force, paths and versions (for bug reports)')
+    .addOption(new Option('-f, --format <format>', 'toml or json').choices(['toml', 'json']).default('toml'))
+    .action(action(program, (_g, o: { format: string }) => checks.env({ root: rootFlag(program), debug: program.opts<GlobalFlags>().debug }, o.format)));
+
   // A pool of pre-booted VMs for the containers of --root (docs/pool.md).
   const poolCommand = program
     .command('pool')
@@ -196,9 +231,10 @@ export function buildProgram(): Command {
   poolCommand
     .command('serve')
     .description('keep --size VMs ready, in the foreground, until SIGTERM or SIGINT powers them off')
-    .requiredOption('--size <n>', 'how many ready VMs to keep')
+    .option('--size <n>', 'how many ready VMs to keep (default: pool.size of the config file)')
     .option('--vcpus <n>', 'vCPUs of each VM (default: what a container without limits gets)')
     .option('--memory <MiB>', 'memory of each VM in MiB (default: what a container without limits gets)')
+    .option('--nics <n>', 'NICs of each VM, for pods with network interfaces (0-4, default 1)')
     .action(
       action(program, (g, o: pool.PoolServeFlags) => pool.poolServe(g.root, pool.poolLogger(program.opts<GlobalFlags>()), o)),
     );
@@ -207,6 +243,17 @@ export function buildProgram(): Command {
     .description('show the pool of --root: who serves it and its VMs')
     .addOption(new Option('-f, --format <format>', 'table or json').default('table'))
     .action(action(program, (g, o: { format: string }) => pool.printPoolStatus(g.root, o.format)));
+
+  // Prometheus metrics of the sandboxes of --root and of the containerd shims, and of the root's pool (docs/metrics.md).
+  program
+    .command('metrics')
+    .description('print Prometheus metrics of the sandboxes and the pool once, or serve them with --listen')
+    .option('--listen [host:port]', 'serve GET /metrics over HTTP until SIGTERM (default address 127.0.0.1:9099)')
+    .action(
+      action(program, (g, o: MetricsFlags) =>
+        metrics(g.root, o.listen === undefined ? g.logger : pool.poolLogger(program.opts<GlobalFlags>()), o),
+      ),
+    );
 
   return program;
 }

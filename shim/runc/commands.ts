@@ -14,8 +14,9 @@ import { validateId } from '../ids.js';
 import type { OciProcess, OciSpec } from '../oci-spec.js';
 import { writePidFile } from './pid-file.js';
 import { connectToSandbox } from '../sandbox/sandbox.js';
-import { superviseProcess } from '../sandbox/supervisor.js';
+import { explainVmLoss, superviseProcess } from '../sandbox/supervisor.js';
 import { planHostBinds } from '../sandbox/share-mounts.js';
+import { planHostCgroup } from '../sandbox/cgroups/host-cgroup.js';
 import { requireNetns, specNetwork } from '../sandbox/network/spec-netns.js';
 import { forwardSignals, parseSignal } from './signals.js';
 import { listIds, monitorOf, moveStatus, readState, readStateQuietly, sandboxDir, updateState } from './state.js';
@@ -30,6 +31,8 @@ export interface Globals {
   logger: Logger;
   /** Flags to pass on when this CLI re-executes itself (monitor, detached exec). */
   passThrough: string[];
+  /** --systemd-cgroup: linux.cgroupsPath is in systemd's `slice:prefix:name` form. */
+  systemdCgroup?: boolean;
 }
 
 const MONITOR_WAIT_MS = 15_000;
@@ -62,7 +65,16 @@ export async function run(g: Globals, id: string, opts: { bundle: string; pidFil
 
 /** The monitor's options: `run` starts at once and keeps this terminal; `create` waits for `hull start`, detached. */
 function monitorOptions(g: Globals, id: string, bundleDir: string, mode: 'run' | 'create', onCreated: RunOptions['onCreated']): RunOptions {
-  return { root: g.root, id, bundleDir, logger: g.logger, startImmediately: mode === 'run', detached: mode === 'create', onCreated };
+  return {
+    root: g.root,
+    id,
+    bundleDir,
+    logger: g.logger,
+    startImmediately: mode === 'run',
+    detached: mode === 'create',
+    systemdCgroup: g.systemdCgroup === true,
+    onCreated,
+  };
 }
 
 export async function create(g: Globals, id: string, opts: { bundle: string; pidFile?: string }): Promise<number> {
@@ -73,6 +85,7 @@ export async function create(g: Globals, id: string, opts: { bundle: string; pid
   const network = specNetwork(bundle.spec);
   if (network.kind === 'path') requireNetns(network.path);
   if (existsSync(sandboxDir(g.root, id))) throw alreadyExists(`container ${id} already exists`);
+  planHostCgroup(bundle.spec, id, { systemd: g.systemdCgroup === true }); // after: a duplicate's cgroup is in use
   const pid = await spawnDetached([...g.passThrough, '_monitor', '--bundle', opts.bundle, id]);
   if (opts.pidFile) writePidFile(opts.pidFile, pid);
   return 0;
@@ -105,11 +118,13 @@ export async function start(g: Globals, id: string): Promise<number> {
   const state = readState(g.root, id);
   const status = currentStatus(state);
   if (status !== 'created') throw failedPrecondition(`cannot start container ${id}: it is ${status}, not created`);
-  const { agent, close } = await connectToSandbox(sandboxDir(g.root, id), state);
+  const { agent, gone, close } = await connectToSandbox(sandboxDir(g.root, id), state);
   try {
     const current = updateState(g.root, id, (s) => moveStatus(s, 'running'));
     await agent.startContainer(id, startCallOptions(current));
     await runPoststartHooks(g.root, id, g.logger, (signal) => agent.signalProcess(id, '', signal, true));
+  } catch (err) {
+    throw await explainVmLoss(err, gone, `cannot start container ${id}`);
   } finally {
     close();
   }
@@ -130,9 +145,11 @@ export async function kill(g: Globals, id: string, signal: string | undefined, a
   if (status !== 'created' && status !== 'running') {
     throw failedPrecondition(`cannot kill container ${id}: it is ${status}`);
   }
-  const { agent, close } = await connectToSandbox(sandboxDir(g.root, id), current);
+  const { agent, gone, close } = await connectToSandbox(sandboxDir(g.root, id), current);
   try {
     await agent.signalProcess(id, '', number, all);
+  } catch (err) {
+    throw await explainVmLoss(err, gone, `cannot kill container ${id}`);
   } finally {
     close();
   }
@@ -238,7 +255,11 @@ export async function execAttached(
   const { agent, gone, close } = await connectToSandbox(sandboxDir(g.root, id), recorded);
   const execId = `exec-${randomBytes(6).toString('hex')}`;
   try {
-    await agent.execProcess({ containerId: id, execId, processJson: JSON.stringify(processSpec), stdin: true });
+    await agent
+      .execProcess({ containerId: id, execId, processJson: JSON.stringify(processSpec), stdin: true })
+      .catch(async (err: unknown) => {
+        throw await explainVmLoss(err, gone, `cannot exec in container ${id}`);
+      });
     onStarted(process.pid);
     const restoreTerminal = processSpec.terminal
       ? attachHostTerminal((width, height) => agent.resizePty({ containerId: id, execId, width, height }), g.logger)
@@ -257,7 +278,8 @@ export async function execAttached(
         await outputs;
       } else {
         exitStatus = VM_DIED_STATUS;
-        process.stderr.write(`hull: exec in container ${id}: ${outcome.reason}\n`);
+        const why = outcome.kind === 'vm-gone' ? `the VM died: ${outcome.reason}` : `lost the agent: ${outcome.reason}`;
+        process.stderr.write(`hull: exec in container ${id}: ${why}\n`);
       }
     } finally {
       stopForwarding();
@@ -274,11 +296,18 @@ export async function execAttached(
 /** The detached process behind `exec --detach`. */
 export async function execMonitor(g: Globals, id: string, processJson: string): Promise<number> {
   const report = statusReporter(true);
+  let started = false;
   try {
-    return await execAttached(g, id, JSON.parse(processJson) as OciProcess, (pid) => report(`ok ${pid}`));
+    return await execAttached(g, id, JSON.parse(processJson) as OciProcess, (pid) => {
+      started = true;
+      report(`ok ${pid}`);
+    });
   } catch (err) {
+    if (started) throw err;
+    // Before `ok`, the parent prints the error (one line on the shared stderr): printing it here too would double it.
     report(`error ${oneLine(err)}`);
-    throw err;
+    g.logger.error(oneLine(err));
+    return 255;
   }
 }
 

@@ -1,16 +1,18 @@
 // Runs one container from bundle to exit: the body of `hull run` and of the detached monitor that `hull create`
 // leaves behind. The process running this stands for the container on the host: it holds the container's stdio
 // and exits with its status, which is what conmon and runc users expect of the pid in --pid-file.
+import { existsSync } from 'node:fs';
 import os from 'node:os';
 import type { Logger } from 'pino';
 import { loadBundle } from '../bundle.js';
 import { procStartTime } from '../../hypervisor/process.js';
-import { oneLine } from '../errors.js';
+import { alreadyExists, oneLine } from '../errors.js';
 import { VM_DIED_STATUS } from '../exit-status.js';
 import { pidFromGuest } from '../guest-values.js';
 import { Sandbox } from '../sandbox/sandbox.js';
 import { planHostBinds } from '../sandbox/share-mounts.js';
-import { superviseProcess } from '../sandbox/supervisor.js';
+import { planHostCgroup } from '../sandbox/cgroups/host-cgroup.js';
+import { explainVmLoss, superviseProcess } from '../sandbox/supervisor.js';
 import { directVmFactory, type VmFactory } from '../sandbox/vm-factory.js';
 import { pooledVmFactory } from '../pool/pooled-vm-factory.js';
 import {
@@ -18,6 +20,7 @@ import {
   moveStatus,
   readStateQuietly,
   removeSandboxDir,
+  sandboxDir,
   stateRecordStore,
   updateState,
   writeState,
@@ -27,6 +30,7 @@ import { forwardSignals } from './signals.js';
 import { attachStdio, flush, type AttachedStdio } from '../sandbox/stdio-relay.js';
 import { attachHostTerminal } from './terminal.js';
 import { vmSizeFor } from '../sandbox/vm-sizing.js';
+import { hooksOf } from '../hooks.js';
 import { runCreateHooks, runPoststartHooks, runPoststopHooks, startCallOptions } from './lifecycle-hooks.js';
 import { enterNetns, unshareNetns } from '../../native/addon/index.js';
 import { requireNetns, specNetwork, type SpecNetwork } from '../sandbox/network/spec-netns.js';
@@ -41,6 +45,10 @@ export interface RunOptions {
   detached: boolean;
   /** Where the VM comes from; default: a new one through the driver registry (tests pass a fake). */
   vms?: VmFactory;
+  /** --systemd-cgroup: linux.cgroupsPath is systemd's `slice:prefix:name` (cgroups/path.ts). */
+  systemdCgroup?: boolean;
+  /** No host cgroup (tests with a fake VM); default: the one linux.cgroupsPath names. */
+  noHostCgroup?: boolean;
   /** Puts this process into the container's network namespace and returns its path; default joinNetwork below. */
   joinNetwork?: (network: SpecNetwork) => string;
   /** Told once the container is created (or failed to be), before it starts. */
@@ -54,6 +62,9 @@ export async function runContainer(options: RunOptions): Promise<number> {
   const bundle = loadBundle(options.bundleDir, { requireProcess: true });
   // Checked before anything exists, so a refused bind source leaves nothing behind.
   const hostBinds = planHostBinds(bundle.specJson, id, bundle.dir);
+  // A duplicate id is refused as such, before its cgroup (the first container's, in use) is.
+  if (existsSync(sandboxDir(root, id))) throw alreadyExists(`container ${id} already exists`);
+  const cgroup = options.noHostCgroup ? undefined : planHostCgroup(bundle.spec, id, { systemd: options.systemdCgroup === true });
   const network = specNetwork(bundle.spec);
   if (network.kind === 'path') requireNetns(network.path);
   // This process stands for the container, so it lives in the container's network namespace: hooks that enter
@@ -86,7 +97,14 @@ export async function runContainer(options: RunOptions): Promise<number> {
     // Before boot: this VM's virtiofsd pins its view of the share when it starts. The network is mirrored at boot,
     // after the create-time hooks, which may have put interfaces into the namespace (no NIC hotplug).
     const rootfsPath = sandbox.addContainer(id, bundle.rootfs, hostBinds.binds);
-    await sandbox.boot({ size: vmSizeFor(bundle.spec), detached: options.detached, netnsPath });
+    // A namespace made here holds only loopback unless a create-time hook put something in: nothing to read then.
+    const mirrored = network.kind === 'new' && !hasCreateTimeHooks(bundle.spec) ? undefined : netnsPath;
+    await sandbox.boot({
+      size: vmSizeFor(bundle.spec),
+      detached: options.detached,
+      ...(mirrored ? { netnsPath: mirrored } : {}),
+      ...(cgroup ? { cgroup } : {}),
+    });
     const { pid } = await sandbox.agent.createContainer({
       containerId: id,
       specJson: hostBinds.specJson,
@@ -100,14 +118,22 @@ export async function runContainer(options: RunOptions): Promise<number> {
     });
     logger.info({ guestPid: pid }, 'container created');
   } catch (err) {
+    // A VM that died under an agent call is said as such (before teardown settles `died` with its own reason).
+    const error = (await explainVmLoss(err, sandbox.died, `container ${id}`)) as Error;
     await teardownFailedCreate(root, id, sandbox, logger);
-    options.onCreated({ ok: false, error: err as Error });
-    throw err;
+    options.onCreated({ ok: false, error });
+    throw error;
   }
 
   options.onCreated({ ok: true, pid: process.pid });
   const exitStatus = await superviseContainer(options, sandbox, bundle.spec.process?.terminal === true);
   return exitStatus;
+}
+
+/** Hooks that run on the host before the VM boots, in the container's namespace (they may add interfaces). */
+function hasCreateTimeHooks(spec: object): boolean {
+  const hooks = hooksOf(spec);
+  return Boolean(hooks.prestart?.length || hooks.createRuntime?.length || hooks.createContainer?.length);
 }
 
 async function teardownFailedCreate(root: string, id: string, sandbox: Sandbox, logger: Logger): Promise<void> {
@@ -177,7 +203,9 @@ async function superviseUntilExit(options: RunOptions, sandbox: Sandbox, { outpu
   // What cannot be released stays on record: `hull delete` tries again.
   await sandbox.shutdown().catch((err: unknown) => logger.warn({ err: oneLine(err) }, 'shutdown'));
   logger.info({ exitStatus }, 'container exited');
-  if (startError) throw startError;
+  // When the VM died, the line above said so and the start's failure (a closed connection) is only its echo.
+  if (startError && stopReason) logger.warn({ err: oneLine(startError) }, 'start failed as the VM died');
+  else if (startError) throw startError;
   return exitStatus;
 }
 

@@ -6,6 +6,7 @@ import type { VmProcesses } from '../../hypervisor/types.js';
 import { parseVmProcesses } from '../../hypervisor/vm-processes.js';
 import { HullError } from '../errors.js';
 import type { NetworkRecord } from './network/pod-network.js';
+import { parseHostCgroupRecord, type HostCgroupRecord } from './cgroups/host-cgroup.js';
 
 export interface SandboxRecord {
   /** The VM's host processes (VMM and helpers) with their driver; `{}` before boot and after teardown. */
@@ -19,6 +20,21 @@ export interface SandboxRecord {
    * pool (shim/pool/) was booted in the pool's directory. Teardown removes it once the VM and its mounts are gone.
    */
   vmDir?: string;
+  /** The sandbox's host cgroup (cgroups/host-cgroup.ts), removed on teardown once the VM's processes are gone. */
+  cgroup?: HostCgroupRecord;
+  /** How the VM came up, once it has (informational: `hull metrics` reports it; nothing is released from it). */
+  boot?: BootRecord;
+}
+
+/** The VM's boot as the sandbox saw it: when it was ready, how long it took, its size, and whether the pool gave it. */
+export interface BootRecord {
+  /** ISO time the agent answered. */
+  at: string;
+  /** From asking for a VM to its agent answering: a cold boot, or a pooled VM's claim. */
+  ms: number;
+  pooled: boolean;
+  vcpus: number;
+  memoryMiB: number;
 }
 
 /** Where a front end keeps the sandbox record. `update` is a read-modify-write that no other writer can interleave. */
@@ -38,6 +54,8 @@ export const emptySandboxRecord = (): SandboxRecord => ({ vm: {}, mounts: [] });
 export function readSandboxFields<T extends SandboxRecord>(record: T, source: string): T {
   record.vm = parseVmProcesses(record.vm, source);
   if (!Array.isArray(record.mounts)) record.mounts = [];
+  const cgroup = parseHostCgroupRecord(record.cgroup, source);
+  if (cgroup) record.cgroup = cgroup;
   if (record.vmDir !== undefined && (typeof record.vmDir !== 'string' || !record.vmDir.startsWith('/'))) {
     throw new HullError('internal', `${source}: vmDir is not an absolute path`);
   }

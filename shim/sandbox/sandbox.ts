@@ -4,20 +4,21 @@
 // it exists (record.ts), so teardown.ts can end the sandbox from the record alone, whoever runs it.
 import { mkdirSync } from 'node:fs';
 import type { Logger } from 'pino';
-import { connectRecordedVm } from '../../hypervisor/registry.js';
 import { isAlive, procStat } from '../../hypervisor/process.js';
 import type { VmExit, VmOptions, VmProcesses } from '../../hypervisor/types.js';
-import { AgentClient } from '../../protocol/agent-client.js';
+import type { AgentClient } from '../../protocol/agent-client.js';
 import { HullError, oneLine } from '../errors.js';
+import { connectAgent } from './agent-connect.js';
+import { HostCgroup, type HostCgroupRequest } from './cgroups/host-cgroup.js';
 import { shareContainer, unshareContainer } from './container-share.js';
-import { attachNetwork } from './network/pod-network.js';
-import { AGENT_PORT, guestRootfs, sharedDir } from './paths.js';
+import { attachNetwork, planPodNetwork, type NetworkRecord } from './network/pod-network.js';
+import { guestRootfs, sharedDir } from './paths.js';
 import { vmDirOf, type SandboxRecord, type SandboxRecordStore } from './record.js';
 import type { HostBind } from './share-mounts.js';
 import { releaseSandbox } from './teardown.js';
-import { directVmFactory, type BootedVm, type VmFactory } from './vm-factory.js';
+import { directVmFactory, type BootedVm, type PodNetworkRequest, type VmFactory } from './vm-factory.js';
 import type { VmSize } from './vm-sizing.js';
-import { watchProcesses, type ProcessWatch } from './vm-watch.js';
+import { firstGone, SETTLE_MS, watchProcesses, type ProcessWatch } from './vm-watch.js';
 
 const POWEROFF_WAIT_MS = 3_000;
 const CLK_TCK = 100;
@@ -45,6 +46,8 @@ export interface SandboxBootOptions {
   virtiofsdSandbox?: VmOptions['virtiofsdSandbox'];
   /** A network namespace whose interfaces the VM gets: mirrored into taps before boot (NICs are not hot-plugged). */
   netnsPath?: string;
+  /** The host cgroup every process of the VM goes into (cgroups/host-cgroup.ts planHostCgroup); none: the caller's. */
+  cgroup?: HostCgroupRequest;
 }
 
 /** Host-side accounting of the whole VM (container statistics come from the guest). */
@@ -137,10 +140,17 @@ export class Sandbox {
     if (this.vm || this.stopping) throw new HullError('failed-precondition', `sandbox ${this.id} was already booted`);
     const { record } = this.options;
     try {
-      const net = opts.netnsPath
-        ? await attachNetwork(opts.netnsPath, this.log, (network) => record.update((r) => void (r.network = network)))
+      const netnsPath = opts.netnsPath;
+      const plan = netnsPath ? await planPodNetwork(netnsPath, this.log) : undefined;
+      const nics = plan?.nics ?? [];
+      const onRecord = (network: NetworkRecord): void => record.update((r) => void (r.network = network));
+      const network: PodNetworkRequest | undefined =
+        netnsPath && nics.length > 0 ? { netnsPath, nics, attach: (moved) => attachNetwork(netnsPath, nics, this.log, onRecord, moved) } : undefined;
+      // On record before it exists; each process goes in as soon as it is on record (a pooled VM's once claimed).
+      const cgroup = opts.cgroup
+        ? HostCgroup.create(opts.cgroup, opts.size, this.log, (c) => record.update((r) => void (r.cgroup = c)))
         : undefined;
-      const nics = net?.nics ?? [];
+      const bootStarted = Date.now();
       this.vm = await (this.options.vms ?? directVmFactory()).boot({
         id: this.id,
         dir: this.dir,
@@ -149,14 +159,26 @@ export class Sandbox {
         logger: this.log,
         detached: opts.detached,
         ...(opts.virtiofsdSandbox ? { virtiofsdSandbox: opts.virtiofsdSandbox } : {}),
-        ...(opts.netnsPath && nics.length > 0 ? { network: { netnsPath: opts.netnsPath, nics } } : {}),
-        onProcesses: (vm) => record.update((r) => void (r.vm = vm)),
+        ...(network ? { network } : {}),
+        onProcesses: (vm) => {
+          record.update((r) => void (r.vm = vm));
+          cgroup?.place(vm);
+        },
         prepareShare: (vmDir) => this.shareInto(vmDir),
       });
       this.size = this.vm.size ?? opts.size;
+      const { vcpus, memoryMiB } = this.size;
+      const booted = { at: new Date().toISOString(), ms: Date.now() - bootStarted, pooled: this.vm.dir !== this.dir, vcpus, memoryMiB };
+      record.update((r) => void (r.boot = booted)); // for `hull metrics` (shim/metrics/)
+      if (cgroup) {
+        if (this.vm.size) cgroup.setLimits(this.vm.size); // a pooled VM may be bigger than asked
+        cgroup.place(this.vm.hypervisor.processes()); // what the helpers forked after they went on record
+      }
       this.watch(this.vm);
-      if (net && nics.length > 0 && net.guest.interfaces.length > 0) {
-        await this.vm.agent.setupNetwork(net.guest);
+      if (plan && network && plan.guest.interfaces.length > 0) {
+        const macs = this.vm.guestMacs;
+        const interfaces = plan.guest.interfaces.map((n, i) => (macs?.[i] ? { ...n, guestMac: macs[i] } : n));
+        await this.vm.agent.setupNetwork({ ...plan.guest, interfaces });
         this.log.info('guest network configured');
       }
     } catch (err) {
@@ -246,7 +268,13 @@ export class Sandbox {
       this.log.error({ reason: because }, 'stopping the VM');
       void hypervisor.kill().catch((e: unknown) => this.log.warn({ err: oneLine(e) }, 'kill VM'));
     };
-    agent.onClose((err) => stopVm(`the guest agent connection closed (${oneLine(err)})`));
+    // A lost connection is most often a dying VM process (the VMM, the vsock backend): named when it is one.
+    agent.onClose((err) => {
+      setTimeout(() => {
+        const helper = firstGone(hypervisor.processes().helpers ?? []);
+        stopVm(helper ? `its helper ${helper}` : `the guest agent connection closed (${oneLine(err)})`);
+      }, SETTLE_MS);
+    });
     this.helperWatch = watchProcesses(hypervisor.processes().helpers ?? []);
     void this.helperWatch.gone.then((reason) => stopVm(`its helper ${reason}`));
   }
@@ -267,11 +295,16 @@ export interface SandboxConnection {
 
 /** Connects to the agent of a sandbox another process started (`hull start`, `exec`, `kill`), found from its record. */
 export async function connectToSandbox(dir: string, record: SandboxRecord): Promise<SandboxConnection> {
-  const stream = await connectRecordedVm(vmDirOf(dir, record), AGENT_PORT, 10_000);
-  const agent = new AgentClient(stream);
+  const agent = await connectAgent(vmDirOf(dir, record), { timeoutMs: 10_000 });
   const { vm } = record;
-  const watch = watchProcesses([...(vm.vmm ? [vm.vmm] : []), ...(vm.helpers ?? [])]);
-  const closed = new Promise<string>((resolve) => agent.onClose((err) => resolve(`the guest agent connection closed (${oneLine(err)})`)));
+  const processes = [...(vm.vmm ? [vm.vmm] : []), ...(vm.helpers ?? [])];
+  const watch = watchProcesses(processes);
+  // A lost connection is most often a dying VM process: named when it is one (after SETTLE_MS for it to finish dying).
+  const closed = new Promise<string>((resolve) =>
+    agent.onClose((err) =>
+      setTimeout(() => resolve(firstGone(processes) ?? `the guest agent connection closed (${oneLine(err)})`), SETTLE_MS),
+    ),
+  );
   return {
     agent,
     gone: Promise.race([watch.gone, closed]),

@@ -3,7 +3,7 @@
 // front ends use it for every process they wait on: the runc CLI's container and exec, the containerd shim's tasks.
 import type { AgentClient } from '../../protocol/agent-client.js';
 import { ConnectionClosedError } from '../../protocol/errors.js';
-import { oneLine } from '../errors.js';
+import { HullError, oneLine } from '../errors.js';
 import { exitStatusFromGuest } from '../guest-values.js';
 
 export type ProcessOutcome =
@@ -34,4 +34,23 @@ export async function superviseProcess(
     if (err instanceof ConnectionClosedError) return { kind: 'vm-gone', reason: await vmGone };
     return { kind: 'lost', reason: `waiting for process ${execId || containerId} failed: ${oneLine(err)}` };
   }
+}
+
+/** How long a call that lost its agent connection waits for the VM's death to be known, to say why (vmGone). */
+export const VM_LOSS_EXPLAIN_MS = 3_000;
+
+/**
+ * The error to report for an agent call that failed: when it failed because the connection closed (the VM died
+ * under it), one line saying that `what` lost its VM and why, once `vmGone` knows (a few seconds at most), rather
+ * than the ttrpc method and "connection closed"; any other error as it is.
+ */
+export async function explainVmLoss(err: unknown, vmGone: Promise<string>, what: string, waitMs = VM_LOSS_EXPLAIN_MS): Promise<unknown> {
+  if (!(err instanceof ConnectionClosedError)) return err;
+  let timer: NodeJS.Timeout | undefined;
+  const reason = await Promise.race([
+    vmGone,
+    new Promise<string>((resolve) => (timer = setTimeout(() => resolve(`the guest agent connection closed (${oneLine(err)})`), waitMs))),
+  ]);
+  clearTimeout(timer);
+  return new HullError('unavailable', `${what}: the VM died: ${reason}`, { cause: err });
 }

@@ -1,6 +1,7 @@
 // The one teardown: ends a sandbox from its record alone — the VM's processes (by the driver that started them), then
-// the taps in its network namespace, then the share's mounts — clearing each from the record once it is gone. Any
-// process can run it: the owner after a clean stop, a failed boot, `hull delete` or the shim's `delete` after a crash.
+// the taps in its network namespace, then the share's mounts, then its host cgroup — clearing each from the record
+// once it is gone. Any process can run it: the owner after a clean stop, a failed boot, `hull delete` or the shim's
+// `delete` after a crash.
 // A step that fails stays on record for the next attempt, and the error says which.
 import { rmSync } from 'node:fs';
 import type { Logger } from 'pino';
@@ -11,6 +12,7 @@ import { releaseShare } from './container-share.js';
 import { unmountAllUnder } from './host-mounts.js';
 import { detachNetwork } from './network/pod-network.js';
 import { vmDirOf, type SandboxRecordStore } from './record.js';
+import { removeHostCgroup } from './cgroups/host-cgroup.js';
 
 export async function releaseSandbox(dir: string, store: SandboxRecordStore, log?: Logger): Promise<void> {
   const failures: string[] = [];
@@ -19,7 +21,10 @@ export async function releaseSandbox(dir: string, store: SandboxRecordStore, log
   const vmDir = vmDirOf(dir, record);
   try {
     await killRecordedVm(record.vm, vmDir);
-    store.update((r) => void (r.vm = {}));
+    store.update((r) => {
+      r.vm = {};
+      delete r.boot; // it described the VM that is gone
+    });
   } catch (err) {
     failures.push(`ending the VM: ${oneLine(err)}`);
   }
@@ -34,6 +39,15 @@ export async function releaseSandbox(dir: string, store: SandboxRecordStore, log
     store.update((r) => void (r.mounts = []));
   } catch (err) {
     failures.push(`unmounting the share: ${oneLine(err)}`);
+  }
+  // After the VM: its cgroup is empty then, or holds only what the record missed (killed on removal).
+  if (record.cgroup && failures.length === 0) {
+    try {
+      await removeHostCgroup(record.cgroup);
+      store.update((r) => void delete r.cgroup);
+    } catch (err) {
+      failures.push(`removing the host cgroup: ${oneLine(err)}`);
+    }
   }
   if (vmDir !== dir && failures.length === 0) {
     // A pooled VM's directory: nothing in it is in use any more.

@@ -6,13 +6,19 @@ import type { Logger } from 'pino';
 import { AgentUnreachableError } from '../../hypervisor/errors.js';
 import { createVm } from '../../hypervisor/registry.js';
 import type { Hypervisor, VmConfig, VmNic, VmOptions, VmProcesses } from '../../hypervisor/types.js';
-import { AgentClient } from '../../protocol/agent-client.js';
+import type { AgentClient } from '../../protocol/agent-client.js';
+import { configuredAccel } from '../config/values.js';
 import { HullError, oneLine } from '../errors.js';
+import { connectAgent } from './agent-connect.js';
 import { findGuestAssets } from './guest-assets.js';
-import { AGENT_PORT } from './paths.js';
+import type { MovedTap } from './network/pod-network.js';
+import type { PlannedNic } from './network/plan.js';
 import type { VmSize } from './vm-sizing.js';
+import { watchProcesses, type ProcessWatch } from './vm-watch.js';
 
 const AGENT_WAIT_MS = Number(process.env.HULL_AGENT_TIMEOUT_MS ?? 90_000);
+/** The TCG warning was written to stderr already (bootDirect). */
+let tcgWarned = false;
 
 export interface VmBootRequest {
   id: string;
@@ -25,8 +31,13 @@ export interface VmBootRequest {
   /** The VM must outlive this process (create and start in separate CLI calls; the containerd shim). */
   detached: boolean;
   virtiofsdSandbox?: VmOptions['virtiofsdSandbox'];
-  /** The VMM runs in this network namespace with one NIC per tap. */
-  network?: { netnsPath: string; nics: VmNic[] };
+  /** The pod's network: the VM gets one NIC per planned interface, attached by the factory before the VM uses it. */
+  network?: PodNetworkRequest;
+  /**
+   * A VM for a pool, with NICs whose taps its VMM creates in a network namespace of its own (nothing else in it):
+   * they reach a pod when a sandbox claims the VM (PodNetworkRequest.attach with `moved`). Not with `network`.
+   */
+  spareNics?: VmNic[];
   /** Called as soon as the VM's host processes exist, so they are on record before anything else can fail. */
   onProcesses: (vm: VmProcesses) => void;
   /**
@@ -37,12 +48,24 @@ export interface VmBootRequest {
   prepareShare: (vmDir: string) => void;
 }
 
+export interface PodNetworkRequest {
+  netnsPath: string;
+  nics: PlannedNic[];
+  /**
+   * Mirrors each interface into its tap in the pod's namespace, all on record first: new taps, or (`moved`, by
+   * index) a pooled VM's taps moved in from where they are.
+   */
+  attach(moved?: MovedTap[]): Promise<void>;
+}
+
 export interface BootedVm {
   /** The directory the VM lives in (`dir` of the request, or a pooled VM's). */
   dir: string;
   /** The VM's size, when it is not the one asked for (a pooled VM may be bigger). */
   size?: VmSize;
   hypervisor: Hypervisor;
+  /** The MACs of the VM's NICs, by index, when they are not the pod interfaces' (a pooled VM's): the guest sets those. */
+  guestMacs?: string[];
   /** Connected to the guest agent, which has answered Health. */
   agent: AgentClient;
 }
@@ -60,6 +83,7 @@ async function bootDirect(request: VmBootRequest, driver: string | undefined): P
   const { id, logger } = request;
   const assets = findGuestAssets();
   request.prepareShare(request.dir);
+  if (request.network) await request.network.attach(); // the taps QEMU opens by name
   const config: VmConfig = {
     id,
     dir: request.dir,
@@ -70,9 +94,10 @@ async function bootDirect(request: VmBootRequest, driver: string | undefined): P
     rootImagePath: assets.rootImagePath,
     kernelCmdline: `${assets.kernelCmdline} hull.sandbox=${id}`,
     sharedDir: request.sharedDir,
-    accel: (process.env.HULL_ACCEL as VmConfig['accel'] | undefined) ?? 'auto',
+    accel: configuredAccel().value,
     guestCid: 3,
     ...(request.network ? { netnsPath: request.network.netnsPath, nics: request.network.nics } : {}),
+    ...(request.spareNics?.length ? { privateNetns: true, nics: request.spareNics } : {}),
   };
   const hypervisor = createVm(config, {
     logger,
@@ -81,27 +106,42 @@ async function bootDirect(request: VmBootRequest, driver: string | undefined): P
     ...(driver ? { driver } : {}),
     onProcesses: request.onProcesses,
   });
-  // Said on stderr when HULL_WARN_TCG asks for it, in one line; the log has it always.
-  if (hypervisor.accel.accel === 'tcg' && process.env.HULL_WARN_TCG === '1' && !process.env.HULL_QUIET_ACCEL) {
+  // The TCG fallback is said in one line on stderr when a person may be reading it (a terminal; HULL_WARN_TCG=1 forces
+  // it, HULL_QUIET_ACCEL=1 silences it), once per process (a pool boots many VMs); the log has it always.
+  const warnTcg = (process.stderr.isTTY || process.env.HULL_WARN_TCG === '1') && !process.env.HULL_QUIET_ACCEL;
+  if (hypervisor.accel.accel === 'tcg' && warnTcg && !tcgWarned) {
+    tcgWarned = true;
     process.stderr.write(`hull: warning: ${hypervisor.accel.reason}\n`);
   }
   logger.info({ accel: hypervisor.accel.accel, reason: hypervisor.accel.reason }, 'acceleration');
   const started = Date.now();
+  let helpers: ProcessWatch | undefined;
   try {
     await hypervisor.start();
     request.onProcesses(hypervisor.processes()); // all of them, for a driver that does not report as it goes
     logger.info({ ms: Date.now() - started, accel: hypervisor.accel.accel }, 'vmm started');
-    const stream = await Promise.race([
-      hypervisor.connectVsock(AGENT_PORT, AGENT_WAIT_MS),
+    const connecting = connectAgent(request.dir, { hypervisor, timeoutMs: AGENT_WAIT_MS });
+    // A helper that dies while the guest boots (the vsock backend: no agent connection can ever come) fails the boot
+    // at once, rather than when the agent wait runs out.
+    helpers = watchProcesses(hypervisor.processes().helpers ?? []);
+    const agent = await Promise.race([
+      connecting,
       hypervisor.wait().then((exit) => {
+        // A connection that still succeeds later is closed, not leaked.
+        void connecting.then((a) => a.close(), () => undefined);
         throw new HullError('unavailable', `the VM exited during boot (${exit.reason})`);
       }),
+      helpers.gone.then((reason) => {
+        void connecting.then((a) => a.close(), () => undefined);
+        throw new HullError('unavailable', `its helper ${reason}`);
+      }),
     ]);
-    const agent = new AgentClient(stream);
     await agent.health();
+    helpers.stop();
     logger.info({ ms: Date.now() - started }, 'agent ready');
     return { dir: request.dir, hypervisor, agent };
   } catch (err) {
+    helpers?.stop();
     const tail = hypervisor.consoleTail(8);
     await hypervisor.kill().catch((e: unknown) => logger.warn({ err: oneLine(e) }, 'killing the VM after a failed boot'));
     const why =

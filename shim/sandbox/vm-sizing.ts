@@ -1,5 +1,7 @@
 // How big a VM to give a container: from linux.resources when the spec sets limits (the guest must hold the
-// workload's limit plus the guest's own overhead), else small defaults. HULL_VCPUS / HULL_MEMORY_MIB override.
+// workload's limit plus the guest's own overhead), else small defaults ([vm] vcpus / memory_mib of the config file,
+// else the built-in ones below). HULL_VCPUS / HULL_MEMORY_MIB override all of it.
+import { hullConfig } from '../config/load.js';
 import { invalidArgument } from '../errors.js';
 import type { OciLinuxResources, OciSpec } from '../oci-spec.js';
 
@@ -24,14 +26,15 @@ export interface VmSize {
 
 export function vmSizeFor(spec: OciSpec): VmSize {
   const resources = spec.linux?.resources;
-  let vcpus = DEFAULT_VCPUS;
+  const defaults = hullConfig().values.vm;
+  let vcpus = defaults.vcpus ?? DEFAULT_VCPUS;
   const cpu = resources?.cpu;
   if (cpu?.quota && cpu.quota > 0 && cpu.period && cpu.period > 0) {
     vcpus = Math.min(MAX_VCPUS, Math.max(1, Math.ceil(cpu.quota / cpu.period)));
   }
-  let memoryMiB = DEFAULT_MEMORY_MIB;
+  let memoryMiB = defaults.memory_mib ?? DEFAULT_MEMORY_MIB;
   const limit = resources?.memory?.limit;
-  if (limit && limit > 0) memoryMiB = Math.max(DEFAULT_MEMORY_MIB, Math.ceil(limit / 2 ** 20) + GUEST_OVERHEAD_MIB);
+  if (limit && limit > 0) memoryMiB = Math.max(memoryMiB, Math.ceil(limit / 2 ** 20) + GUEST_OVERHEAD_MIB);
   return { vcpus: envNumber('HULL_VCPUS') ?? vcpus, memoryMiB: envNumber('HULL_MEMORY_MIB') ?? memoryMiB };
 }
 

@@ -12,13 +12,23 @@ export interface ProcessWatch {
   stop(): void;
 }
 
+/** How long after a lost agent connection the VM's processes are looked at, so a helper or VMM that was killed (and
+ *  whose sockets closed first) has finished dying and can be named as the cause. */
+export const SETTLE_MS = 150;
+
+/** A one-line reason naming the first of `processes` that is gone; undefined while all live. */
+export function firstGone(processes: VmProcess[]): string | undefined {
+  const dead = processes.find((p) => !isAlive(p));
+  return dead ? `${dead.role} (pid ${dead.pid}) is gone` : undefined;
+}
+
 export function watchProcesses(processes: VmProcess[], intervalMs = POLL_MS): ProcessWatch {
   let timer: NodeJS.Timeout | undefined;
   const gone = new Promise<string>((resolve) => {
     const check = (): boolean => {
-      const dead = processes.find((p) => !isAlive(p));
-      if (!dead) return false;
-      resolve(`${dead.role} (pid ${dead.pid}) is gone`);
+      const reason = firstGone(processes);
+      if (reason === undefined) return false;
+      resolve(reason);
       return true;
     };
     if (check() || processes.length === 0) return;

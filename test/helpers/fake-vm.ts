@@ -15,7 +15,9 @@ import type { Duplex } from 'node:stream';
 import pino, { type Logger } from 'pino';
 import { CgroupManager } from '../../agent/cgroups.js';
 import { GuestNetwork } from '../../agent/network.js';
+import { serveProven } from '../../agent/host-auth.js';
 import { AgentService } from '../../agent/service.js';
+import { createAgentKey, readAgentKey, removeAgentKey } from '../../hypervisor/agent-key.js';
 import { VmStateError } from '../../hypervisor/errors.js';
 import { sandboxPaths } from '../../hypervisor/paths.js';
 import { HostProcess, type ProcessExit } from '../../hypervisor/process.js';
@@ -82,7 +84,10 @@ export function fakeVmDriver(options: FakeVmDriverOptions): FakeVmDriver {
     reattach: () => Promise.reject(new VmStateError('reattaching is not supported by the fake VMM driver')),
     async killRecorded(processes, dir) {
       await endRecordedProcesses(processes, GRACE_MS);
-      if (dir !== undefined) rmSync(sandboxPaths(dir).consoleLog, { force: true });
+      if (dir !== undefined) {
+        rmSync(sandboxPaths(dir).consoleLog, { force: true });
+        removeAgentKey(sandboxPaths(dir).agentKey);
+      }
     },
     connectRecorded: () => Promise.reject(new VmStateError('connecting from a record is not supported by the fake VMM driver')),
   };
@@ -149,6 +154,7 @@ export class FakeVm implements Hypervisor {
   private vmm: HostProcess | undefined;
   private helper: HostProcess | undefined;
   private readonly server = new TtrpcServer();
+  private agentKey: Buffer | undefined;
   private why: VmExit['reason'] | undefined;
   private poweredOff = false;
   private readonly exit: Promise<VmExit>;
@@ -194,6 +200,9 @@ export class FakeVm implements Hypervisor {
     if (this.state !== 'new') throw new VmStateError(`VM ${this.config.id} was already started`);
     this.state = 'running';
     writeFileSync(this.consolePath, `fake guest of sandbox ${this.config.id} booted\n`, { flag: 'a' });
+    // As a real driver does: a new key in the VM's directory, which the guest agent asks each connection to prove.
+    createAgentKey(sandboxPaths(this.config.dir).agentKey);
+    this.agentKey = readAgentKey(sandboxPaths(this.config.dir).agentKey);
     // Named after the sandbox directory, so a leak check finds them by it; exec keeps pid and start time.
     const spawn = (role: string): Promise<HostProcess> =>
       HostProcess.spawn({
@@ -243,7 +252,7 @@ export class FakeVm implements Hypervisor {
     if (this.state !== 'running') throw new VmStateError(`the fake VM ${this.config.id} is not running`);
     if (port !== AGENT_PORT) throw new VmStateError(`nothing listens on guest vsock port ${port} of the fake VM`);
     const [host, guest] = duplexPair();
-    this.server.serve(guest);
+    serveProven(guest, this.need(this.agentKey), (s) => this.server.serve(s), () => undefined);
     return host;
   }
 
@@ -283,6 +292,7 @@ export class FakeVm implements Hypervisor {
       await this.service.destroySandbox().catch(() => undefined);
     }
     await this.helper?.terminate(GRACE_MS);
+    removeAgentKey(sandboxPaths(this.config.dir).agentKey);
     this.settle({ reason: this.why ?? 'crashed', code: exit.code, signal: exit.signal });
   }
 
@@ -304,8 +314,8 @@ export class FakeVm implements Hypervisor {
     return proc.startTime === undefined ? { role, pid: proc.pid } : { role, pid: proc.pid, startTime: proc.startTime };
   }
 
-  private need(proc: HostProcess | undefined): HostProcess {
-    if (!proc) throw new VmStateError(`the fake VM ${this.config.id} was not started`);
-    return proc;
+  private need<T>(thing: T | undefined): T {
+    if (!thing) throw new VmStateError(`the fake VM ${this.config.id} was not started`);
+    return thing;
   }
 }

@@ -1,6 +1,7 @@
 // What the sandbox of a running hull-vsock-backend looks like from /proc (native/vsock-backend/sandbox.h): the
 // process we started is the broker, its only child the worker; both run with no capabilities, no_new_privs and a
-// seccomp filter, and the worker under the unprivileged worker uid when started as root.
+// seccomp filter, and the worker under the unprivileged worker uid when started as root (65534, or --worker-id: hull
+// passes the sandbox's VMM uid).
 import { readFileSync } from 'node:fs';
 import { expect } from 'vitest';
 
@@ -22,8 +23,8 @@ export function workerPidOf(brokerPid: number): number {
   return Number(children[0]);
 }
 
-/** Asserts the sandbox of both processes; returns the worker's pid. */
-export function expectSandboxed(brokerPid: number): number {
+/** Asserts the sandbox of both processes (the worker's uid and gid `workerId`); returns the worker's pid. */
+export function expectSandboxed(brokerPid: number, workerId = WORKER_ID): number {
   const workerPid = workerPidOf(brokerPid);
   const startedAsRoot = process.getuid?.() === 0;
   for (const [role, pid] of [['broker', brokerPid], ['worker', workerPid]] as const) {
@@ -35,8 +36,8 @@ export function expectSandboxed(brokerPid: number): number {
       expect(s.get(set), `${what} ${set}`).toBe('0000000000000000');
     }
     if (role === 'worker' && startedAsRoot) {
-      expect(s.get('Uid'), what).toBe(`${WORKER_ID}\t${WORKER_ID}\t${WORKER_ID}\t${WORKER_ID}`);
-      expect(s.get('Gid'), what).toBe(`${WORKER_ID}\t${WORKER_ID}\t${WORKER_ID}\t${WORKER_ID}`);
+      expect(s.get('Uid'), what).toBe(`${workerId}\t${workerId}\t${workerId}\t${workerId}`);
+      expect(s.get('Gid'), what).toBe(`${workerId}\t${workerId}\t${workerId}\t${workerId}`);
       expect(s.get('Groups'), what).toBe('');
     }
   }

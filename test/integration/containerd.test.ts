@@ -14,9 +14,12 @@ import { socketAddress } from '../../shim/containerd/address.js';
 import { TASK_SERVICE, taskService } from '../../shim/containerd/protos.js';
 import { containerdPrerequisites, podOf, podRecords, PrivateContainerd, RUNTIME, until } from '../helpers/containerd.js';
 import { prerequisitesMet } from '../helpers/prerequisites.js';
+import { cgroupFile, existingCgroupDirs, outsideOf, removeTestParents, vmProcessTree } from '../helpers/host-cgroups.js';
 
 const IMAGE = 'docker.io/hull/busybox:latest';
 const NS = 'hulltest';
+const longCgroupParent = `/hull-ctd-${process.pid}`;
+const longCgroup = `${longCgroupParent}/long`;
 
 let ctd: PrivateContainerd;
 const ctr = (args: string[], input = '', timeoutMs = 90_000) => ctd.ctr(args, input, timeoutMs);
@@ -79,6 +82,7 @@ describe.runIf(prerequisitesMet('containerd tests', containerdPrerequisites()))(
 
   afterAll(async () => {
     await ctd?.destroy();
+    removeTestParents([longCgroupParent]);
   });
 
   afterEach(async () => {
@@ -96,6 +100,16 @@ describe.runIf(prerequisitesMet('containerd tests', containerdPrerequisites()))(
     console.log(`ctr run --rm … true through hull: ${t.ms} ms`);
     expect((await ctr(['c', 'ls', '-q'])).stdout.trim()).toBe('');
     await until('the VMs to be gone', () => (leftovers().length === 0 ? true : undefined), 10_000);
+  });
+
+  test('a missing executable fails at create in runc\'s words (exec: "…": stat …: no such file or directory); nothing is left', async () => {
+    const r = await ctr(['run', '--rm', '--runtime', RUNTIME, IMAGE, 'noexec1', '/bin/no-such-program']);
+    expect(r.code).not.toBe(0);
+    expect(r.stdout).toBe('');
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.stderr).toContain('exec: "/bin/no-such-program": stat /bin/no-such-program: no such file or directory');
+    expect((await ctr(['task', 'ls', '-q'])).stdout.trim()).toBe('');
+    await until('the VM to be gone', () => (leftovers().length === 0 ? true : undefined), 10_000);
   });
 
   test('ctr run -t: the task gets a pty in the guest, sized by ResizePty from ctr\'s terminal (ctr under script)', async () => {
@@ -135,13 +149,26 @@ describe.runIf(prerequisitesMet('containerd tests', containerdPrerequisites()))(
   });
 
   test('a long task: exec, exec with stdin, pids, metrics from the guest cgroup, update, pause/resume, kill -s SIGKILL', async () => {
-    const started = await ctr(['run', '-d', '--runtime', RUNTIME, '--memory-limit', String(128 << 20), IMAGE, 'long', 'sleep', '1000']);
+    const started = await ctr(['run', '-d', '--runtime', RUNTIME, '--cgroup', longCgroup, '--memory-limit', String(128 << 20), IMAGE, 'long', 'sleep', '1000']);
     expect(started.code, started.stderr).toBe(0);
     expect(await taskStatus('long')).toBe('RUNNING');
+    // The VM's host processes are in the cgroup the spec names, bounded by the VM's size: 512 MiB + 192 MiB.
+    const pod = await until('the pod record', () => podOf('long'));
+    const tree = vmProcessTree((JSON.parse(readFileSync(path.join(pod.dir, 'pod.json'), 'utf8')) as { vm: Parameters<typeof vmProcessTree>[0] }).vm);
+    expect(tree.length).toBeGreaterThanOrEqual(4); // QEMU, the vsock broker and worker, virtiofsd (no child: its chroot sandbox)
+    expect(tree.flatMap((pid) => outsideOf(pid, longCgroup))).toEqual([]);
+    expect(cgroupFile(longCgroup, 'memory', existsSync('/sys/fs/cgroup/cgroup.controllers') ? 'memory.max' : 'memory.limit_in_bytes')).toBe(
+      String((512 + 192) * 2 ** 20),
+    );
 
     const ex = await ctr(['task', 'exec', '--exec-id', 'e1', 'long', 'sh', '-c', 'echo from-exec; exit 7']);
     expect(ex.stdout).toBe('from-exec\n');
     expect(ex.code).toBe(7);
+    // An exec of a missing program fails in runc's words; the task runs on.
+    const bad = await ctr(['task', 'exec', '--exec-id', 'bad1', 'long', '/bin/no-such-program']);
+    expect([bad.code, bad.stdout]).toEqual([1, '']);
+    expect(bad.stderr).toMatch(/^ctr: .*exec: "\/bin\/no-such-program": stat \/bin\/no-such-program: no such file or directory.*\n$/);
+    expect(await taskStatus('long')).toBe('RUNNING');
     // ctr writes stdin, then sends CloseIO at once: the bytes must not be dropped (this raced before).
     for (let i = 0; i < 5; i++) {
       const cat = await ctr(['task', 'exec', '--exec-id', `cat${i}`, 'long', 'cat'], `piped in ${i}\n`);
@@ -177,6 +204,7 @@ describe.runIf(prerequisitesMet('containerd tests', containerdPrerequisites()))(
     expect(rm.code, rm.stderr).toBe(0);
     expect(rm.stderr).toContain('137');
     expect((await ctr(['c', 'rm', 'long'])).code).toBe(0);
+    await until('the VM cgroup to be removed', () => (existingCgroupDirs(longCgroup).length === 0 ? true : undefined));
   });
 
   test('killing QEMU under a running task: TaskExit with a non-zero status, a log line, cleanup', async () => {
@@ -189,6 +217,27 @@ describe.runIf(prerequisitesMet('containerd tests', containerdPrerequisites()))(
     const rm = await ctr(['task', 'rm', 'vmdies']);
     expect(rm.stderr).toMatch(/exit code 255/);
     expect((await ctr(['c', 'rm', 'vmdies'])).code).toBe(0);
+    await until('cleanup', () => (leftovers().length === 0 ? true : undefined), 10_000);
+  });
+
+  test('the task pid is the pod VMM\'s host pid; a container joins the pid namespace through it; kill -9 <task pid> ends the pod', async () => {
+    const pod = (type: string): string[] => ['--annotation', `io.kubernetes.cri.container-type=${type}`, '--annotation', 'io.kubernetes.cri.sandbox-id=pidpod'];
+    const sandbox = await ctr(['run', '-d', '--runtime', RUNTIME, ...pod('sandbox'), IMAGE, 'pidpod', 'sh', '-c', 'exec sleep 1001']);
+    expect(sandbox.code, sandbox.stderr).toBe(0);
+    const vmm = (await until('the pod record', () => podOf('pidpod'))).vm.vmm!;
+    const taskPid = async (id: string): Promise<number> => Number((await ctr(['task', 'ls'])).stdout.split('\n').find((l) => l.split(/\s+/)[0] === id)?.split(/\s+/)[1]);
+    expect(await taskPid('pidpod')).toBe(vmm);
+    expect(readFileSync(`/proc/${vmm}/cmdline`, 'utf8')).toContain('qemu-system');
+    // As CRI writes it for a pod sharing its process namespace: /proc/<sandbox task pid>/ns/pid.
+    const joined = await ctr(['run', '--rm', '--runtime', RUNTIME, ...pod('container'), '--with-ns', `pid:/proc/${vmm}/ns/pid`, IMAGE, 'pidpod-c1', 'ps']);
+    expect(joined.code, joined.stderr).toBe(0);
+    expect(joined.stdout).toContain('sleep 1001');
+    // containerd's CRI test TestSandboxRemoveWithoutIPLeakage kills the sandbox's task pid on the host.
+    process.kill(await taskPid('pidpod'), 'SIGKILL');
+    await until('the task to stop', async () => ((await taskStatus('pidpod')) === 'STOPPED' ? true : undefined), 10_000);
+    const rm = await ctr(['task', 'rm', 'pidpod']);
+    expect(rm.stderr).toMatch(/exit code 255/);
+    expect((await ctr(['c', 'rm', 'pidpod'])).code).toBe(0);
     await until('cleanup', () => (leftovers().length === 0 ? true : undefined), 10_000);
   });
 

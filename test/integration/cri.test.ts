@@ -19,6 +19,7 @@ import { fetchWithRetries } from '../helpers/engine-net.js';
 import { CriClient, type ContainerConfig, type PodSandboxConfig } from '../helpers/cri-client.js';
 import { CriStream, exitCodeOf } from '../helpers/cri-stream.js';
 import { prerequisitesMet } from '../helpers/prerequisites.js';
+import { cgroupFile, existingCgroupDirs, outsideOf, removeTestParents, vmProcessTree } from '../helpers/host-cgroups.js';
 
 const NS = 'k8s.io'; // the namespace the CRI plugin works in
 const HANDLER = 'hull';
@@ -56,6 +57,10 @@ const nsfsMounts = (): string[] =>
 const ours = (line: string): boolean => line.includes(ctd.tmp) || podDirs.some((d) => line.includes(d));
 const leftovers = (): string[] => ctd.leftovers().filter(ours);
 const ourPodRecords = () => podRecords().filter((r) => podDirs.includes(r.dir));
+/** A kubelet with the systemd cgroup driver gives the pod a slice as its cgroup parent; CRI then names the sandbox's
+ *  cgroup in systemd's form (<slice>:cri-containerd:<id>), which hull's shim recognizes without a flag. */
+const CRI_SLICE = `hullcri${process.pid}-pod.slice`;
+const criSliceDirs = [`/hullcri${process.pid}.slice/${CRI_SLICE}`, `/hullcri${process.pid}.slice`];
 const ipForward = (): string => readFileSync('/proc/sys/net/ipv4/ip_forward', 'utf8').trim();
 
 function criConfig(): string {
@@ -233,6 +238,7 @@ describe.runIf(
   afterAll(async () => {
     cri?.close();
     await ctd?.destroy();
+    removeTestParents(criSliceDirs);
     if (bridge && links().includes(bridge)) execFileSync('ip', ['link', 'del', bridge]);
     if (work) rmSync(work, { recursive: true, force: true });
   });
@@ -256,6 +262,7 @@ describe.runIf(
     const logDir = path.join(work, 'pods', 'default_hull-pod_uid-hull-pod-1');
     mkdirSync(logDir, { recursive: true });
     const podConfig = sandboxConfig(logDir);
+    podConfig.linux = { ...podConfig.linux, cgroupParent: CRI_SLICE };
 
     const t0 = Date.now();
     const podId = await cri.runPodSandbox(podConfig, HANDLER);
@@ -281,6 +288,17 @@ describe.runIf(
     const vms = ourPodRecords().filter((r) => r.vm.vmm);
     expect(vms).toHaveLength(1);
     expect(vms[0]!.containers.map((c) => c.id).sort()).toEqual([podId, talkerId, looperId].sort());
+    // All of that VM's host processes are in the pod sandbox's cgroup, inside the pod's slice (the later containers'
+    // cgroupsPaths are not used on the host); bounded by the VM's size, without the pause container's cpu.shares of 2.
+    const podCgroup = `${criSliceDirs[0]}/cri-containerd-${podId}.scope`;
+    const podVm = (JSON.parse(readFileSync(path.join(vms[0]!.dir, 'pod.json'), 'utf8')) as { vm: Parameters<typeof vmProcessTree>[0] }).vm;
+    const vmTree = vmProcessTree(podVm);
+    expect(vmTree.length).toBeGreaterThanOrEqual(4); // QEMU, the vsock broker and worker, virtiofsd (no child: its chroot sandbox)
+    expect(vmTree.flatMap((pid) => outsideOf(pid, podCgroup))).toEqual([]);
+    expect(cgroupFile(podCgroup, 'memory', existsSync('/sys/fs/cgroup/cgroup.controllers') ? 'memory.max' : 'memory.limit_in_bytes')).toBe(
+      String((512 + 192) * 2 ** 20),
+    );
+    if (!existsSync('/sys/fs/cgroup/cgroup.controllers')) expect(cgroupFile(podCgroup, 'cpu', 'cpu.shares')).toBe('1024');
 
     // ExecSync: stdout, stderr and the exit code.
     const ex = await cri.execSync(talkerId, ['sh', '-c', 'echo to-out; echo to-err >&2; exit 3'], 30);
@@ -468,6 +486,7 @@ describe.runIf(
     await cri.removePodSandbox(podId);
     expect(await cri.listPodSandbox()).toEqual([]);
     expect(await cri.listContainers()).toEqual([]);
+    await until('the pod cgroup to be removed', () => (existingCgroupDirs(podCgroup).length === 0 ? true : undefined));
   });
 
   test('pod network: the guest has the CNI addresses (dual-stack), MAC and MTU; the host and another pod reach the pod IP', async () => {
@@ -540,6 +559,30 @@ describe.runIf(
     await until('cleanup', () => (existsSync(podDir) || leftovers().length > 0 ? undefined : true), 15_000).catch(() => undefined);
     expect(ourPodRecords()).toEqual([]);
     expect(existsSync(podDir), `${podDir} left behind`).toBe(false);
+    expect(leftovers()).toEqual([]);
+  });
+
+  test("kill <sandbox task pid> (containerd's TestSandboxRemoveWithoutIPLeakage): the pid is the pod's QEMU; the pod stops, is removed, and its IP is released", async () => {
+    const logDir = path.join(work, 'pods', 'default_hull-killed_uid-hull-killed-1');
+    mkdirSync(logDir, { recursive: true });
+    const podConfig = { ...sandboxConfig(logDir), metadata: { name: 'hull-killed', uid: 'uid-hull-killed-1', namespace: 'default', attempt: 0 } };
+    const podId = await cri.runPodSandbox(podConfig, HANDLER);
+    const podDir = sandboxDirFor(POD_ROOT, NS, podId);
+    podDirs.push(podDir);
+    const record = ourPodRecords().find((r) => r.dir === podDir && r.vm.vmm);
+    const tasks = await ctd.ctr(['task', 'ls']);
+    const pid = Number(tasks.stdout.split('\n').find((l) => l.startsWith(podId))?.split(/\s+/)[1]);
+    expect(pid).toBe(record?.vm.vmm);
+    const leases = path.join(work, 'ipam', 'hull-cri-test');
+    const leased = (): string[] => (existsSync(leases) ? readdirSync(leases).filter((f) => /^\d+\.\d+\.\d+\.\d+$/.test(f)) : []);
+    expect(leased().length).toBeGreaterThan(0);
+    process.kill(pid, 'SIGKILL');
+    await until('the pod to stop', async () => ((await cri.podSandboxStatus(podId)).state === 'SANDBOX_NOTREADY' ? true : undefined), 20_000);
+    await cri.stopPodSandbox(podId);
+    await cri.removePodSandbox(podId);
+    await until('cleanup', () => (existsSync(podDir) || leftovers().length > 0 ? undefined : true), 15_000).catch(() => undefined);
+    expect(leased()).toEqual([]);
+    expect(ourPodRecords()).toEqual([]);
     expect(leftovers()).toEqual([]);
   });
 

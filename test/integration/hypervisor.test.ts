@@ -25,6 +25,8 @@ import { repoRoot, sandboxPaths, sandboxSockets, vsockBackendPath } from '../../
 import { QemuMicrovm, type QemuMicrovmOptions } from '../../hypervisor/qemu.js';
 import { killRecordedVm, reattachVm } from '../../hypervisor/registry.js';
 import type { Hypervisor, VmConfig, VmExit, VmProcesses } from '../../hypervisor/types.js';
+import { VMM_UID_RANGE_DEFAULT } from '../../hypervisor/vmm-uid.js';
+import { expectVmConfined } from '../helpers/confinement.js';
 import { prerequisitesMet } from '../helpers/prerequisites.js';
 
 const kernelDir = process.env['HULL_TEST_KERNEL_DIR'] ?? path.join(repoRoot(), 'build', 'kernel');
@@ -33,13 +35,14 @@ const haveKernel = existsSync(vmlinux) && existsSync(path.join(kernelDir, 'modul
 const haveQemu = existsSync('/usr/bin/qemu-system-x86_64') && existsSync('/usr/lib/qemu/virtiofsd');
 const haveBackend = existsSync(vsockBackendPath());
 
-const GUEST_MODULES = ['virtio_ring', 'virtio', 'virtio_mmio', 'fuse', 'virtiofs'];
+const GUEST_MODULES = ['virtio_ring', 'virtio', 'virtio_mmio', 'fuse', 'virtiofs', 'qemu_fw_cfg'];
 const VSOCK_MODULES = ['vsock', 'vmw_vsock_virtio_transport_common', 'vmw_vsock_virtio_transport'];
 
 /** How much a flooding guest prints: more than both console files hold, so the host must drop the oldest. */
 const FLOOD_BYTES = 3 * CONSOLE_FILE_MAX_BYTES;
 
-// /init: load the transports and virtio-fs, mount the share, write a file, copy the host's file back, then either
+// /init: load the transports and virtio-fs, mount the share, write a file, copy the host's file back, copy the agent
+// key QEMU gave as a fw_cfg file and its mode in the guest (a test may show the guest its own key), then either
 // power off, (hulltest.mode=hang) wait forever, or (hulltest.mode=flood) print FLOOD_BYTES to the console first.
 const INIT = `#!/bin/busybox sh
 /bin/busybox --install -s /bin
@@ -54,6 +57,9 @@ done
 mount -t virtiofs hullshared /mnt || echo HULLTEST mount failed
 echo guest-was-here > /mnt/from-guest.txt
 cat /mnt/from-host.txt > /mnt/echo.txt
+key=/sys/firmware/qemu_fw_cfg/by_name/opt/hull/agent-key/raw
+cat $key > /mnt/agent-key.txt
+stat -c '%a %u' $key > /mnt/agent-key-mode.txt
 sync
 echo HULLTEST done
 grep -q hulltest.mode=hang /proc/cmdline && while :; do sleep 1; done
@@ -189,6 +195,7 @@ describe.runIf(
     expect(pidOf(procs, 'virtiofsd')).toBeTypeOf('number');
     if (haveBackend) expect(pidOf(procs, 'vsock-backend')).toBeTypeOf('number');
     expect(existsSync(sandboxPaths(vm.config.dir).vmmRecord)).toBe(true);
+    const hostKey = readFileSync(sandboxPaths(vm.config.dir).agentKey, 'utf8');
 
     const exit = await waitExit(vm, 60_000);
     logger.info({ ms: Date.now() - t0 }, 'boot to power-off');
@@ -196,6 +203,10 @@ describe.runIf(
     expect(exit.detail).toBe('guest-shutdown');
     expect(readFileSync(path.join(vm.config.sharedDir, 'from-guest.txt'), 'utf8')).toBe('guest-was-here\n');
     expect(readFileSync(path.join(vm.config.sharedDir, 'echo.txt'), 'utf8')).toBe('host-was-here\n');
+    // The agent key reached the guest through fw_cfg, readable by the guest's root only; the host's copy went with QEMU.
+    expect(readFileSync(path.join(vm.config.sharedDir, 'agent-key.txt'), 'utf8')).toBe(hostKey);
+    expect(readFileSync(path.join(vm.config.sharedDir, 'agent-key-mode.txt'), 'utf8')).toBe('400 0\n');
+    expect(existsSync(sandboxPaths(vm.config.dir).agentKey)).toBe(false);
     expect(vm.consoleTail(50)).toContain('HULLTEST done');
     expect(allGone(procs)).toBe(true);
     expect(leftoverSockets(vm.config.dir)).toEqual([]);
@@ -208,6 +219,11 @@ describe.runIf(
     await waitForConsole(vm, 'HULLTEST done', 60_000);
     await vm.pause();
     await vm.resume();
+    // Each host process as docs/confinement.md says: QEMU under the VM's own uid with no capabilities, no_new_privs,
+    // its seccomp filter and its own namespaces; the vsock worker under that uid; virtiofsd cut down.
+    if (haveBackend) {
+      for (const c of expectVmConfined(vm.processes(), VMM_UID_RANGE_DEFAULT)) logger.info(c, 'confinement');
+    }
     if (haveBackend) {
       // Nobody listens on the port in this guest: the backend refuses, the client retries, then gives up clearly.
       await expect(vm.connectVsock(1024, 500)).rejects.toBeInstanceOf(AgentUnreachableError);
@@ -237,6 +253,7 @@ describe.runIf(
     const procs = vm.processes();
     await killRecordedVm(procs, vm.config.dir); // through the registry, by the driver the record names
     expect(allGone(procs)).toBe(true);
+    expect(existsSync(sandboxPaths(vm.config.dir).agentKey)).toBe(false);
     const exit = await vm.wait(); // the owning object notices too
     expect(exit.reason).toBe('killed');
     expect(leftoverSockets(vm.config.dir)).toEqual([]);

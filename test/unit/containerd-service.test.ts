@@ -1,6 +1,7 @@
 // The containerd task service (shim/containerd/service.ts) over a real ttrpc connection, against a fake pod VM and
 // agent: wire encoding with containerd's field numbers, containerd's error codes, event order (TaskStart before
-// TaskExit, output delivered before TaskExit), exec, pause, stats, the VM dying, and the VM's lifetime.
+// TaskExit, output delivered before TaskExit), exec, pause, stats, the VM dying, and the VM's lifetime. Every pid the
+// service reports is the fake VMM's host pid (VMM_PID); guest pids (100, 101, …) only reach namespace paths.
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -45,6 +46,8 @@ class FakeAgent implements PodAgent {
   updates: Array<{ containerId: string; resourcesJson: string }> = [];
   removed: string[] = [];
   private nextPid = 100;
+  /** The spec of each container as the agent got it. */
+  specs = new Map<string, string>();
 
   key(c: string, e: string): string {
     return `${c}/${e}`;
@@ -69,7 +72,8 @@ class FakeAgent implements PodAgent {
     p.exit.resolve({ exitStatus: status, signal: 0 });
   }
 
-  async createContainer(req: { containerId: string }) {
+  async createContainer(req: { containerId: string; specJson: string }) {
+    this.specs.set(req.containerId, req.specJson);
     this.add(req.containerId, '');
     return { pid: this.nextPid++ };
   }
@@ -140,6 +144,9 @@ class FakeAgent implements PodAgent {
   }
 }
 
+/** The fake pod VMM's host pid: what the service reports for every process of the pod. */
+const VMM_PID = 4242;
+
 class FakeVm implements PodVm {
   agent = new FakeAgent();
   shared = new Set<string>();
@@ -163,6 +170,9 @@ class FakeVm implements PodVm {
   async resume() {
     if (this.vmmError) throw this.vmmError;
     this.paused = false;
+  }
+  processes() {
+    return { vmm: { role: 'vmm', pid: VMM_PID } };
   }
   usage() {
     return { cpuUserUsec: 3, cpuSystemUsec: 4, rssBytes: 1000, memoryLimitBytes: 512 * 2 ** 20, vcpus: 1 };
@@ -288,16 +298,16 @@ describe('task lifecycle', () => {
       rootfs: [{ type: 'overlay', source: 'overlay', options: ['lowerdir=/l'] }],
       ...stdio('c1'),
     });
-    expect(created.pid).toBe(100);
+    expect(created.pid).toBe(VMM_PID);
     expect(vms).toHaveLength(1);
     expect(mounts).toEqual([`+${b}/rootfs`]);
     expect(vms[0]!.shared.has('c1')).toBe(true);
     expect((await call('State', { id: 'c1' })).status).toBe(TaskStatus.CREATED);
 
     const started = await call('Start', { id: 'c1' });
-    expect(started.pid).toBe(100);
+    expect(started.pid).toBe(VMM_PID);
     const state = await call('State', { id: 'c1' });
-    expect(state).toMatchObject({ id: 'c1', bundle: b, pid: 100, status: TaskStatus.RUNNING, stdout: '/fifo/c1-stdout' });
+    expect(state).toMatchObject({ id: 'c1', bundle: b, pid: VMM_PID, status: TaskStatus.RUNNING, stdout: '/fifo/c1-stdout' });
 
     const waiting = call('Wait', { id: 'c1' });
     vms[0]!.agent.finish('c1', '', 3, 'hello\n', 'oops\n');
@@ -309,21 +319,51 @@ describe('task lifecycle', () => {
     expect(stopped).toMatchObject({ status: TaskStatus.STOPPED, exitStatus: 3 });
 
     const deleted = await call('Delete', { id: 'c1' });
-    expect(deleted).toMatchObject({ pid: 100, exitStatus: 3 });
+    expect(deleted).toMatchObject({ pid: VMM_PID, exitStatus: 3 });
     expect(vms[0]!.shutdowns).toBe(1);
     expect(vms[0]!.shared.size).toBe(0);
     expect(mounts).toEqual([`+${b}/rootfs`, `-${b}/rootfs`]);
 
     expect(events.map((e) => e.topic)).toEqual(['/tasks/create', '/tasks/start', '/tasks/exit', '/tasks/delete']);
     const exit = events.find((e) => e.topic === '/tasks/exit')!;
-    expect(exit.event).toMatchObject({ containerId: 'c1', id: 'c1', pid: 100, exitStatus: 3 });
+    expect(exit.event).toMatchObject({ containerId: 'c1', id: 'c1', pid: VMM_PID, exitStatus: 3 });
     // TaskExit went out only after the output reached the FIFO.
     expect(exit.stdoutSoFar).toBe('hello\n');
-    expect(events[0]!.event).toMatchObject({ containerId: 'c1', bundle: b, pid: 100, io: { stdout: '/fifo/c1-stdout' } });
+    expect(events[0]!.event).toMatchObject({ containerId: 'c1', bundle: b, pid: VMM_PID, io: { stdout: '/fifo/c1-stdout' } });
 
     expect((await callError('State', { id: 'c1' })).code).toBe(Code.NotFound);
     await call('Shutdown', { id: 'c1' });
     await until(() => shutdownCalled);
+  });
+
+  test('CRI namespace paths name the pod VMM pid: mapped to the guest init of the sandbox container', async () => {
+    const sandbox = await call('Create', { id: 'sb', bundle: bundle('sb', { 'io.kubernetes.cri.container-type': 'sandbox' }), ...stdio('sb') });
+    await call('Start', { id: 'sb' });
+    expect(sandbox.pid).toBe(VMM_PID);
+    await call('Create', { id: 'other', bundle: bundle('other'), ...stdio('other') }); // guest pid 101, not named below
+    const annotations = { 'io.kubernetes.cri.container-type': 'container', 'io.kubernetes.cri.sandbox-id': 'sb' };
+    const app = makeBundle(path.join(dir, 'app'), ['sh'], (spec) => {
+      spec.annotations = annotations;
+      spec.linux.namespaces = [
+        { type: 'pid', path: `/proc/${VMM_PID}/ns/pid` },
+        { type: 'ipc', path: `/proc/${VMM_PID}/ns/ipc` },
+        { type: 'uts', path: '/proc/100/ns/uts' }, // a guest pid: on the host, some other process
+        { type: 'mount' },
+      ];
+    });
+    expect((await call('Create', { id: 'app', bundle: app, ...stdio('app') })).pid).toBe(VMM_PID);
+    const sent = JSON.parse(vms[0]!.agent.specs.get('app')!) as { linux: { namespaces: unknown } };
+    expect(sent.linux.namespaces).toEqual([
+      { type: 'pid', path: '/proc/100/ns/pid' },
+      { type: 'ipc', path: '/proc/100/ns/ipc' },
+      { type: 'uts' },
+      { type: 'mount' },
+    ]);
+    for (const id of ['app', 'other', 'sb']) {
+      await call('Kill', { id, signal: 9 }).catch(() => undefined);
+      if (id === 'sb') await call('Wait', { id });
+      await call('Delete', { id });
+    }
   });
 
   test("containerd's error codes", async () => {
@@ -349,7 +389,7 @@ describe('task lifecycle', () => {
     expect(finished.message).toBe('process already finished');
     expect((await call('State', { id: 'c2' })).exitStatus).toBe(137);
     // Connect works for known and unknown ids.
-    expect(await call('Connect', { id: 'c2' })).toMatchObject({ shimPid: process.pid, taskPid: 100 });
+    expect(await call('Connect', { id: 'c2' })).toMatchObject({ shimPid: process.pid, taskPid: VMM_PID });
     expect(await call('Connect', { id: 'other' })).toMatchObject({ shimPid: process.pid, taskPid: 0 });
     // Shutdown is a no-op while containers remain.
     await call('Shutdown', { id: 'c2' });
@@ -365,15 +405,16 @@ describe('task lifecycle', () => {
     expect((await callError('Exec', { id: 'c3', execId: 'e1', spec })).code).toBe(Code.AlreadyExists);
     expect((await call('State', { id: 'c3', execId: 'e1' })).status).toBe(TaskStatus.CREATED);
     const { pid } = await call('Start', { id: 'c3', execId: 'e1' });
-    expect(pid).toBe(101);
+    expect(pid).toBe(VMM_PID);
     const waiting = call('Wait', { id: 'c3', execId: 'e1' });
     vms[0]!.agent.finish('c3', 'e1', 0, 'listing\n');
     expect((await waiting).exitStatus).toBe(0);
     expect(outputs.get('c3/e1')!.out).toBe('listing\n');
-    expect(await call('Delete', { id: 'c3', execId: 'e1' })).toMatchObject({ pid: 101, exitStatus: 0 });
+    expect(await call('Delete', { id: 'c3', execId: 'e1' })).toMatchObject({ pid: VMM_PID, exitStatus: 0 });
     const topics = events.map((e) => e.topic);
     expect(topics).toEqual(['/tasks/create', '/tasks/start', '/tasks/exec-added', '/tasks/exec-started', '/tasks/exit']);
-    expect(events[4]!.event).toMatchObject({ containerId: 'c3', id: 'e1', pid: 101 });
+    expect(events[3]!.event).toMatchObject({ containerId: 'c3', execId: 'e1', pid: VMM_PID });
+    expect(events[4]!.event).toMatchObject({ containerId: 'c3', id: 'e1', pid: VMM_PID });
     // the container is still running
     expect((await call('State', { id: 'c3' })).status).toBe(TaskStatus.RUNNING);
     expect(vms[0]!.shutdowns).toBe(0);

@@ -155,6 +155,7 @@ describe.runIf(
       startImmediately: true,
       detached: false,
       vms: fake.factory,
+      noHostCgroup: true,
       joinNetwork: () => netnsPath,
       onCreated: (r: unknown) => void created.push(r),
     };

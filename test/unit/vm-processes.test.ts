@@ -30,3 +30,16 @@ it('ends the processes whose command line names the marker, and only those', asy
   expect(isAlive({ pid: b.pid })).toBe(false);
   expect(isAlive({ pid: other.pid })).toBe(true);
 });
+
+it('ends a process whose environment names the marker (QEMU: its sockets are descriptors, docs/confinement.md)', async () => {
+  const marker = `/run/hull/s/${randomBytes(8).toString('hex')}/`;
+  const qemu = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 300_000)'], { stdio: 'ignore', env: { HULL_VM_SOCKETS: marker } });
+  children.push(qemu);
+  await new Promise((r) => qemu.once('spawn', r));
+  const exited = new Promise((r) => qemu.once('exit', r));
+  const other = await sleeper('unrelated');
+  await endProcessesNaming(marker, 1_000);
+  await exited;
+  expect(isAlive({ pid: qemu.pid! })).toBe(false);
+  expect(isAlive({ pid: other.pid })).toBe(true);
+});

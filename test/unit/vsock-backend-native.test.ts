@@ -36,6 +36,8 @@ describe('native vsock backend', () => {
     ['a non-numeric CID', ['--socket', '/tmp/a', '--uds-path', '/tmp/b', '--guest-cid', '3x']],
     ['a log level out of range', ['--socket', '/tmp/a', '--uds-path', '/tmp/b', '--guest-cid', '3', '--log-level', '4']],
     ['an option without value', ['--socket', '/tmp/a', '--uds-path', '/tmp/b', '--guest-cid']],
+    ['a worker id of 0 (root)', ['--socket', '/tmp/a', '--uds-path', '/tmp/b', '--guest-cid', '3', '--worker-id', '0']],
+    ['a worker id out of range', ['--socket', '/tmp/a', '--uds-path', '/tmp/b', '--guest-cid', '3', '--worker-id', '4294967295']],
     ['a too long socket path', ['--socket', `/tmp/${'x'.repeat(200)}`, '--uds-path', '/tmp/b', '--guest-cid', '3']],
   ];
   for (const [what, args] of bad) {
@@ -55,14 +57,16 @@ describe('native vsock backend', () => {
       const vu = path.join(dir, 'vu.sock');
       const uds = path.join(dir, 'v.sock');
       const { spawn } = await import('node:child_process');
-      const p = spawn(BACKEND, ['--socket', vu, '--uds-path', uds, '--guest-cid', '3'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      // The worker's uid: the sandbox's VMM uid, as hull passes it (docs/confinement.md).
+      const workerId = 1_000_065_001;
+      const p = spawn(BACKEND, ['--socket', vu, '--uds-path', uds, '--guest-cid', '3', '--worker-id', String(workerId)], { stdio: ['ignore', 'pipe', 'pipe'] });
       let out = '';
       p.stdout.on('data', (d: Buffer) => (out += d.toString()));
       const exited = new Promise<number | null>((r) => p.on('exit', (code) => r(code)));
       for (let i = 0; i < 100 && !out.includes('READY\n'); i++) await new Promise((r) => setTimeout(r, 50));
       expect(out).toBe('READY\n');
       expect(existsSync(vu) && existsSync(uds)).toBe(true);
-      const worker = expectSandboxed(p.pid!);
+      const worker = expectSandboxed(p.pid!, workerId);
       p.kill('SIGTERM');
       expect(await exited).toBe(0);
       expect(existsSync(vu) || existsSync(uds)).toBe(false);
