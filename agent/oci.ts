@@ -44,6 +44,7 @@ export interface OciLinuxResources {
   memory?: { limit?: number; reservation?: number; swap?: number };
   cpu?: { shares?: number; quota?: number; period?: number; cpus?: string; mems?: string };
   pids?: { limit?: number };
+  devices?: unknown[];
 }
 
 export interface OciLinux {
@@ -54,6 +55,7 @@ export interface OciLinux {
   seccomp?: unknown;
   maskedPaths?: string[];
   readonlyPaths?: string[];
+  devices?: unknown[];
   uidMappings?: unknown[];
   gidMappings?: unknown[];
 }

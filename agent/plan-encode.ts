@@ -38,6 +38,8 @@ export function encodePlan(plan: Plan): Buffer {
   for (const p of plan.readonlyPaths) put('readonly_path', p);
   for (const p of plan.maskedPaths) put('masked_path', p);
   for (const [k, v] of plan.sysctls) put('sysctl', k, v);
+  for (const d of plan.devices) put('device', d.path, d.type, d.major, d.minor, d.mode, d.uid, d.gid);
+  if (plan.oomScoreAdj !== undefined) put('oom_score_adj', plan.oomScoreAdj);
   if (plan.seccomp) putSeccomp(plan.seccomp, put);
   for (const e of plan.env) put('env', e);
   for (const a of plan.args) put('arg', a);

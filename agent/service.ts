@@ -8,7 +8,9 @@ import type * as T from '../protocol/agent-types.js';
 import { TtrpcError } from '../protocol/errors.js';
 import { Code } from '../protocol/ttrpc/codes.js';
 import type { CallContext, Handler } from '../protocol/ttrpc/server.js';
+import { addEntropy, setRealtimeClock } from '../native/addon/index.js';
 import { readCgroupStats } from './cgroup-stats.js';
+import { applyClaim, type GuestTime } from './claim.js';
 import { limitsFor, type CgroupManager, type Cgroup } from './cgroups.js';
 import { Container } from './container.js';
 import { AlreadyExistsError, InternalError, NotFoundError, SpecError, StateError } from './errors.js';
@@ -56,7 +58,13 @@ export interface AgentServiceOptions {
   spareHelper?: boolean;
   /** Default SPARE_IDLE_MS (tests shorten it). */
   spareHelperIdleMs?: number;
+  /** The guest's clock and entropy pool, for Claim; default: the kernel's (native addon). */
+  guestTime?: GuestTime;
+  /** /sys, where Claim finds and unbinds NICs; tests point it at a copy. */
+  sysRoot?: string;
 }
+
+const KERNEL_TIME: GuestTime = { setRealtimeClock, addEntropy, now: () => Date.now() };
 
 export class AgentService {
   private readonly containers = new Map<string, Container>();
@@ -64,6 +72,8 @@ export class AgentService {
   private destroying = false;
   private readonly network: GuestNetwork;
   private readonly spare: SpareHelper | null;
+  /** Set by Claim: settles with an error (or none) once the NICs the sandbox does not use are gone. */
+  private claimed: Promise<Error | undefined> | undefined;
 
   constructor(private readonly opts: AgentServiceOptions) {
     this.network = opts.network ?? new GuestNetwork({ log: opts.log.child({ component: 'network' }) });
@@ -123,6 +133,7 @@ export class AgentService {
         await this.network.setup(r);
         return {};
       },
+      Claim: (r: T.ClaimRequest) => this.claim(r),
     };
   }
 
@@ -157,6 +168,7 @@ export class AgentService {
         cgroupPath,
         resolvePath: this.opts.realpath ?? realpathSync,
         containerNamespace: (pid, type) => this.containerNamespace(pid, type),
+        ...(req.hostHostname ? { hostHostname: req.hostHostname } : {}),
       });
       const limits = limitsFor(spec.linux?.resources);
       const startHooks = startContainerHooksFrom(spec);
@@ -211,6 +223,14 @@ export class AgentService {
     return HelperProcess.spawn({ ...opts, helperPath: this.opts.helperPath }, this.spare?.take());
   }
 
+  /** A pooled VM handed to its sandbox (agent/claim.ts); once only. */
+  claim(req: T.ClaimRequest): T.ClaimResponse {
+    if (this.claimed) throw new StateError('the VM was claimed already');
+    const applied = applyClaim(req, { time: this.opts.guestTime ?? KERNEL_TIME, log: this.opts.log, ...(this.opts.sysRoot ? { sysRoot: this.opts.sysRoot } : {}) });
+    this.claimed = applied.nicsRemoved;
+    return applied.response;
+  }
+
   async startContainer(req: T.ContainerRef): Promise<T.StartResponse> {
     const c = this.get(req.containerId);
     if (c.state !== 'created') throw new StateError(`container ${c.id} is ${c.state}, not created`);
@@ -218,6 +238,8 @@ export class AgentService {
     c.starting = true;
     try {
       await this.network.ready(); // the pod's network before any of its workload
+      const claimFailure = await this.claimed; // and only the pod's NICs
+      if (claimFailure) throw claimFailure;
       if (c.startHooks) await this.runStartHooks(c, c.startHooks);
       await c.init.start(this.opts.startTimeoutMs);
     } finally {

@@ -7,6 +7,7 @@ import { MS, parseMountOptions } from './mount-options.js';
 import type { OciProcess, OciSpec } from './oci.js';
 import { rlimitValue, RLIMITS } from './rlimits.js';
 import { arr, asObject, bool, id, limit, str, strArr } from './spec-fields.js';
+import { devicesFrom, devicesWarning, type PlanDevice } from './spec-devices.js';
 import { seccompFrom, type PlanSeccomp } from './spec-seccomp.js';
 import { capabilitiesFrom, securityPathsFrom, sysctlsFrom, type PlanCapabilities } from './spec-security.js';
 
@@ -69,6 +70,10 @@ export interface Plan {
   sysctls: Array<[string, string]>;
   /** linux.seccomp: the container's filter, for its init and for every exec. */
   seccomp?: PlanSeccomp;
+  /** process.oomScoreAdj (-1000..1000): written to /proc/self/oom_score_adj before exec; undefined: inherited. */
+  oomScoreAdj?: number;
+  /** create only: linux.devices, made in the container's root after its mounts. */
+  devices: PlanDevice[];
 }
 
 export interface PlanResult {
@@ -97,6 +102,11 @@ export interface CreatePlanInput {
    * namespace path is accepted.
    */
   containerNamespace?: (pid: number, type: JoinableNamespace) => number | undefined;
+  /**
+   * The node's hostname, sent by the host: a container that keeps the host's UTS namespace (none in linux.namespaces,
+   * none joined) sees it, in a UTS namespace of its own (the VM's is not the node's). Undefined: the guest's.
+   */
+  hostHostname?: string;
 }
 
 export interface ExecPlanInput {
@@ -147,12 +157,15 @@ export function computeCreatePlan(input: CreatePlanInput): PlanResult {
   const { namespaces, joins } = namespacesFrom(spec, input.containerNamespace ?? (() => undefined), warnings);
 
   let hostname: string | undefined;
+  const hostUts = !namespaces.includes('uts') && !joins.some((j) => j.type === 'uts');
   if (spec.hostname !== undefined && spec.hostname !== '') {
     hostname = str(spec.hostname, 'hostname');
     // As runc: a joined UTS namespace counts (the hostname is then set in the namespace shared with its owner).
-    if (!namespaces.includes('uts') && !joins.some((j) => j.type === 'uts')) {
-      throw new SpecError('hostname needs a private UTS namespace (add "uts" to linux.namespaces)');
-    }
+    if (hostUts) throw new SpecError('hostname needs a private UTS namespace (add "uts" to linux.namespaces)');
+  } else if (hostUts && input.hostHostname !== undefined && input.hostHostname !== '') {
+    hostname = hostHostnameFrom(input.hostHostname);
+    namespaces.push('uts');
+    namespaces.sort((a, b) => NAMESPACE_ORDER.indexOf(a) - NAMESPACE_ORDER.indexOf(b));
   }
 
   const root = spec.root === undefined ? {} : asObject(spec.root, 'root');
@@ -175,6 +188,10 @@ export function computeCreatePlan(input: CreatePlanInput): PlanResult {
     net: hasNetworkNamespace(linux.namespaces),
   });
   const seccomp = linux.seccomp === undefined || linux.seccomp === null ? undefined : seccompFrom(linux.seccomp, warnings);
+  const devices = devicesFrom(linux.devices);
+  const resources = linux.resources === undefined || linux.resources === null ? {} : asObject(linux.resources, 'linux.resources');
+  const devicesNote = devicesWarning(resources.devices);
+  if (devicesNote) warnings.push(devicesNote);
 
   return {
     plan: {
@@ -191,6 +208,7 @@ export function computeCreatePlan(input: CreatePlanInput): PlanResult {
       readonlyPaths,
       sysctls,
       ...(seccomp ? { seccomp } : {}),
+      devices,
     },
     warnings,
   };
@@ -214,12 +232,16 @@ export function computeExecPlan(input: ExecPlanInput): PlanResult {
       readonlyPaths: [],
       sysctls: [],
       ...(input.seccomp ? { seccomp: input.seccomp } : {}),
+      devices: [],
     },
     warnings,
   };
 }
 
-type ProcessPlanFields = Pick<Plan, 'rlimits' | 'uid' | 'gid' | 'groups' | 'cwd' | 'env' | 'args' | 'terminal' | 'capabilities' | 'noNewPrivileges'>;
+type ProcessPlanFields = Pick<
+  Plan,
+  'rlimits' | 'uid' | 'gid' | 'groups' | 'cwd' | 'env' | 'args' | 'terminal' | 'capabilities' | 'noNewPrivileges' | 'oomScoreAdj'
+>;
 
 function processFields(value: unknown, where: string, warnings: string[]): { fields: ProcessPlanFields } {
   if (value === undefined || value === null) throw new SpecError(`${where} is required`);
@@ -264,6 +286,13 @@ function processFields(value: unknown, where: string, warnings: string[]): { fie
   const fields: ProcessPlanFields = { rlimits, uid, gid, groups, cwd, env, args, noNewPrivileges };
   if (p.capabilities !== undefined && p.capabilities !== null) fields.capabilities = capabilitiesFrom(p.capabilities, `${where}.capabilities`, warnings);
   if (p.terminal === true) fields.terminal = true;
+  if (p.oomScoreAdj !== undefined && p.oomScoreAdj !== null) {
+    const adj: unknown = p.oomScoreAdj;
+    if (typeof adj !== 'number' || !Number.isInteger(adj) || adj < -1000 || adj > 1000) {
+      throw new SpecError(`${where}.oomScoreAdj must be an integer -1000..1000`);
+    }
+    fields.oomScoreAdj = adj;
+  }
   return { fields };
 }
 
@@ -304,8 +333,15 @@ function namespacesFrom(
     warnings.push('mount namespace added: every container gets its own');
     out.add('mount');
   }
-  const order: NamespaceName[] = ['mount', 'pid', 'uts', 'ipc', 'cgroup', 'net'];
-  return { namespaces: order.filter((n) => out.has(n)), joins };
+  return { namespaces: NAMESPACE_ORDER.filter((n) => out.has(n)), joins };
+}
+
+const NAMESPACE_ORDER: readonly NamespaceName[] = ['mount', 'pid', 'uts', 'ipc', 'cgroup', 'net'];
+
+/** The host's hostname as the kernel takes it: 1..64 bytes (HOST_NAME_MAX), no NUL. */
+function hostHostnameFrom(name: string): string {
+  if (name.includes('\0') || Buffer.byteLength(name) > 64) throw new SpecError(`the host's hostname "${name.slice(0, 80)}" is not a valid hostname`);
+  return name;
 }
 
 /**

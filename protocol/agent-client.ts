@@ -1,5 +1,6 @@
 // Typed client of the guest agent (hull.agent.v1.Agent over ttrpc). The host's sandbox manager owns one per VM.
 // Replies come from the guest, which is untrusted: the ttrpc layer caps frame sizes, and values are used as data only.
+import os from 'node:os';
 import type { Duplex } from 'node:stream';
 import type * as T from './agent-types.js';
 import { agentService, AGENT_SERVICE, methodTypes } from './proto.js';
@@ -48,8 +49,9 @@ export class AgentClient {
     return this.call('GuestDetails', {}, opts);
   }
 
+  /** The host's hostname goes with every create (both front ends): the guest cannot know the node's name. */
   createContainer(req: T.CreateContainerRequest, opts?: CallOptions): Promise<T.CreateContainerResponse> {
-    return this.call('CreateContainer', req, opts);
+    return this.call('CreateContainer', { ...req, hostHostname: req.hostHostname ?? os.hostname() }, opts);
   }
 
   startContainer(containerId: string, opts?: CallOptions): Promise<T.StartResponse> {
@@ -117,6 +119,11 @@ export class AgentClient {
   /** Configures the guest's NICs, routes and neighbours (once, before the first container). */
   async setupNetwork(req: T.SetupNetworkRequest, opts?: CallOptions): Promise<void> {
     await this.call('SetupNetwork', req, opts);
+  }
+
+  /** Hands a pooled VM to its sandbox: sets the guest clock and credits host entropy; says how far the clock moved. */
+  claim(req: T.ClaimRequest, opts?: CallOptions): Promise<T.ClaimResponse> {
+    return this.call('Claim', req, opts);
   }
 
   /** The agent kills every container, syncs and powers the guest off after replying. */

@@ -37,6 +37,8 @@ export interface CreateContainerRequest {
   stdin: boolean;
   /** Host bundle directory, for the startContainer hooks' state; empty: the container's directory in the share. */
   bundle?: string;
+  /** The node's hostname, for a container that keeps the host's UTS namespace; AgentClient fills in os.hostname(). */
+  hostHostname?: string;
 }
 
 export interface PidResponse {
@@ -143,6 +145,8 @@ export interface NetInterface {
   mac: string;
   mtu: number;
   addresses: IpAddress[];
+  /** The guest NIC's MAC now, when it is not `mac` (a pooled VM's NIC): the guest finds the NIC by it and sets `mac`. */
+  guestMac?: string;
 }
 
 export interface NetRoute {
@@ -171,4 +175,17 @@ export interface SetupNetworkRequest {
   interfaces: NetInterface[];
   routes: NetRoute[];
   neighbors: NetNeighbor[];
+}
+
+/** A pooled VM handed to its sandbox: the host's clock and entropy (Claim). */
+export interface ClaimRequest {
+  unixTimeMs: number;
+  entropy: Buffer;
+  /** The MACs of NICs the sandbox has no pod interface for: the guest unbinds their driver, so no container sees them. */
+  unusedMacs: string[];
+}
+
+export interface ClaimResponse {
+  /** Guest minus host before the guest clock was stepped, in ms. */
+  clockStepMs: number;
 }

@@ -39,6 +39,16 @@ ln -sf "$PWD/bin/containerd-shim-hull-v2" /usr/local/bin/containerd-shim-hull-v2
 mkdir -p /etc/containers/containers.conf.d
 printf '# installed by hull scripts/setup.sh: lets `podman --runtime hull` find hull by name\n[engine.runtimes]\nhull = ["/usr/local/bin/hull"]\n' \
   >/etc/containers/containers.conf.d/hull.conf
+# Docker finds a runtime by name through daemon.json `runtimes` (docs/docker.md): merged in, other keys kept. Only
+# where dockerd is installed; a running system dockerd rereads it on SIGHUP (its containers keep running).
+if command -v dockerd >/dev/null 2>&1; then
+  node scripts/register-docker.mjs --file /etc/docker/daemon.json --path /usr/local/bin/hull
+  if [ -s /var/run/docker.pid ] && [ "$(cat "/proc/$(cat /var/run/docker.pid)/comm" 2>/dev/null)" = dockerd ]; then
+    kill -HUP "$(cat /var/run/docker.pid)"
+  fi
+fi
+# nerdctl (and ctr) pick the containerd shim by its runtime type: `nerdctl run --runtime io.containerd.hull.v2 …`
+# finds /usr/local/bin/containerd-shim-hull-v2 on containerd's PATH (docs/containerd.md).
 # Made again each time (cheap): its config.json follows what this version of hull expects.
 node scripts/make-bundle.mjs build/bundles/hello
 echo "setup: done; try: hull run --bundle build/bundles/hello hello" >&2

@@ -11,6 +11,8 @@ export interface LogOptions {
   file?: string;
   format: LogFormat;
   debug: boolean;
+  /** The level without --debug (log.level of the config file); default info. */
+  level?: string;
 }
 
 /** Writes each chunk to a file descriptor synchronously: the CLI exits right after its last line. */
@@ -49,7 +51,7 @@ class TextFormatter extends Writable {
 }
 
 export function createLogger(options: LogOptions): Logger {
-  const level = options.debug ? 'debug' : 'info';
+  const level = options.debug ? 'debug' : (options.level ?? 'info');
   const base = {
     level,
     base: undefined,

@@ -4,6 +4,7 @@ import { mkdirSync, writeFileSync, copyFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hull, hullBin, leaks, makeBundle, noLeaks, tempDir, repo, expectNoLeaksThenRemove } from '../helpers/hull.js';
+import { existingCgroupDirs } from '../helpers/host-cgroups.js';
 
 const work = tempDir('hull-bad-');
 const root = path.join(work, 'root');
@@ -17,9 +18,10 @@ afterAll(() => {
   expectNoLeaksThenRemove(root, work, (a, e) => expect(a).toEqual(e));
 });
 
-async function expectOneLineError(args: string[], pattern: RegExp, env?: Record<string, string>): Promise<void> {
+async function expectOneLineError(args: string[], pattern: RegExp, env?: Record<string, string>, code?: number): Promise<void> {
   const result = await hull(args, { root, env });
   expect(result.code).not.toBe(0);
+  if (code !== undefined) expect(result.code).toBe(code);
   expect(result.stdout).toBe('');
   expect(result.stderr.split('\n').filter(Boolean)).toHaveLength(1);
   expect(result.stderr).toMatch(pattern);
@@ -69,6 +71,29 @@ describe('bad input', () => {
   it('relative cwd', () =>
     expectOneLineError(['run', '-b', bundleWith('relcwd', (s) => (s.process.cwd = 'tmp')), 'x'], /process\.cwd "tmp" must be an absolute path/));
 
+  // runc's create-time checks, made in the guest with the workload's credentials before the container is created:
+  // `hull run` and `hull create` fail, in runc's words, with nothing left. One VM boot each: two cases per front end
+  // (every wording is covered without a VM in test/unit/container-init.test.ts).
+  it('run of a missing program: runc\'s "exec: …: stat …: no such file or directory", exit 1', async () => {
+    const bundle = makeBundle(path.join(work, 'noexec'), ['/bin/no-such-program']);
+    await expectOneLineError(['run', '-b', bundle, 'noexec'], /^hull: container noexec: exec: "\/bin\/no-such-program": stat \/bin\/no-such-program: no such file or directory\n$/, undefined, 1);
+  });
+
+  it('create of a program that is not executable: runc\'s "permission denied", exit 1, nothing to start', async () => {
+    const bundle = makeBundle(path.join(work, 'noperm'), ['/etc/passwd']);
+    await expectOneLineError(['create', '-b', bundle, 'noperm'], /^hull: container noperm: exec: "\/etc\/passwd": permission denied\n$/, undefined, 1);
+  });
+
+  it('run with a cwd that does not exist: runc\'s "chdir to cwd … failed", exit 1', async () => {
+    const bundle = bundleWith('nocwd', (s) => (s.process.cwd = '/nonexistent'));
+    await expectOneLineError(['run', '-b', bundle, 'nocwd'], /^hull: container nocwd: chdir to cwd \("\/nonexistent"\) set in config\.json failed: no such file or directory\n$/, undefined, 1);
+  });
+
+  it('create with a cwd that is a file: runc\'s "not a directory", exit 1', async () => {
+    const bundle = bundleWith('filecwd', (s) => (s.process.cwd = '/etc/passwd'));
+    await expectOneLineError(['create', '-b', bundle, 'filecwd'], /^hull: container filecwd: chdir to cwd \("\/etc\/passwd"\) set in config\.json failed: not a directory\n$/, undefined, 1);
+  });
+
   it('id with characters outside [A-Za-z0-9_.-]', () => expectOneLineError(['run', '-b', good, 'bad/id'], /invalid container id "bad\/id"/));
 
   it('unknown id', async () => {
@@ -90,6 +115,18 @@ describe('bad input', () => {
   });
 
   it('invalid signal', () => expectOneLineError(['kill', 'ghost', 'SIGNOPE'], /invalid signal "SIGNOPE"|does not exist/));
+
+  it('a bad config file (docs/config.md): one line naming the file and the key, before anything exists', async () => {
+    const config = path.join(work, 'bad-config.toml');
+    writeFileSync(config, '[vm]\nmemory_mib = "lots"\n');
+    const line = new RegExp(`^hull: ${config.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}: vm\\.memory_mib: must be a whole number from 128 to 1048576, got "lots"\n$`);
+    await expectOneLineError(['run', '-b', good, 'cfg'], line, { HULL_CONFIG: config }, 1);
+    await expectOneLineError(['create', '-b', good, 'cfg'], line, { HULL_CONFIG: config }, 1);
+    await expectOneLineError(['pool', 'serve', '--size', '1'], line, { HULL_CONFIG: config }, 1);
+  });
+
+  it('pool serve with neither --size nor pool.size', () =>
+    expectOneLineError(['pool', 'serve'], /^hull: pool serve needs --size \(or pool\.size in the config file, docs\/config\.md\)\n$/, { HULL_CONFIG: '/dev/null' }, 1));
 
   it('QEMU missing says what to install', () =>
     expectOneLineError(['run', '-b', good, 'noqemu'], /qemu.*not found.*qemu-system-x86/i, { HULL_QEMU: '/nonexistent/qemu-system-x86_64' }));
@@ -120,6 +157,22 @@ describe('bad input', () => {
     for (const cmd of ['run', 'create']) {
       await expectOneLineError([cmd, '-b', hostNet, 'hostnet'], /^hull: the spec keeps the host network namespace .*cannot join the host network/);
     }
+  });
+
+  it('a cgroupsPath that climbs out of the hierarchy, runs through a file, or is not systemd\'s form: one line, nothing made', async () => {
+    await expectOneLineError(
+      ['run', '-b', bundleWith('cg-climb', (s) => (s.linux.cgroupsPath = '../../x')), 'x'],
+      /^hull: cgroupsPath "\.\.\/\.\.\/x" must not contain "\.\." \(it would leave the cgroup hierarchy\)\n$/,
+    );
+    await expectOneLineError(
+      ['create', '-b', bundleWith('cg-file', (s) => (s.linux.cgroupsPath = '/cgroup.procs/x')), 'x'],
+      /^hull: cgroupsPath "\/cgroup\.procs\/x": \/sys\/fs\/cgroup\/(\S+\/)?cgroup\.procs exists and is not a cgroup directory\n$/,
+    );
+    await expectOneLineError(
+      ['--systemd-cgroup', 'create', '-b', bundleWith('cg-sd', (s) => (s.linux.cgroupsPath = '/not/systemd')), 'x'],
+      /^hull: cgroupsPath "\/not\/systemd" is not of the form "slice:prefix:name" that the systemd cgroup driver expects\n$/,
+    );
+    expect(existingCgroupDirs('/x')).toEqual([]);
   });
 
   it('a network namespace path that does not exist, or is no network namespace', async () => {

@@ -181,6 +181,59 @@ describe('create plan', () => {
     expect(joined.plan.hostname).toBe('h');
   });
 
+  it("gives a container in the host's UTS namespace the node's hostname, in a UTS namespace of its own", () => {
+    const hostUts = baseSpec({ linux: { namespaces: [{ type: 'pid' }, { type: 'mount' }] } });
+    const p = plan(hostUts, { hostHostname: 'node-7' }).plan;
+    expect([p.namespaces, p.hostname]).toEqual([['mount', 'pid', 'uts'], 'node-7']);
+    // Without the host's name (an older host) the guest's stays; a private or joined UTS namespace keeps its own.
+    expect(plan(hostUts).plan.hostname).toBeUndefined();
+    expect(plan(baseSpec({ hostname: 'own' }), { hostHostname: 'node-7' }).plan.hostname).toBe('own');
+    expect(plan(baseSpec(), { hostHostname: 'node-7' }).plan.hostname).toBeUndefined();
+    const joined = plan(baseSpec({ linux: { namespaces: [{ type: 'mount' }, { type: 'uts', path: '/proc/42/ns/uts' }] } }), {
+      containerNamespace: () => 7,
+      hostHostname: 'node-7',
+    }).plan;
+    expect([joined.namespaces, joined.hostname]).toEqual([['mount'], undefined]);
+    expect(specError(() => plan(hostUts, { hostHostname: 'x'.repeat(65) })).message).toContain("the host's hostname");
+  });
+
+  it('carries process.oomScoreAdj (create and exec) and refuses values outside -1000..1000', () => {
+    const withAdj = (oomScoreAdj: unknown) => baseSpec({ process: { args: ['sh'], oomScoreAdj } });
+    expect(plan(withAdj(-999)).plan.oomScoreAdj).toBe(-999);
+    expect(plan(baseSpec()).plan.oomScoreAdj).toBeUndefined();
+    expect(computeExecPlan({ process: { args: ['sh'], oomScoreAdj: 1000 }, joinPid: 9 }).plan.oomScoreAdj).toBe(1000);
+    for (const bad of [1001, -1001, 1.5, '7']) expect(specError(() => plan(withAdj(bad))).message).toBe('process.oomScoreAdj must be an integer -1000..1000');
+  });
+
+  it('turns linux.devices into device nodes (runc defaults: mode 0666, owner 0:0) and warns that device cgroup rules are not enforced', () => {
+    const devices = [
+      { path: '/dev/mydev', type: 'c', major: 1, minor: 3, fileMode: 0o20640, uid: 1000, gid: 1001 },
+      { path: '/dev/sub/../blk', type: 'b', major: 7, minor: 0 },
+      { path: '/dev/fifo', type: 'p' },
+      { path: '/dev/unbuf', type: 'u', major: 4095, minor: 0xfffff, fileMode: 0o600 },
+    ];
+    const resources = { devices: [{ allow: false, access: 'rwm' }, { allow: true, type: 'c', major: 1, minor: 3, access: 'rw' }] };
+    const spec = baseSpec({ linux: { namespaces: [{ type: 'mount' }], devices: devices.slice(0, 1).concat(devices.slice(2)), resources } });
+    const { plan: p, warnings } = plan(spec);
+    expect(p.devices).toEqual([
+      { path: '/dev/mydev', type: 'c', major: 1, minor: 3, mode: 0o640, uid: 1000, gid: 1001 },
+      { path: '/dev/fifo', type: 'p', major: 0, minor: 0, mode: 0o666, uid: 0, gid: 0 },
+      { path: '/dev/unbuf', type: 'u', major: 4095, minor: 0xfffff, mode: 0o600, uid: 0, gid: 0 },
+    ]);
+    expect(warnings).toContain("linux.resources.devices (2 rules) not enforced: the guest's cgroup v2 device filter (eBPF) is not implemented");
+    const bad = (d: unknown) => specError(() => plan(baseSpec({ linux: { namespaces: [{ type: 'mount' }], devices: [d] } }))).message;
+    expect(bad(devices[1])).toContain('without ".."');
+    expect(bad({ path: 'dev/x', type: 'c', major: 1, minor: 1 })).toContain('must be an absolute path');
+    expect(bad({ path: '/', type: 'c', major: 1, minor: 1 })).toContain('not /');
+    expect(bad({ path: '/dev/x', type: 'x', major: 1, minor: 1 })).toBe('linux.devices[0].type "x" must be c, b, u or p');
+    expect(bad({ path: '/dev/x', type: 'c', major: 4096, minor: 1 })).toBe('linux.devices[0].major must be an integer 0..4095');
+    expect(bad({ path: '/dev/x', type: 'b', major: 1 })).toBe('linux.devices[0].minor must be an integer 0..1048575');
+    expect(bad({ path: '/dev/x', type: 'c', major: 1, minor: 1, uid: -1 })).toContain('uid');
+    const twice = { path: '/dev/x', type: 'c', major: 1, minor: 1 };
+    expect(specError(() => plan(baseSpec({ linux: { devices: [twice, { ...twice, path: '/dev//x' }] } }))).message).toBe('linux.devices[1]: /dev/x is listed twice');
+    expect(computeExecPlan({ process: { args: ['sh'] }, joinPid: 9 }).plan.devices).toEqual([]);
+  });
+
   describe('namespace paths (joining another container of the sandbox)', () => {
     /** Container inits 42 and 43 are running; their namespaces have inodes 4026530000 + pid. */
     const lookups: Array<[number, string]> = [];
@@ -268,6 +321,10 @@ describe('create plan', () => {
     specError(() => computeCreatePlan({ spec: baseSpec(), rootfsPath: 'relative/rootfs' }));
     // cwd defaults to / and user to root.
     expect(plan(baseSpec({ process: { args: ['sh'] } })).plan).toMatchObject({ cwd: '/', uid: 0, gid: 0, groups: [], env: [] });
+    // user.username is Windows-only in the runtime spec: runc runs uid:gid and never reads it (nor /etc/passwd for
+    // it), so an unknown name is no error here either.
+    const named = plan(baseSpec({ process: { args: ['sh'], user: { uid: 7, gid: 8, username: 'no-such-user' } } }));
+    expect([named.plan.uid, named.plan.gid, named.warnings]).toEqual([7, 8, []]);
   });
 
   it('carries capabilities, no_new_privs, masked and readonly paths and sysctls, with no "not enforced" warning', () => {
@@ -450,6 +507,8 @@ describe('plan encoding', () => {
       maskedPaths: ['/proc/kcore'],
       readonlyPaths: ['/proc/sys'],
       sysctls: [['kernel.shmmax', '1024']],
+      devices: [{ path: '/dev/fuse', type: 'c', major: 10, minor: 229, mode: 0o666, uid: 0, gid: 5 }],
+      oomScoreAdj: -500,
     };
     const buf = encodePlan(p);
     expect(buf[buf.length - 1]).toBe(0);
@@ -470,6 +529,8 @@ describe('plan encoding', () => {
       'readonly_path', '/proc/sys',
       'masked_path', '/proc/kcore',
       'sysctl', 'kernel.shmmax', '1024',
+      'device', '/dev/fuse', 'c', '10', '229', String(0o666), '0', '5',
+      'oom_score_adj', '-500',
       'env', 'A=1', 'env', 'B=',
       'arg', 'sh', 'arg', '-c', 'arg', 'echo hi',
     ]);

@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
@@ -106,6 +106,22 @@ describe('agent service over ttrpc with a fake helper', () => {
     expect(d.vcpus).toBeGreaterThan(0);
     expect(d.memoryBytes).toBe(os.totalmem());
     expect(d.uptimeSeconds).toBeGreaterThan(0);
+  });
+
+  it("a pooled VM's claim: clock and entropy at once, once; a NIC it could not remove fails the start, not the create", async () => {
+    const set: number[] = [];
+    const sysRoot = mkdtempSync(path.join(tmp, 'sys-'));
+    mkdirSync(path.join(sysRoot, 'class', 'net', 'eth0'), { recursive: true });
+    writeFileSync(path.join(sysRoot, 'class', 'net', 'eth0', 'address'), '02:aa:00:00:00:01\n');
+    symlinkSync('../../devices/virtio3', path.join(sysRoot, 'class', 'net', 'eth0', 'device')); // no virtio_net driver dir: the unbind fails
+    const guestTime = { now: () => 1_800_000_000_000, setRealtimeClock: (ms: number) => void set.push(ms), addEntropy: () => undefined };
+    const h = harness({ guestTime, sysRoot });
+    const claim = { unixTimeMs: 1_800_000_001_000, entropy: Buffer.alloc(16), unusedMacs: ['02:aa:00:00:00:01'] };
+    expect(await h.agent.claim(claim)).toEqual({ clockStepMs: -1000 });
+    expect(set).toEqual([1_800_000_001_000]);
+    await expect(h.agent.claim(claim)).rejects.toMatchObject({ code: Code.FailedPrecondition, message: 'the VM was claimed already' });
+    await create(h, 'c1', ['true']);
+    await expect(h.agent.startContainer('c1')).rejects.toThrow(/removing the pooled VM's unused NICs: ENOENT/);
   });
 
   it('creates, starts, relays output and reports the exit status', async () => {

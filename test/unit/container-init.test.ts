@@ -193,7 +193,12 @@ describe.runIf(prerequisitesMet('hull-container-init', [needRoot(), !existsSync(
     execFileSync('make', ['-C', join(REPO, 'native'), 'container-init', 'container-init-asan'], { stdio: 'pipe' });
     root = mkdtempSync(join(tmpdir(), 'hull-ci-'));
     rootfs = join(root, 'rootfs');
-    for (const d of ['bin', 'work', 'etc']) mkdirSync(join(rootfs, d), { recursive: true });
+    for (const d of ['bin', 'work', 'etc', 'root-only']) mkdirSync(join(rootfs, d), { recursive: true });
+    chmodSync(join(rootfs, 'root-only'), 0o700);
+    writeFileSync(join(rootfs, 'etc/plain'), 'not a program\n');
+    writeFileSync(join(rootfs, 'bin/garbage'), 'not a program\n', { mode: 0o755 });
+    copyFileSync(BUSYBOX, join(rootfs, 'bin/root-only'));
+    chmodSync(join(rootfs, 'bin/root-only'), 0o700);
     chmodSync(root, 0o755);
     chmodSync(rootfs, 0o755);
     chmodSync(join(rootfs, 'work'), 0o777);
@@ -349,11 +354,46 @@ describe.runIf(prerequisitesMet('hull-container-init', [needRoot(), !existsSync(
     expect(alive()).toBe(false);
   });
 
-  it('reports a missing program as "error exec" and exits 127', async () => {
-    const r = helper(createPlan({ args: ['no-such-program'] }));
+  // runc's create-time checks (exec.LookPath, the chdir of finalizeNamespace), in runc's words: the error comes
+  // before "ready", so the create fails and nothing waits for a start.
+  it.each([
+    ['a missing program', { args: ['/bin/no-such-program'] }, 'exec: "/bin/no-such-program": stat /bin/no-such-program: no such file or directory'],
+    ['a program not in PATH', { args: ['no-such-program'] }, 'exec: "no-such-program": executable file not found in $PATH'],
+    ['a file that is not executable', { args: ['/etc/plain'] }, 'exec: "/etc/plain": permission denied'],
+    ['a directory', { args: ['/work'] }, 'exec: "/work": is a directory'],
+    ['a program only root may run, for uid 1000', { args: ['/bin/root-only'], uid: 1000 }, 'exec: "/bin/root-only": permission denied'],
+    ['a missing cwd', { args: ['true'], cwd: '/nonexistent' }, 'chdir to cwd ("/nonexistent") set in config.json failed: no such file or directory'],
+    ['a cwd that is a file', { args: ['true'], cwd: '/etc/plain' }, 'chdir to cwd ("/etc/plain") set in config.json failed: not a directory'],
+  ])('refuses %s before ready, in runc\'s words, and exits 127', async (_what, plan, message) => {
+    const r = helper(createPlan(plan));
+    const { code } = await r.withTimeout(r.exit);
+    expect(code).toBe(127);
+    expect(r.status).toEqual([`pid ${r.pid}`, `error ${message}`]);
+    expect(r.stderr).toBe('');
+  });
+
+  it('enters a cwd only root may enter before the user change, as runc does; a program in it still runs', async () => {
+    const r = helper(createPlan({ args: ['sh', '-c', 'echo cwd=$(pwd) id=$(id -u)'], uid: 1000, cwd: '/root-only' }));
+    expect((await r.run()).code).toBe(0);
+    expect(r.stdout).toBe('cwd=/root-only id=1000\n');
+  });
+
+  it('an exec that fails after the checks (not an executable format) is reported at start, in runc\'s words', async () => {
+    const r = helper(createPlan({ args: ['/bin/garbage'] }));
     const { code } = await r.run();
     expect(code).toBe(127);
-    expect(r.status).toContain('error exec no-such-program: No such file or directory');
+    expect(r.status).toEqual([`pid ${r.pid}`, 'ready', 'error exec /bin/garbage: exec format error']);
+  });
+
+  it('an exec into a container gets the same checks', async () => {
+    const c = helper(createPlan({ args: ['sh', '-c', 'sleep 30'] }));
+    await c.ready();
+    const e = helper(execPlan(c.pid, ['/bin/no-such-program']));
+    const { code } = await e.withTimeout(e.exit);
+    expect(code).toBe(127);
+    expect(e.status).toEqual([`pid ${e.pid}`, 'error exec: "/bin/no-such-program": stat /bin/no-such-program: no such file or directory']);
+    c.child.kill('SIGKILL');
+    await c.withTimeout(c.exit);
   });
 
   it('reports a missing rootfs as an error and exits 127', async () => {
@@ -590,6 +630,50 @@ describe.runIf(prerequisitesMet('hull-container-init', [needRoot(), !existsSync(
     expect(readFileSync('/proc/sys/kernel/shm_rmid_forced', 'utf8')).toBe(before);
   });
 
+  it('makes linux.devices nodes (type, numbers, mode, owner; a default node replaced) and sets oom_score_adj, inherited', async () => {
+    const script = [
+      "busybox stat -c '%A %u %g %t:%T %n' /dev/mydev /dev/sub/blk /dev/fifo /dev/null",
+      'echo adj=$(cat /proc/self/oom_score_adj) init=$(cat /proc/1/oom_score_adj)',
+      'echo hi > /dev/mydev && echo mydev-writable',
+    ].join('\n');
+    const devices = [
+      'device', '/dev/mydev', 'c', '1', '3', String(0o640), '1000', '1001', // /dev/null's numbers
+      'device', '/dev/sub/blk', 'b', '7', '1', String(0o600), '0', '0',
+      'device', '/dev/fifo', 'p', '0', '0', String(0o622), '0', '6',
+      'device', '/dev/null', 'c', '1', '3', String(0o660), '0', '5', // replaces the default node
+    ];
+    // Raised here: lowering needs CAP_SYS_RESOURCE, which the test host may not give (the guest's agent has it).
+    const r = helper(createPlan({ args: ['sh', '-c', script], security: [...devices, 'oom_score_adj', '678'] }));
+    expect((await r.run()).code).toBe(0);
+    expect(r.status.filter((l) => l.startsWith('error'))).toEqual([]);
+    const lines = r.stdout.trim().split('\n');
+    expect(lines.slice(0, 4).sort()).toEqual(
+      ['crw-r----- 1000 1001 1:3 /dev/mydev', 'brw------- 0 0 7:1 /dev/sub/blk', 'prw--w--w- 0 6 0:0 /dev/fifo', 'crw-rw---- 0 5 1:3 /dev/null'].sort(),
+    );
+    expect(lines).toContain('adj=678 init=678');
+    expect(lines).toContain('mydev-writable');
+    // The spec's numbers are checked in the plan parser: no node outside the rootfs, no out-of-range number.
+    const cases: Array<[string[], string]> = [
+      [['device', 'dev/x', 'c', '1', '3', '438', '0', '0'], 'error plan: bad device path "dev/x"'],
+      [['device', '/dev/../x', 'c', '1', '3', '438', '0', '0'], 'error plan: bad device path "/dev/../x"'],
+      [['device', '/dev/x/', 'c', '1', '3', '438', '0', '0'], 'error plan: bad device path "/dev/x/"'],
+      [['device', '/', 'c', '1', '3', '438', '0', '0'], 'error plan: bad device path "/"'],
+      [['device', '/dev/x', 's', '1', '3', '438', '0', '0'], 'error plan: bad device type "s" for /dev/x'],
+      [['device', '/dev/x', 'c', '4096', '3', '438', '0', '0'], 'error plan: bad device number 4096:3 for /dev/x'],
+      [['device', '/dev/x', 'c', '1', '1048576', '438', '0', '0'], 'error plan: bad device number 1:1048576 for /dev/x'],
+      [['device', '/dev/x', 'c', '1', '3', '4096', '0', '0'], 'error plan: bad device mode "4096" for /dev/x'],
+      [['device', '/dev/x', 'c', '1', '3', '438', '4294967295', '0'], 'error plan: bad device owner 4294967295:0 for /dev/x'],
+      [Array(1025).fill(['device', '/dev/x', 'p', '0', '0', '438', '0', '0']).flat(), 'error plan: more than 1024 device entries'],
+      [['oom_score_adj', '1001'], 'error plan: bad oom_score_adj "1001"'],
+      [['oom_score_adj', '--5'], 'error plan: bad oom_score_adj "--5"'],
+    ];
+    for (const [security, error] of cases) {
+      const bad = helper(createPlan({ args: ['true'], security }));
+      expect((await bad.withTimeout(bad.exit)).code).toBe(127);
+      expect(bad.status).toEqual([error]);
+    }
+  });
+
   it('reports a sysctl the kernel does not have as an error', async () => {
     const r = helper(createPlan({ args: ['true'], security: ['sysctl', 'kernel.no_such_key', '1'] }));
     expect((await r.withTimeout(r.exit)).code).toBe(127);
@@ -671,7 +755,7 @@ describe.runIf(prerequisitesMet('hull-container-init', [needRoot(), !existsSync(
     expect(truncated.status).toEqual(['error plan: key seccomp needs 2 values']);
     const exec = helper(execPlan(process.pid, ['true'], ['masked_path', '/proc/kcore']));
     expect((await exec.withTimeout(exec.exit)).code).toBe(127);
-    expect(exec.status).toEqual(['error plan: exec takes no masked_path, readonly_path or sysctl']);
+    expect(exec.status).toEqual(['error plan: exec takes no masked_path, readonly_path, sysctl or device']);
   });
 
   it('survives random security keys and values: one "error plan:" line, no sanitizer report', async () => {

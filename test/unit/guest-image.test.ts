@@ -28,7 +28,7 @@ if (!existsSync('/bin/busybox')) missing.push('/bin/busybox (apt-get install bus
 const fakeModules: Record<string, string> = {
   virtio_ring: '', virtio: 'virtio_ring', virtio_mmio: 'virtio,virtio_ring', virtio_rng: 'virtio,virtio_ring',
   fuse: '', virtiofs: 'fuse,virtio,virtio_ring', vsock: '', vmw_vsock_virtio_transport_common: 'vsock',
-  vmw_vsock_virtio_transport: 'virtio,vmw_vsock_virtio_transport_common,virtio_ring,vsock', overlay: '',
+  vmw_vsock_virtio_transport: 'virtio,vmw_vsock_virtio_transport_common,virtio_ring,vsock', overlay: '', qemu_fw_cfg: '',
   virtio_blk: 'virtio,virtio_ring', libcrc32c: '', erofs: 'libcrc32c',
   failover: '', net_failover: 'failover', virtio_net: 'virtio_ring,virtio,net_failover',
 };
@@ -110,7 +110,7 @@ describe.runIf(prerequisitesMet('guest-image/build.sh', missing))('guest-image/b
     const order = cpioFile(initrd, `usr/lib/modules/${release}/hull.list`).trim().split('\n');
     expect(order).toEqual([
       'virtio_ring.ko', 'virtio.ko', 'virtio_mmio.ko', 'virtio_rng.ko', 'fuse.ko', 'virtiofs.ko', 'vsock.ko',
-      'vmw_vsock_virtio_transport_common.ko', 'vmw_vsock_virtio_transport.ko', 'overlay.ko',
+      'vmw_vsock_virtio_transport_common.ko', 'vmw_vsock_virtio_transport.ko', 'overlay.ko', 'qemu_fw_cfg.ko',
     ]);
     // The NIC driver is loaded only when the VM has a virtio-net device: a list of its own.
     expect(cpioFile(initrd, `usr/lib/modules/${release}/hull-net.list`).trim().split('\n')).toEqual([

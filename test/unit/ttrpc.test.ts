@@ -1,4 +1,5 @@
 import { once } from 'node:events';
+import os from 'node:os';
 import type { Duplex } from 'node:stream';
 import protobuf from 'protobufjs';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -334,6 +335,7 @@ describe('agent API round trip', () => {
       UpdateContainer: rec('UpdateContainer', {}),
       ResizePty: rec('ResizePty', {}),
       SetupNetwork: rec('SetupNetwork', {}),
+      Claim: rec('Claim', { clockStepMs: -740.5 }),
     };
     expect(Object.keys(handlers).sort()).toEqual(Object.keys(agentService().methods).sort());
 
@@ -348,7 +350,10 @@ describe('agent API round trip', () => {
     expect(await agent.guestDetails()).toEqual({ kernelRelease: '6.1.0', vcpus: 2, memoryBytes: 2 ** 33, agentVersion: '0.1.0', uptimeSeconds: 1.5 });
     const create: T.CreateContainerRequest = { containerId: 'c1', specJson: '{}', rootfsPath: '/run/hull/shared/c1/rootfs', stdin: true, bundle: '/bundles/c1' };
     expect(await agent.createContainer(create)).toEqual({ pid: 42 });
-    expect(seen.CreateContainer).toEqual(create);
+    // The host's hostname goes with every create (a container in the host's UTS namespace sees it).
+    expect(seen.CreateContainer).toEqual({ ...create, hostHostname: os.hostname() });
+    await agent.createContainer({ ...create, hostHostname: 'node-1' });
+    expect(seen.CreateContainer).toEqual({ ...create, hostHostname: 'node-1' });
     expect(await agent.startContainer('c1')).toEqual({ pid: 42 });
     expect(seen.StartContainer).toEqual({ containerId: 'c1' });
     expect(await agent.execProcess({ containerId: 'c1', execId: 'e1', processJson: '{"args":["ls"]}', stdin: false })).toEqual({ pid: 43 });
@@ -393,7 +398,14 @@ describe('agent API round trip', () => {
       neighbors: [{ family: 4 as const, address: '10.99.77.9', mac: '02:00:00:00:00:09', device: 'eth0' }],
     };
     await agent.setupNetwork(network);
-    expect(seen.SetupNetwork).toEqual(network);
+    // proto3: an absent string arrives as '' (agent/network-check.ts reads '' as "no guest MAC").
+    expect(seen.SetupNetwork).toEqual({ ...network, interfaces: [{ ...network.interfaces[0]!, guestMac: '' }] });
+    const pooled = { ...network, interfaces: [{ ...network.interfaces[0]!, guestMac: '02:5e:00:00:00:01' }] };
+    await agent.setupNetwork(pooled);
+    expect(seen.SetupNetwork).toEqual(pooled);
+    const claim = { unixTimeMs: 1796546186804.25, entropy: Buffer.from([1, 2, 3, 255]), unusedMacs: ['02:5e:00:00:00:02'] };
+    expect(await agent.claim(claim)).toEqual({ clockStepMs: -740.5 });
+    expect(seen.Claim).toEqual(claim);
   });
 
   it('surfaces agent error codes as TtrpcError', async () => {

@@ -1,0 +1,38 @@
+// The settings the config file feeds, each resolved in one place with the precedence hull keeps everywhere:
+// flag > environment variable > config file > built-in default. Callers that take a flag pass it in; each result says
+// where its value came from, for `hull env`.
+import { requestedAccel, type RequestedAccel } from '../../hypervisor/acceleration.js';
+import { DEFAULT_ROOT } from '../sandbox/paths.js';
+import { hullConfig } from './load.js';
+import type { LogLevel } from './schema.js';
+
+export type Source = 'flag' | 'env' | 'file' | 'default';
+
+export interface Resolved<T> {
+  value: T;
+  source: Source;
+}
+
+/** flag > env > file > default, for values already checked. */
+export function resolve<T>(layers: { flag?: T; env?: T; file?: T; fallback: T }): Resolved<T> {
+  if (layers.flag !== undefined) return { value: layers.flag, source: 'flag' };
+  if (layers.env !== undefined) return { value: layers.env, source: 'env' };
+  if (layers.file !== undefined) return { value: layers.file, source: 'file' };
+  return { value: layers.fallback, source: 'default' };
+}
+
+/** The accelerator asked for: $HULL_ACCEL (checked), else vm.accel, else auto. */
+export function configuredAccel(): Resolved<RequestedAccel> {
+  const env = process.env['HULL_ACCEL'] ? requestedAccel() : undefined;
+  return resolve({ env, file: hullConfig().values.vm.accel, fallback: 'auto' });
+}
+
+/** The default --root of the CLI (and the root whose pool the containerd shim takes VMs from). */
+export function configuredRoot(flag?: string): Resolved<string> {
+  return resolve({ flag, file: hullConfig().values.paths.root, fallback: DEFAULT_ROOT });
+}
+
+/** The level of the logs hull writes (a --log file, the pool server's, the containerd shim's); --debug means debug. */
+export function configuredLogLevel(debugFlag = false): Resolved<LogLevel> {
+  return resolve<LogLevel>({ flag: debugFlag ? 'debug' : undefined, file: hullConfig().values.log.level, fallback: 'info' });
+}
