@@ -12,7 +12,7 @@
 // composes at run time (accelerator probe, host TSC, sizing) is what is compared, not a re-composition of it.
 // What the floor drops, because those need their back ends running: QMP (its socket lives in hull's socket dir;
 // nothing talks to it), the virtio-fs and vhost-user/vhost vsock devices (virtiofsd, hull-vsock-backend, a unique
-// CID), and NICs (taps). What it replaces: -initrd (the trivial initramfs) and -name. The console stays on QEMU's
+// CID), NICs (taps), and the agent key (-fw_cfg: its file goes with the probe sandbox). What it replaces: -initrd (the trivial initramfs) and -name. The console stays on QEMU's
 // stdout, as hull has it (a pipe this process reads).
 import { execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync, closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
@@ -107,7 +107,8 @@ export function floorArgv(hullArgv, initrd) {
       (o === '-chardev' && socketChardevs.has(/(?:^|,)id=([^,]+)/.exec(v ?? '')?.[1])) ||
       ((o === '-mon' || o === '-device') && usesDropped(v ?? '')) ||
       (o === '-device' && /^(vhost-vsock-device|vhost-user-|virtio-net-device)/.test(v ?? '')) ||
-      o === '-netdev';
+      o === '-netdev' ||
+      o === '-fw_cfg'; // the agent key: its file goes with the probe sandbox, and the floor's /init needs none
     if (drop) {
       dropped.push(`${o} ${v.split(',').slice(0, 2).join(',')}`);
       return [];

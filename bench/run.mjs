@@ -301,7 +301,9 @@ async function idleSandbox(guest) {
   const env = { ...process.env, HULL_GUEST_DIR: debugGuestDir(guest) };
   execFileSync(hull, ['--root', coldRoot, 'create', '--bundle', idle, 'idle'], { stdio: 'ignore', env });
   execFileSync(hull, ['--root', coldRoot, 'start', 'idle'], { env });
-  await new Promise((r) => setTimeout(r, 3000));
+  // Idle means after the guest's one-shot page-cache drop (guest-image/init hull.dropcaches, 10 s of guest uptime)
+  // and the free page reporting that follows it (docs/density.md).
+  await new Promise((r) => setTimeout(r, 12000));
   const monitorPid = JSON.parse(readFileSync(path.join(coldRoot, 'idle', 'state.json'), 'utf8')).pid;
   // QEMU and the helpers are the monitor's children; their command lines name the socket dir, not the root.
   const rows = processTree(monitorPid).map(({ pid, cmd }) => {

@@ -123,8 +123,9 @@ modules_for() { # names... → mod_order: the load order including dependencies 
 }
 # What the agent needs: virtio-mmio transport, virtio-rng (entropy: without it the first getrandom() in Node
 # waits ~1 s for the crng under TCG), vsock, virtio-fs, overlay for container layers, qemu_fw_cfg (the agent key,
-# which QEMU gives as a fw_cfg file: agent/host-auth.ts).
-main_modules=(virtio_ring virtio virtio_mmio virtio_rng fuse virtiofs vsock vmw_vsock_virtio_transport_common vmw_vsock_virtio_transport overlay qemu_fw_cfg)
+# which QEMU gives as a fw_cfg file: agent/host-auth.ts), virtio_balloon (free page reporting: freed guest pages go
+# back to the host, docs/density.md).
+main_modules=(virtio_ring virtio virtio_mmio virtio_rng fuse virtiofs vsock vmw_vsock_virtio_transport_common vmw_vsock_virtio_transport overlay qemu_fw_cfg virtio_balloon)
 # The pod's NICs: /init loads these only when the VM has a virtio-net device (most sandboxes have none).
 net_modules=(virtio_net)
 # What stage 1 of the erofs format needs to mount the root disk.

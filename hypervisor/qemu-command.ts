@@ -42,6 +42,12 @@ export interface QemuCommandSpec {
   /** `-cpu` under TCG (KVM always uses `host`). Default TCG_CPU_MODEL. */
   tcgCpu?: string;
   /**
+   * A virtio-balloon device with free page reporting: the guest tells QEMU which of its pages are free (in blocks of
+   * its reporting order, which guest-image/init sets to 4 KiB) and QEMU punches them out of the guest RAM memfd, so
+   * memory the guest touched and freed goes back to the host. The balloon is never inflated. Needs the guest's virtio_balloon module (guest-image/build.sh).
+   */
+  freePageReporting?: boolean;
+  /**
    * Descriptors QEMU gets from hull-vmm-launcher (vmm-launcher.ts) instead of paths it would open itself: with them
    * QEMU needs no access to the socket directory, to /dev/net/tun or to the taps' network namespace.
    */
@@ -141,6 +147,7 @@ export function buildQemuArgs(spec: QemuCommandSpec): string[] {
     // Entropy: without it Node's first getrandom() in the guest waits ~1 s for the crng under TCG.
     '-device', 'virtio-rng-device',
   ];
+  if (spec.freePageReporting) args.push('-device', 'virtio-balloon-device,free-page-reporting=on');
   if (spec.rootImagePath !== undefined) {
     args.push(
       '-drive', `id=root,file=${escapeOpt(spec.rootImagePath)},format=raw,if=none,read-only=on`,

@@ -95,6 +95,11 @@ export interface QemuMicrovmOptions {
   vmmLauncherPath?: string;
   /** Extra `-M microvm,…` properties. */
   machineOptions?: string[];
+  /**
+   * Free page reporting (virtio-balloon): freed guest memory goes back to the host (docs/density.md). Default true;
+   * $HULL_FREE_PAGE_REPORTING=0 turns it off (A/B measurements).
+   */
+  freePageReporting?: boolean;
   /** VmOptions.onProcesses: told the processes as each one starts. */
   onProcesses?: (processes: VmProcesses) => void;
 }
@@ -301,6 +306,7 @@ export class QemuMicrovm implements Hypervisor {
       ...(config.nics?.length ? { nics: config.nics, vhostNet } : {}),
       ...(machineOptions ? { machineOptions } : {}),
       ...(process.env['HULL_TCG_CPU'] ? { tcgCpu: process.env['HULL_TCG_CPU'] } : {}),
+      freePageReporting: options.freePageReporting ?? process.env['HULL_FREE_PAGE_REPORTING'] !== '0',
       fds: jail.fds,
     });
     const launcherArgv = launcherArgs(jail.spec, [qemu, ...args]);

@@ -148,6 +148,21 @@ export function scrubPool(pool: string, booted: string[]): void {
   if (mountsUnder(pool).length === 0) rmSync(pool, { recursive: true, force: true });
 }
 
+/** What is left of a pooled VM: recorded processes still running, processes naming it (QEMU's `-name hull-<id>`,
+ *  virtiofsd's share, the vsock backend's socket dir), mounts in it, its directory and its socket directory. */
+export function vmLeftovers(vm: PoolVm): string[] {
+  const sockets = socketDirFor(vm.dir);
+  return [
+    ...(vm.record ? recordedProcesses(vm.record) : []).filter((p) => isAlive(p)).map((p) => `recorded process ${p.pid} runs`),
+    ...processesMentioning(vm.dir),
+    ...processesMentioning(sockets),
+    ...processesMentioning(`hull-${vm.id},`),
+    ...mountsUnder(vm.dir).map((m) => `mount ${m}`),
+    ...(existsSync(vm.dir) ? [`directory ${vm.dir}`] : []),
+    ...(existsSync(sockets) ? [`socket directory ${sockets}`] : []),
+  ];
+}
+
 export function vmOnRecord(pool: string, id: string): Required<PoolVm> {
   const dir = path.join(pool, 'vms', id);
   return { id, dir, record: JSON.parse(readFileSync(path.join(dir, 'pool-vm.json'), 'utf8')) as PoolVmRecord };

@@ -13,7 +13,6 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { socketDirFor } from '../../hypervisor/paths.js';
 import { isAlive } from '../../hypervisor/process.js';
 import { sandboxDirFor } from '../../shim/containerd/address.js';
 import { containerdPrerequisites, have, POD_ROOT, PrivateContainerd, RUNTIME, until } from '../helpers/containerd.js';
@@ -22,7 +21,7 @@ import { hull, hullDetached, makeBundle, mountsUnder, processesMentioning, repo,
 import { namespaceSnapshot, podWithPeer, type PodWithPeer } from '../helpers/netns.js';
 import { needRoot, prerequisitesMet } from '../helpers/prerequisites.js';
 import { existingCgroupDirs, outsideOf, removeTestParents, vmProcessTree } from '../helpers/host-cgroups.js';
-import { jsonLines, Pool, recordedProcesses, vmOnRecord, type PoolVm } from '../helpers/pool.js';
+import { jsonLines, Pool, recordedProcesses, vmLeftovers, vmOnRecord, type PoolVm } from '../helpers/pool.js';
 import { parseScrape, sampleValue } from '../helpers/metrics.js';
 import type { PoolStatus } from '../../shim/pool/status.js';
 
@@ -46,20 +45,6 @@ function poolVmsOnRecord(pool: string): Array<Required<PoolVm>> {
 }
 
 
-/** What is left of a pooled VM: recorded processes still running, processes naming it (QEMU's `-name hull-<id>`,
- *  virtiofsd's share, the vsock backend's socket dir), mounts in it, its directory and its socket directory. */
-function vmLeftovers(vm: PoolVm): string[] {
-  const sockets = socketDirFor(vm.dir);
-  return [
-    ...(vm.record ? recordedProcesses(vm.record) : []).filter((p) => isAlive(p)).map((p) => `recorded process ${p.pid} runs`),
-    ...processesMentioning(vm.dir),
-    ...processesMentioning(sockets),
-    ...processesMentioning(`hull-${vm.id},`),
-    ...mountsUnder(vm.dir).map((m) => `mount ${m}`),
-    ...(existsSync(vm.dir) ? [`directory ${vm.dir}`] : []),
-    ...(existsSync(sockets) ? [`socket directory ${sockets}`] : []),
-  ];
-}
 
 /** What is left of the containers of `rootDir`: processes naming it (but its pool servers), mounts, state dirs. */
 function rootLeftovers(rootDir: string): string[] {

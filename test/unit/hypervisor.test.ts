@@ -152,6 +152,11 @@ describe('buildQemuArgs', () => {
     expect(after(bare, '-device')).toEqual(['virtio-rng-device']);
   });
 
+  it('adds a virtio-balloon with free page reporting only when asked (never inflated: no other balloon option)', () => {
+    expect(after(buildQemuArgs({ ...base, freePageReporting: true }), '-device')).toContain('virtio-balloon-device,free-page-reporting=on');
+    expect(after(buildQemuArgs(base), '-device').filter((d) => d.startsWith('virtio-balloon'))).toEqual([]);
+  });
+
   it('gives the guest the agent key as a fw_cfg file: only its path is on the command line', () => {
     const args = buildQemuArgs({ ...base, agentKeyPath: '/run/hull/a,b/agent.key' });
     expect(after(args, '-fw_cfg')).toEqual(['name=opt/hull/agent-key,file=/run/hull/a,,b/agent.key']);
