@@ -2,7 +2,6 @@
 // against one real microVM.
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import type net from 'node:net';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { sandboxPaths } from '../../hypervisor/paths.js';
@@ -10,8 +9,7 @@ import { parseVmProcesses } from '../../hypervisor/vm-processes.js';
 import { vmmUidRange } from '../../hypervisor/vmm-uid.js';
 import { connectHybridVsock } from '../../hypervisor/transport.js';
 import { CHALLENGE_BYTES, newAgentKeyText, parseAgentKey, proveToAgent } from '../../protocol/agent-auth.js';
-import { AgentClient } from '../../protocol/agent-client.js';
-import { duplexPair } from '../../protocol/ttrpc/duplex-pair.js';
+import { collectUntilClose, healthRequestFrame } from '../helpers/agent-door.js';
 import { connectAgent } from '../../shim/sandbox/agent-connect.js';
 import { AGENT_PORT } from '../../shim/sandbox/paths.js';
 import { hull, hullBin, hullDetached, leaks, makeBundle, noLeaks, tempDir, expectNoLeaksThenRemove } from '../helpers/hull.js';
@@ -43,34 +41,6 @@ function vmTreeOf(id: string): number[] {
 
 function stateOf(stdout: string): { status: string; pid: number; id: string; bundle: string; ociVersion: string; annotations?: Record<string, string> } {
   return JSON.parse(stdout);
-}
-
-/** Everything the peer sends until it closes the connection (bounded, so a connection left open fails the test). */
-function collectUntilClose(sock: net.Socket, timeoutMs = 20_000): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    const timer = setTimeout(() => {
-      sock.destroy();
-      reject(new Error(`the agent did not close the connection within ${timeoutMs} ms (got ${Buffer.concat(chunks).length} bytes)`));
-    }, timeoutMs);
-    sock.on('data', (c: Buffer) => chunks.push(c));
-    sock.on('error', () => undefined);
-    sock.once('close', () => {
-      clearTimeout(timer);
-      resolve(Buffer.concat(chunks));
-    });
-  });
-}
-
-/** The bytes of one ttrpc Health request, as a host side without the key would send them. */
-async function healthRequestFrame(): Promise<Buffer> {
-  const [a, b] = duplexPair();
-  const client = new AgentClient(a);
-  const frame = new Promise<Buffer>((resolve) => b.once('data', (c: Buffer) => resolve(Buffer.from(c))));
-  void client.health().catch(() => undefined);
-  const bytes = await frame;
-  client.close();
-  return bytes;
 }
 
 describe('hull lifecycle', () => {

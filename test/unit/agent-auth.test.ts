@@ -13,6 +13,7 @@ import { AgentAuthError, CHALLENGE_BYTES, newAgentKeyText, parseAgentKey, PROOF_
 import { AgentClient } from '../../protocol/agent-client.js';
 import { agentService } from '../../protocol/proto.js';
 import { duplexPair } from '../../protocol/ttrpc/duplex-pair.js';
+import { collectUntilClose, healthRequestFrame } from '../helpers/agent-door.js';
 import { TtrpcServer } from '../../protocol/ttrpc/server.js';
 
 let tmp: string;
@@ -81,31 +82,6 @@ function connect(p: string): Promise<net.Socket> {
     sockets.push(s);
     s.once('error', reject);
   });
-}
-
-/** Everything the peer sends until it closes the connection (bounded: the test fails on a hang). */
-function collectUntilClose(sock: net.Socket, timeoutMs = 5_000): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    const timer = setTimeout(() => reject(new Error('the agent did not close the connection')), timeoutMs);
-    sock.on('data', (c: Buffer) => chunks.push(c));
-    sock.on('error', () => undefined);
-    sock.once('close', () => {
-      clearTimeout(timer);
-      resolve(Buffer.concat(chunks));
-    });
-  });
-}
-
-/** The bytes of one ttrpc Health request, as a host without the key would send them. */
-async function healthRequestFrame(): Promise<Buffer> {
-  const [a, b] = duplexPair();
-  const client = new AgentClient(a);
-  const frame = new Promise<Buffer>((resolve) => b.once('data', (c: Buffer) => resolve(Buffer.from(c))));
-  void client.health().catch(() => undefined);
-  const bytes = await frame;
-  client.close();
-  return bytes;
 }
 
 describe('agent door check', () => {

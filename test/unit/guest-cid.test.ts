@@ -14,6 +14,7 @@ import { allocateGuestCid, cidRefusedByKernel } from '../../hypervisor/guest-cid
 import { sandboxPaths } from '../../hypervisor/paths.js';
 import { isAlive, procStartTime } from '../../hypervisor/process.js';
 import { MAX_GUEST_CID_TRIES, QemuMicrovm } from '../../hypervisor/qemu.js';
+import { fakeVmConfig } from '../helpers/vm-config.js';
 
 const HERE = import.meta.dirname;
 const GUEST_CID = path.resolve(HERE, '../../hypervisor/guest-cid.ts');
@@ -294,18 +295,7 @@ describe('QemuMicrovm with kernel vhost-vsock: a CID the kernel refuses', () => 
     process.env['FAKE_VIRTIOFSD_STARTS'] = virtiofsdLog;
     const lines = (f: string): string[] => (existsSync(f) ? readFileSync(f, 'utf8').trim().split('\n').filter(Boolean) : []);
     const vm = new QemuMicrovm(
-      {
-        id: name,
-        dir,
-        vcpus: 1,
-        memoryMiB: 128,
-        kernelPath: '/nonexistent/vmlinux',
-        initrdPath: '/nonexistent/initrd',
-        kernelCmdline: '',
-        sharedDir: path.join(dir, 'shared'),
-        accel: 'tcg',
-        guestCid: 3,
-      },
+      fakeVmConfig(name, dir),
       {
         logger: pino({ level: 'silent' }),
         vsock: 'vhost-vsock',

@@ -29,6 +29,7 @@ const fakeModules: Record<string, string> = {
   virtio_ring: '', virtio: 'virtio_ring', virtio_mmio: 'virtio,virtio_ring', virtio_rng: 'virtio,virtio_ring',
   fuse: '', virtiofs: 'fuse,virtio,virtio_ring', vsock: '', vmw_vsock_virtio_transport_common: 'vsock',
   vmw_vsock_virtio_transport: 'virtio,vmw_vsock_virtio_transport_common,virtio_ring,vsock', overlay: '', qemu_fw_cfg: '',
+  virtio_balloon: 'virtio,virtio_ring',
   virtio_blk: 'virtio,virtio_ring', libcrc32c: '', erofs: 'libcrc32c',
   failover: '', net_failover: 'failover', virtio_net: 'virtio_ring,virtio,net_failover',
 };
@@ -111,6 +112,7 @@ describe.runIf(prerequisitesMet('guest-image/build.sh', missing))('guest-image/b
     expect(order).toEqual([
       'virtio_ring.ko', 'virtio.ko', 'virtio_mmio.ko', 'virtio_rng.ko', 'fuse.ko', 'virtiofs.ko', 'vsock.ko',
       'vmw_vsock_virtio_transport_common.ko', 'vmw_vsock_virtio_transport.ko', 'overlay.ko', 'qemu_fw_cfg.ko',
+      'virtio_balloon.ko',
     ]);
     // The NIC driver is loaded only when the VM has a virtio-net device: a list of its own.
     expect(cpioFile(initrd, `usr/lib/modules/${release}/hull-net.list`).trim().split('\n')).toEqual([

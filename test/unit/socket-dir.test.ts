@@ -19,6 +19,7 @@ import {
 } from '../../hypervisor/paths.js';
 import { QemuMicrovm } from '../../hypervisor/qemu.js';
 import { createSandboxDir, removeSandboxDir, sandboxDir } from '../../shim/runc/state.js';
+import { fakeVmConfig } from '../helpers/vm-config.js';
 
 const DOCKER_ROOT = '/var/run/docker/runtime-runc/moby';
 const DOCKER_ID = 'f'.repeat(64);
@@ -115,18 +116,7 @@ describe('the socket directory', () => {
     const dir = path.join(tmp, 'docker-like', 'runtime-runc', 'moby', 'a'.repeat(64));
     mkdirSync(path.join(dir, 'shared'), { recursive: true });
     const vm = new QemuMicrovm(
-      {
-        id: 'a'.repeat(64),
-        dir,
-        vcpus: 1,
-        memoryMiB: 128,
-        kernelPath: '/nonexistent/vmlinux',
-        initrdPath: '/nonexistent/initrd',
-        kernelCmdline: '',
-        sharedDir: path.join(dir, 'shared'),
-        accel: 'tcg',
-        guestCid: 3,
-      },
+      fakeVmConfig('a'.repeat(64), dir),
       {
         logger: pino({ level: 'silent' }),
         vsock: 'hybrid',
