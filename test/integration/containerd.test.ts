@@ -82,7 +82,8 @@ describe.runIf(prerequisitesMet('containerd tests', containerdPrerequisites()))(
 
   afterAll(async () => {
     await ctd?.destroy();
-    removeTestParents([longCgroupParent]);
+    // `ctr` puts a container in /<namespace>/<id>; each sandbox removes the level hull made, this catches the rest.
+    removeTestParents([longCgroupParent, `/${NS}`]);
   });
 
   afterEach(async () => {

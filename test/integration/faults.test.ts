@@ -255,7 +255,7 @@ afterAll(async () => {
   await Pool.stopAll();
   net?.remove();
   try {
-    removeTestParents([cgParent]);
+    removeTestParents([cgParent, `/${NS}`]);
   } finally {
     if (mountsUnder(work).length === 0) rmSync(work, { recursive: true, force: true });
   }

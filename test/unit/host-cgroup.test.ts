@@ -185,7 +185,10 @@ describe('planning and creating over a fake cgroupfs', () => {
     const request = planHostCgroup(specWith('/pod/c2', { cpu: { quota: 100_000, period: 100_000 } }), 'c2', { systemd: false, hierarchies });
     const recorded: HostCgroupRecord[] = [];
     HostCgroup.create(request, { vcpus: 1, memoryMiB: 512 }, silent, (r) => recorded.push(r));
-    expect(recorded).toEqual([{ dirs: [`${root}/memory/pod/c2`, `${root}/cpu/pod/c2`, `${root}/pids/pod/c2`] }]);
+    // The levels hull made above the cgroup are on record too: removed at teardown once empty.
+    expect(recorded).toEqual([
+      { dirs: [`${root}/memory/pod/c2`, `${root}/cpu/pod/c2`, `${root}/pids/pod/c2`], parents: [`${root}/memory/pod`, `${root}/cpu/pod`, `${root}/pids/pod`] },
+    ]);
     const read = (f: string) => readFileSync(path.join(root, f), 'utf8');
     expect(read('memory/pod/c2/memory.limit_in_bytes')).toBe(String((512 + VMM_MEMORY_OVERHEAD_MIB) * MIB));
     expect([read('cpu/pod/c2/cpu.cfs_period_us'), read('cpu/pod/c2/cpu.cfs_quota_us')]).toEqual(['100000', '125000']);
@@ -261,8 +264,11 @@ describe.skipIf(!realCgroups)('a real cgroup on this host (root)', () => {
       const family = withDescendants(pid);
       expect(family.length).toBe(2);
       for (const { dir } of request.dirs) expect(processesIn(dir).sort()).toEqual([...family].sort());
+      expect(record!.parents).toEqual(request.dirs.map(({ hierarchy }) => path.join(hierarchy.mount, parent)));
       await removeHostCgroup(record!);
       for (const { dir } of request.dirs) expect(existsSync(dir)).toBe(false);
+      // The level hull made above it went too (it was empty); a level another cgroup still sits in would stay.
+      for (const { hierarchy } of request.dirs) expect(existsSync(path.join(hierarchy.mount, parent))).toBe(false);
       await exited;
       expect(withDescendants(pid)).toEqual([pid]); // no task dir left: gone
     } finally {

@@ -53,6 +53,34 @@ export function checkCgroupDir(mount: string, dir: string, source: string): void
  * its children. Returns the levels it created, top first.
  */
 export function createCgroupDir(mount: string, dir: string, version: 1 | 2, controllers: string[]): string[] {
+  // A parent that another sandbox's teardown removed between our mkdirs (it was empty then): made again.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return createLevels(mount, dir, version, controllers);
+    } catch (err) {
+      if (!(err instanceof ParentGoneError) || attempt >= 3) throw err instanceof ParentGoneError ? err.original : err;
+    }
+  }
+}
+
+class ParentGoneError extends Error {
+  constructor(readonly original: HullError) {
+    super(original.message);
+  }
+}
+
+/** Removes the cgroup `dir` if it holds no process and no cgroup (another sandbox's may be in it); gone is fine. */
+export function removeIfEmpty(dir: string): void {
+  try {
+    rmdirSync(dir);
+  } catch (err) {
+    const code = errnoOf(err);
+    if (code === 'ENOENT' || code === 'EBUSY' || code === 'ENOTEMPTY') return;
+    throw new HullError('internal', `cannot remove cgroup ${dir}: ${reason(err)}`, { cause: err });
+  }
+}
+
+function createLevels(mount: string, dir: string, version: 1 | 2, controllers: string[]): string[] {
   const created: string[] = [];
   let at = mount;
   const segments = path.relative(mount, dir).split('/');
@@ -64,7 +92,10 @@ export function createCgroupDir(mount: string, dir: string, version: 1 | 2, cont
       mkdirSync(at);
       created.push(at);
     } catch (err) {
-      if (errnoOf(err) !== 'EEXIST') throw new HullError('internal', `cannot create cgroup ${at}: ${reason(err)}`, { cause: err });
+      const code = errnoOf(err);
+      const failure = new HullError('internal', `cannot create cgroup ${at}: ${reason(err)}`, { cause: err });
+      if (code === 'ENOENT') throw new ParentGoneError(failure);
+      if (code !== 'EEXIST') throw failure;
       if (!lstatSync(at).isDirectory()) throw new HullError('invalid-argument', `${at} exists and is not a cgroup directory`);
     }
     if (version === 1 && controllers.includes('cpuset')) inheritCpuset(parent, at);

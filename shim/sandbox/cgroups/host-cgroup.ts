@@ -3,13 +3,14 @@
 // and worker — under limits derived from the VM's size and the spec (limits.ts). Planned (and checked) before
 // anything exists, put on the sandbox record before it is created, placed into as each process starts, and removed
 // from the record alone at teardown (teardown.ts), after the VM's processes are gone.
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type { VmProcesses } from '../../../hypervisor/types.js';
 import { HullError } from '../../errors.js';
 import type { OciLinuxResources, OciSpec } from '../../oci-spec.js';
 import type { VmSize } from '../vm-sizing.js';
-import { checkCgroupDir, createCgroupDir, moveProcess, removeCgroupDir, withDescendants, writeCgroupFile } from './cgroupfs.js';
+import { checkCgroupDir, createCgroupDir, moveProcess, removeCgroupDir, removeIfEmpty, withDescendants, writeCgroupFile } from './cgroupfs.js';
 import { detectHierarchies, layoutOf, type Hierarchy } from './hierarchies.js';
 import { hostLimits, limitWrites, type HostLimits } from './limits.js';
 import { cgroupLocation, type CgroupLocation } from './path.js';
@@ -17,6 +18,12 @@ import { cgroupLocation, type CgroupLocation } from './path.js';
 /** On the sandbox record: the sandbox's cgroup directory in each hierarchy (created or joined; removed at teardown). */
 export interface HostCgroupRecord {
   dirs: string[];
+  /**
+   * The levels above `dirs` that did not exist and hull made for this cgroup (`/<namespace>` of containerd's
+   * `/<namespace>/<id>`): removed at teardown once empty, so a sandbox leaves no cgroup behind. A level another sandbox
+   * still uses is not empty, and stays.
+   */
+  parents?: string[];
 }
 
 /** Where the sandbox's cgroup goes and what bounds it, checked against the host but not created yet. */
@@ -66,7 +73,8 @@ export class HostCgroup {
    * On failure what was created stays on record, for the sandbox's teardown to remove.
    */
   static create(request: HostCgroupRequest, size: VmSize, log: Logger, onRecord: (record: HostCgroupRecord) => void): HostCgroup {
-    onRecord({ dirs: request.dirs.map((d) => d.dir) });
+    const parents = request.dirs.flatMap(({ hierarchy, dir }) => missingLevels(hierarchy.mount, path.dirname(dir)));
+    onRecord({ dirs: request.dirs.map((d) => d.dir), ...(parents.length > 0 ? { parents } : {}) });
     for (const { hierarchy, dir } of request.dirs) createCgroupDir(hierarchy.mount, dir, hierarchy.version, hierarchy.controllers);
     const cgroup = new HostCgroup(request, log);
     cgroup.setLimits(size);
@@ -108,11 +116,21 @@ export class HostCgroup {
  * or anything else.
  */
 export async function removeHostCgroup(record: HostCgroupRecord, hierarchies: Hierarchy[] = detectHierarchies()): Promise<void> {
-  for (const dir of record.dirs) {
+  const parents = record.parents ?? [];
+  for (const dir of [...record.dirs, ...parents]) {
     const inside = hierarchies.some((h) => dir.startsWith(`${h.mount}/`) && path.normalize(dir) === dir);
     if (!inside) throw new HullError('internal', `the recorded cgroup ${dir} is not inside a cgroup hierarchy of this host`);
   }
   for (const dir of record.dirs) await removeCgroupDir(dir);
+  // Deepest first; one that another sandbox's cgroup sits in (or that went already) is left to it.
+  for (const dir of [...parents].sort((a, b) => b.length - a.length)) removeIfEmpty(dir);
+}
+
+/** The levels of `dir` below `mount` that do not exist yet, top first. */
+function missingLevels(mount: string, dir: string): string[] {
+  const missing: string[] = [];
+  for (let at = dir; at.startsWith(`${mount}/`) && !existsSync(at); at = path.dirname(at)) missing.unshift(at);
+  return missing;
 }
 
 /** Reads the record's cgroup field; undefined when there is none. */
@@ -122,5 +140,10 @@ export function parseHostCgroupRecord(value: unknown, source: string): HostCgrou
   if (!Array.isArray(dirs) || !dirs.every((d): d is string => typeof d === 'string' && d.startsWith('/') && !d.split('/').includes('..'))) {
     throw new HullError('internal', `${source}: the host cgroup's dirs are not a list of absolute paths`);
   }
-  return { dirs };
+  const parents = (value as { parents?: unknown }).parents;
+  if (parents === undefined) return { dirs };
+  if (!Array.isArray(parents) || !parents.every((d): d is string => typeof d === 'string' && d.startsWith('/') && !d.split('/').includes('..'))) {
+    throw new HullError('internal', `${source}: the host cgroup's parents are not a list of absolute paths`);
+  }
+  return { dirs, parents };
 }
