@@ -37,6 +37,8 @@ const MAX_REPLY = 32;
 const RETRY_MS = 20;
 
 class RetryableError extends Error {}
+/** The attempt ran out of the overall deadline rather than failing on its own. */
+class DeadlineCutError extends RetryableError {}
 
 export async function connectHybridVsock(udsPath: string, port: number, timeoutMs: number): Promise<net.Socket> {
   if (!Number.isInteger(port) || port < 0 || port > 0xffffffff) {
@@ -67,7 +69,9 @@ async function connectWithRetry<T>(
     try {
       return await attempt(Math.max(1, deadline - Date.now()));
     } catch (err) {
-      lastError = retryable(err);
+      const why = retryable(err);
+      // An attempt the deadline cut short says less than the one before it: keep both.
+      lastError = err instanceof DeadlineCutError && attempts > 1 ? `${lastError}; then ${why}` : why;
     }
     if (Date.now() + RETRY_MS >= deadline) {
       throw new AgentUnreachableError(target, port, timeoutMs, attempts, lastError);
@@ -96,7 +100,7 @@ function attemptHybrid(udsPath: string, port: number, budgetMs: number): Promise
         resolve(socket);
       }
     };
-    const timer = setTimeout(() => finish(new RetryableError(`no reply to CONNECT ${port} within the deadline`)), budgetMs);
+    const timer = setTimeout(() => finish(new DeadlineCutError(`no reply to CONNECT ${port} within the deadline`)), budgetMs);
     const onError = (err: NodeJS.ErrnoException): void =>
       // ENOENT/ECONNREFUSED: the backend is not listening (yet); ECONNRESET/EPIPE: it dropped us. All retryable.
       finish(new RetryableError(`${err.code ?? 'error'}: ${err.message}`));
