@@ -2,9 +2,10 @@
 // are logged and ignored, and an uncaught error is logged while the agent keeps serving.
 import type { Logger } from 'pino';
 
-// SIGKILL/SIGSTOP cannot be caught; SIGUSR1 stays Node's (it starts the inspector) and the kernel does not deliver
-// unhandled signals to PID 1 anyway.
-const IGNORED = ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGQUIT', 'SIGUSR2', 'SIGPIPE', 'SIGTSTP', 'SIGTTIN', 'SIGTTOU'] as const;
+// SIGKILL/SIGSTOP cannot be caught. SIGUSR1 would open Node's inspector (code execution as the agent) for any root
+// process of the guest's root pid namespace: a listener of our own replaces Node's handler. Node 20 (the guest's) has
+// no --disable-sigusr1.
+const IGNORED = ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2', 'SIGPIPE', 'SIGTSTP', 'SIGTTIN', 'SIGTTOU'] as const;
 
 export function installProcessGuards(log: Logger, opts: { pid1: boolean; onStop?: () => void }): void {
   for (const sig of IGNORED) {

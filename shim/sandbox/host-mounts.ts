@@ -33,10 +33,37 @@ export function bindMount(source: string, target: string, options: BindOptions =
   run('mount', [options.recursive ? '--rbind' : '--bind', source, target]);
   // A private mount does not propagate into other namespaces, so umount here really removes it everywhere.
   run('mount', [options.recursive ? '--make-rprivate' : '--make-private', target]);
-  if (options.readonly) {
-    // A bind remount changes one mount only: each submount an rbind brought along is made read-only as well.
-    for (const point of mountPointsUnder(target).reverse()) run('mount', ['-o', 'remount,bind,ro', point]);
+  // nosuid,nodev on the host: virtiofsd keeps a guest's chmod/chown (set-uid bits included) and mknod, so what a guest
+  // writes into the share must not be a set-uid program or a device node for the host. Inside the VM the guest kernel
+  // decides (it honours set-uid there as before). A bind remount sets all of one mount's flags at once and changes
+  // that mount only: each mount point (the submounts an rbind brought along too) keeps its own flags plus these.
+  const perMount = perMountOptions();
+  for (const point of mountPointsUnder(target).reverse()) {
+    const flags = new Set([...(perMount.get(point) ?? []), 'nosuid', 'nodev']);
+    if (options.readonly) {
+      flags.delete('rw');
+      flags.add('ro');
+    }
+    run('mount', ['-o', `remount,bind,${[...flags].join(',')}`, point]);
   }
+}
+
+/** The per-mount flags mount(8) takes back in a bind remount; anything else in mountinfo's field 6 is left out. */
+const MOUNT_FLAGS = new Set(['ro', 'rw', 'nosuid', 'nodev', 'noexec', 'noatime', 'nodiratime', 'relatime', 'strictatime', 'nosymfollow']);
+
+/** Each mount point's per-mount flags (mountinfo field 6); for a stacked point, the top mount's. */
+function perMountOptions(): Map<string, string[]> {
+  const options = new Map<string, string[]>();
+  for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
+    const fields = line.split(' ');
+    if (fields[4] && fields[5]) options.set(decodeMountPath(fields[4]), fields[5].split(',').filter((o) => MOUNT_FLAGS.has(o)));
+  }
+  return options;
+}
+
+/** mountinfo escapes space, tab, newline and backslash as \ooo. */
+function decodeMountPath(field: string): string {
+  return field.replace(/\\([0-7]{3})/g, (_m, oct: string) => String.fromCharCode(parseInt(oct, 8)));
 }
 
 /** The decoded mount points of this mount namespace, in mount order (a stacked point appears more than once). */
@@ -44,7 +71,7 @@ function mountPoints(): string[] {
   const points: string[] = [];
   for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
     const field = line.split(' ')[4];
-    if (field) points.push(field.replace(/\\([0-7]{3})/g, (_m, oct: string) => String.fromCharCode(parseInt(oct, 8))));
+    if (field) points.push(decodeMountPath(field));
   }
   return points;
 }

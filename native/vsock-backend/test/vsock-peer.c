@@ -6,7 +6,7 @@
  *   vsock-peer server <port> source    read a line "<bytes> <seed>\n", send gen(bytes, seed), close
  *   vsock-peer server <port> discard   read to EOF, then reply "<bytes>\n" and close (benchmarks: no hashing)
  *   vsock-peer server <port> zeros     read a line "<bytes>\n", send that many zero bytes, close (benchmarks)
- *   vsock-peer server <port> reboot    on a connection: reboot the guest (device-reset test)
+ *   vsock-peer server <port> reboot    read a line, then reboot the guest (device-reset test)
  *   vsock-peer client <cid> <port> <bytes> <seed> [tries]
  *        connect (retrying every 100 ms), send gen(bytes, seed) while reading whatever comes back until EOF,
  *        then print "PEER-CLIENT port=<port> sent=<n> recv=<m> sha256=<hex of received>" on stdout.
@@ -218,6 +218,10 @@ static void serve_conn(int fd, const char *mode)
             total -= n;
         }
     } else if (!strcmp(mode, "reboot")) {
+        /* Only once the host has its OK (it writes a line after it): a guest rebooting at accept can reset the device
+         * before our RESPONSE reached the back end (or was even sent), and the host's connect then fails. */
+        char line[32];
+        read_line(fd, line, sizeof line);
         printf("PEER-REBOOT\n");
         fflush(stdout);
         sync();
