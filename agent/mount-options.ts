@@ -59,7 +59,11 @@ const FLAG_OPTIONS: Record<string, { clear: boolean; flag: number }> = {
   sync: { clear: false, flag: MS.SYNCHRONOUS },
 };
 
-const PROPAGATION_OPTIONS: Record<string, number> = {
+/**
+ * Propagation options: kept out of the mount flags because each is its own mount(2) call after the mount ("rshared"
+ * must not make a bind recursive, and "rprivate" then "shared" are two changes, not one). Also linux.rootfsPropagation.
+ */
+export const PROPAGATION: Readonly<Record<string, number>> = {
   private: MS.PRIVATE,
   rprivate: MS.PRIVATE | MS.REC,
   shared: MS.SHARED,
@@ -79,23 +83,26 @@ export interface ParsedMountOptions {
   data: string;
   /** Options that were recognised but are not applied. */
   ignored: string[];
+  /** The propagation changes (MS_SHARED etc., MS_REC for the r- forms), in the options' order. */
+  propagation: number[];
 }
 
 export function parseMountOptions(options: readonly string[]): ParsedMountOptions {
   let flags = 0;
   const data: string[] = [];
   const ignored: string[] = [];
+  const propagation: number[] = [];
   for (const opt of options) {
     const f = FLAG_OPTIONS[opt];
     if (f) {
       flags = f.clear ? flags & ~f.flag : flags | f.flag;
-    } else if (opt in PROPAGATION_OPTIONS) {
-      flags |= PROPAGATION_OPTIONS[opt]!;
+    } else if (opt in PROPAGATION) {
+      propagation.push(PROPAGATION[opt]!);
     } else if (UNSUPPORTED_OPTIONS.has(opt)) {
       ignored.push(opt);
     } else if (opt !== '') {
       data.push(opt);
     }
   }
-  return { flags: flags >>> 0, data: data.join(','), ignored };
+  return { flags: flags >>> 0, data: data.join(','), ignored, propagation };
 }

@@ -56,6 +56,7 @@ export interface OciLinux {
   maskedPaths?: string[];
   readonlyPaths?: string[];
   devices?: unknown[];
+  rootfsPropagation?: unknown;
   uidMappings?: unknown[];
   gidMappings?: unknown[];
 }

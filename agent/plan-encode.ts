@@ -24,7 +24,13 @@ export function encodePlan(plan: Plan): Buffer {
   if (plan.rootfs !== undefined) put('rootfs', plan.rootfs);
   put('readonly_root', plan.readonlyRoot ? '1' : '0');
   if (plan.hostname !== undefined) put('hostname', plan.hostname);
-  for (const m of plan.mounts) put('mount', m.type, m.source, m.destination, m.flags >>> 0, m.data);
+  if (plan.rootfsPropagation !== undefined) put('rootfs_propagation', plan.rootfsPropagation);
+  for (const m of plan.uidMappings ?? []) put('uid_map', m.containerID, m.hostID, m.size);
+  for (const m of plan.gidMappings ?? []) put('gid_map', m.containerID, m.hostID, m.size);
+  for (const m of plan.mounts) {
+    put('mount', m.type, m.source, m.destination, m.flags >>> 0, m.data);
+    for (const f of m.propagation ?? []) put('mount_propagation', f);
+  }
   if (plan.cgroup !== undefined) put('cgroup', plan.cgroup);
   for (const r of plan.rlimits) put('rlimit', r.resource, r.soft, r.hard);
   put('uid', plan.uid);
@@ -40,6 +46,11 @@ export function encodePlan(plan: Plan): Buffer {
   for (const [k, v] of plan.sysctls) put('sysctl', k, v);
   for (const d of plan.devices) put('device', d.path, d.type, d.major, d.minor, d.mode, d.uid, d.gid);
   if (plan.oomScoreAdj !== undefined) put('oom_score_adj', plan.oomScoreAdj);
+  if (plan.deviceCgroup) {
+    put('devcgroup', plan.deviceCgroup.defaultAllow ? 'allow' : 'deny');
+    const n = (v: number): string => (v < 0 ? '*' : String(v));
+    for (const r of plan.deviceCgroup.rules) put('devcgroup_rule', r.type, n(r.major), n(r.minor), r.access);
+  }
   if (plan.seccomp) putSeccomp(plan.seccomp, put);
   for (const e of plan.env) put('env', e);
   for (const a of plan.args) put('arg', a);

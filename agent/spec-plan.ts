@@ -3,15 +3,15 @@
 // field; anything the helper cannot do is refused (SpecError) or reported as a warning, never silently changed.
 import path from 'node:path';
 import { SpecError } from './errors.js';
-import { MS, parseMountOptions } from './mount-options.js';
+import { MS, parseMountOptions, PROPAGATION } from './mount-options.js';
 import type { OciProcess, OciSpec } from './oci.js';
 import { rlimitValue, RLIMITS } from './rlimits.js';
-import { arr, asObject, bool, id, limit, str, strArr } from './spec-fields.js';
-import { devicesFrom, devicesWarning, type PlanDevice } from './spec-devices.js';
+import { arr, arrMax, asObject, bool, id, limit, str, strArr } from './spec-fields.js';
+import { deviceCgroupFrom, devicesFrom, type PlanDevice, type PlanDeviceCgroup } from './spec-devices.js';
 import { seccompFrom, type PlanSeccomp } from './spec-seccomp.js';
 import { capabilitiesFrom, securityPathsFrom, sysctlsFrom, type PlanCapabilities } from './spec-security.js';
 
-export type NamespaceName = 'mount' | 'pid' | 'uts' | 'ipc' | 'cgroup' | 'net';
+export type NamespaceName = 'user' | 'mount' | 'pid' | 'uts' | 'ipc' | 'cgroup' | 'net';
 
 /** Namespaces a new container may join (another container's) instead of creating: what CRI shares within a pod. */
 export type JoinableNamespace = 'pid' | 'ipc' | 'uts' | 'cgroup';
@@ -28,9 +28,15 @@ export interface PlanMount {
   type: string;
   source: string;
   destination: string;
+  /** MS_* bits without propagation ones. */
   flags: number;
   data: string;
+  /** The options' propagation changes (MS_SHARED etc., MS_REC for the r- forms), made in order after the mount. */
+  propagation?: number[];
 }
+
+/** The helper's bound (PLAN_MAX_MOUNT_PROPAGATION). */
+const MAX_PROPAGATION_OPTIONS = 8;
 
 export interface PlanRlimit {
   resource: number;
@@ -74,7 +80,23 @@ export interface Plan {
   oomScoreAdj?: number;
   /** create only: linux.devices, made in the container's root after its mounts. */
   devices: PlanDevice[];
+  /** create only: linux.resources.devices with runc's defaults, as the container's cgroup device filter. */
+  deviceCgroup?: PlanDeviceCgroup;
+  /** create only: linux.rootfsPropagation as MS_* bits; undefined: runc's default (rslave). */
+  rootfsPropagation?: number;
+  /** create with a user namespace only: linux.uidMappings / gidMappings. */
+  uidMappings?: PlanIdMapping[];
+  gidMappings?: PlanIdMapping[];
 }
+
+export interface PlanIdMapping {
+  containerID: number;
+  hostID: number;
+  size: number;
+}
+
+/** The kernel's limit of lines in /proc/<pid>/uid_map (and the helper's, PLAN_MAX_ID_MAPS). */
+const MAX_ID_MAPPINGS = 340;
 
 export interface PlanResult {
   plan: Plan;
@@ -126,7 +148,7 @@ const SPEC_NAMESPACES: Record<string, NamespaceName | null> = {
   ipc: 'ipc',
   cgroup: 'cgroup',
   network: null, // not supported yet: the container shares the guest's network
-  user: null,
+  user: 'user',
   time: null,
 };
 
@@ -169,6 +191,7 @@ export function computeCreatePlan(input: CreatePlanInput): PlanResult {
   }
 
   const root = spec.root === undefined ? {} : asObject(spec.root, 'root');
+  const rootfsPropagation = rootfsPropagationFrom(spec.linux);
   const readonlyRoot = root.readonly === undefined ? false : bool(root.readonly, 'root.readonly');
 
   const specMounts = spec.mounts === undefined ? [] : arr(spec.mounts, 'mounts');
@@ -189,9 +212,14 @@ export function computeCreatePlan(input: CreatePlanInput): PlanResult {
   });
   const seccomp = linux.seccomp === undefined || linux.seccomp === null ? undefined : seccompFrom(linux.seccomp, warnings);
   const devices = devicesFrom(linux.devices);
+  const idMappings = userNamespaceFrom(linux, namespaces, joins, devices);
   const resources = linux.resources === undefined || linux.resources === null ? {} : asObject(linux.resources, 'linux.resources');
-  const devicesNote = devicesWarning(resources.devices);
-  if (devicesNote) warnings.push(devicesNote);
+  // As runc, the filter applies to every container (its defaults are appended to the spec's rules); it needs the
+  // container's cgroup, which the agent has unless the guest has no cgroup v2 hierarchy.
+  const deviceCgroup = deviceCgroupFrom(resources.devices, devices);
+  if (input.cgroupPath === undefined && Array.isArray(resources.devices) && resources.devices.length > 0) {
+    warnings.push(`linux.resources.devices (${resources.devices.length} rules) not enforced: the guest has no cgroup for the container`);
+  }
 
   return {
     plan: {
@@ -209,6 +237,9 @@ export function computeCreatePlan(input: CreatePlanInput): PlanResult {
       sysctls,
       ...(seccomp ? { seccomp } : {}),
       devices,
+      ...(input.cgroupPath !== undefined ? { deviceCgroup } : {}),
+      ...(rootfsPropagation !== undefined ? { rootfsPropagation } : {}),
+      ...idMappings,
     },
     warnings,
   };
@@ -316,7 +347,6 @@ function namespacesFrom(
     if (seen.has(type)) throw new SpecError(`${at}: namespace ${type} is listed twice`);
     seen.add(type);
     const nsPath = o.path === undefined || o.path === '' ? undefined : str(o.path, `${at}.path`);
-    if (type === 'user') throw new SpecError('user namespaces are not supported yet (remove the "user" namespace from linux.namespaces)');
     if (type === 'network') {
       warnings.push("network namespace ignored: the container shares the VM's network, which holds the pod's interfaces");
       return;
@@ -336,7 +366,7 @@ function namespacesFrom(
   return { namespaces: NAMESPACE_ORDER.filter((n) => out.has(n)), joins };
 }
 
-const NAMESPACE_ORDER: readonly NamespaceName[] = ['mount', 'pid', 'uts', 'ipc', 'cgroup', 'net'];
+const NAMESPACE_ORDER: readonly NamespaceName[] = ['user', 'mount', 'pid', 'uts', 'ipc', 'cgroup', 'net'];
 
 /** The host's hostname as the kernel takes it: 1..64 bytes (HOST_NAME_MAX), no NUL. */
 function hostHostnameFrom(name: string): string {
@@ -374,8 +404,13 @@ function mountFrom(value: unknown, at: string, ctx: MountContext, warnings: stri
   if (!path.posix.isAbsolute(destination) || destination.split('/').includes('..')) {
     throw new SpecError(`${at}.destination "${destination}" must be an absolute path without ".."`);
   }
-  const options = m.options === undefined || m.options === null ? [] : strArr(m.options, `${at}.options`);
-  const parsed = parseMountOptions(options);
+  const allOptions = m.options === undefined || m.options === null ? [] : strArr(m.options, `${at}.options`);
+  const parsed = parseMountOptions(allOptions);
+  const { propagation } = parsed;
+  if (propagation.length > MAX_PROPAGATION_OPTIONS) {
+    throw new SpecError(`${at}.options has ${propagation.length} propagation options; at most ${MAX_PROPAGATION_OPTIONS} are supported`);
+  }
+  const withPropagation = (pm: PlanMount): PlanMount => (propagation.length ? { ...pm, propagation } : pm);
   if (parsed.ignored.length) warnings.push(`${at} (${destination}): options ${parsed.ignored.join(',')} are not supported; ignored`);
   let type = m.type === undefined || m.type === null ? '' : str(m.type, `${at}.type`);
   const source = m.source === undefined || m.source === null ? '' : str(m.source, `${at}.source`);
@@ -385,7 +420,7 @@ function mountFrom(value: unknown, at: string, ctx: MountContext, warnings: stri
   if (isBind) {
     const guestSource = bindSource(source, at, ctx, warnings);
     if (guestSource === null) return null;
-    return { type: 'bind', source: guestSource, destination: dest, flags: (parsed.flags | MS.BIND) >>> 0, data: '' };
+    return withPropagation({ type: 'bind', source: guestSource, destination: dest, flags: (parsed.flags | MS.BIND) >>> 0, data: '' });
   }
   if (type === 'cgroup') {
     warnings.push(`${at} (${dest}): cgroup v1 mount turned into cgroup2 (the guest has cgroup v2 only)`);
@@ -394,7 +429,7 @@ function mountFrom(value: unknown, at: string, ctx: MountContext, warnings: stri
   if (!ALLOWED_FS_TYPES.has(type)) {
     throw new SpecError(`${at} (${dest}): filesystem type "${type}" is not supported (use bind or one of ${[...ALLOWED_FS_TYPES].join(', ')})`);
   }
-  return { type, source: source || type, destination: dest, flags: parsed.flags, data: parsed.data };
+  return withPropagation({ type, source: source || type, destination: dest, flags: parsed.flags, data: parsed.data });
 }
 
 /**
@@ -447,4 +482,65 @@ function withDefaultMounts(specMounts: PlanMount[]): PlanMount[] {
 /** linux.namespaces lists a network namespace (the pod's: in hull, the VM's own network). */
 function hasNetworkNamespace(value: unknown): boolean {
   return Array.isArray(value) && value.some((n) => typeof n === 'object' && n !== null && (n as { type?: unknown }).type === 'network');
+}
+
+/**
+ * linux.rootfsPropagation: one of runc's eight names. The helper applies it inside the VM only: the container's root
+ * is a virtio-fs share of a host directory, so no mount the container makes can propagate to the host's mount table
+ * (nor one of the host's into the container), whatever the spec asks.
+ */
+function rootfsPropagationFrom(linux: unknown): number | undefined {
+  if (linux === undefined || linux === null) return undefined;
+  const v = asObject(linux, 'linux').rootfsPropagation;
+  if (v === undefined || v === null || v === '') return undefined;
+  const name = str(v, 'linux.rootfsPropagation');
+  const flags = PROPAGATION[name];
+  if (flags === undefined) throw new SpecError(`linux.rootfsPropagation "${name.slice(0, 32)}" must be one of ${Object.keys(PROPAGATION).join(', ')}`);
+  return flags;
+}
+
+/**
+ * linux.uidMappings / gidMappings for a "user" namespace, as runc takes them: both are needed with one, and refused
+ * without one. The helper creates the user namespace first and writes the maps from outside it (native/container-init
+ * main.c). Like runc, hull does not chown the rootfs: the container sees its files with the owners the host gave them
+ * (through virtio-fs), so an image meant for a mapping must be owned by the mapped host ids already.
+ */
+function userNamespaceFrom(
+  linux: Record<string, unknown>,
+  namespaces: readonly NamespaceName[],
+  joins: readonly NamespaceJoin[],
+  devices: readonly PlanDevice[],
+): { uidMappings?: PlanIdMapping[]; gidMappings?: PlanIdMapping[] } {
+  const given = (v: unknown): boolean => v !== undefined && v !== null && !(Array.isArray(v) && v.length === 0);
+  if (!namespaces.includes('user')) {
+    if (given(linux.uidMappings) || given(linux.gidMappings)) {
+      throw new SpecError('linux.uidMappings and linux.gidMappings need a "user" namespace in linux.namespaces');
+    }
+    return {};
+  }
+  if (!given(linux.uidMappings)) throw new SpecError('linux.uidMappings is required with a "user" namespace');
+  if (!given(linux.gidMappings)) throw new SpecError('linux.gidMappings is required with a "user" namespace');
+  if (joins.length) throw new SpecError(`a "user" namespace with a joined ${joins[0]!.type} namespace is not supported (the joined one belongs to another user namespace)`);
+  // mknod of a device is refused in a user namespace; runc binds the host's node instead, which the guest does not have.
+  if (devices.length) throw new SpecError('linux.devices with a "user" namespace is not supported (a user namespace cannot make device nodes)');
+  return { uidMappings: idMappingsFrom(linux.uidMappings, 'linux.uidMappings'), gidMappings: idMappingsFrom(linux.gidMappings, 'linux.gidMappings') };
+}
+
+function idMappingsFrom(value: unknown, at: string): PlanIdMapping[] {
+  const maps = arrMax(value, at, MAX_ID_MAPPINGS).map((m, i) => {
+    const o = asObject(m, `${at}[${i}]`);
+    const n = (v: unknown, name: string, min: number): number => {
+      if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > 0xffffffff) throw new SpecError(`${at}[${i}].${name} must be an integer ${min}..4294967295`);
+      return v;
+    };
+    const containerID = n(o.containerID, 'containerID', 0);
+    const hostID = n(o.hostID, 'hostID', 0);
+    const size = n(o.size, 'size', 1);
+    if (containerID + size > 2 ** 32 || hostID + size > 2 ** 32) throw new SpecError(`${at}[${i}]: the range ends past 4294967295`);
+    return { containerID, hostID, size };
+  });
+  // The helper writes the map in one write(2), which the kernel takes only when shorter than a page.
+  const bytes = maps.reduce((n, m) => n + `${m.containerID} ${m.hostID} ${m.size}\n`.length, 0);
+  if (bytes >= 4096) throw new SpecError(`${at}: ${maps.length} mappings take ${bytes} bytes in /proc/<pid>/${at.endsWith('uidMappings') ? 'uid' : 'gid'}_map; the kernel takes at most 4095`);
+  return maps;
 }

@@ -4,7 +4,8 @@
  * (docs/design.md, "Container init helper"). The process layout:
  *
  *   helper (parent, stays in the agent's pid namespace)
- *     │  create: joins the cgroup, setns()es into the join_ns namespaces (another container's), unshares the rest;
+ *     │  create: joins the cgroup, setns()es into the join_ns namespaces (another container's), enters a planned
+ *     │  user namespace (its id maps written by a short-lived child left outside it), unshares the rest;
  *     │  exec: joins the cgroup and setns()es into join_pid's
  *     │  writes "pid <n>", relays the child's status lines to fd 4, forwards signals, reaps, exits with the status
  *     └─ child (create: PID 1 of the new pid namespace, or one more process of a joined one)
@@ -12,6 +13,7 @@
  *          workload's credentials), reports "ready" over a CLOEXEC sync pipe, waits for the start byte on fd 5,
  *          drops privileges and execs. The sync pipe reaching EOF without an error line means exec succeeded.
  */
+#include "devfilter.h"
 #include "exec.h"
 #include "plan.h"
 #include "rootfs.h"
@@ -82,8 +84,8 @@ static void set_rlimits(const struct plan *p)
 }
 
 /* process.oomScoreAdj, as runc: written for the container's first process while it is still root (a lower value
- * needs CAP_SYS_RESOURCE) and inherited by everything it forks. Through the guest's /proc at create, before the
- * rootfs setup; an exec has joined the container's mount namespace, and writes through the container's /proc. */
+ * needs CAP_SYS_RESOURCE) and inherited by everything it forks. Through the guest's /proc: by the child at create,
+ * before the rootfs setup; by the parent for an exec, and for a create with a user namespace, before entering it. */
 static void set_oom_score_adj(const struct plan *p)
 {
 	if (!p->has_oom_score_adj)
@@ -219,7 +221,17 @@ static void check_before_ready(const struct plan *p)
 	failx("the create-time checks were killed by signal %d", WTERMSIG(st));
 }
 
-static _Noreturn void child_main(const struct plan *p, int syncfd)
+/* linux.resources.devices: the filter goes on the container's cgroup at runc's point (its parent sets the cgroup's
+ * resources when init reports ready, after the rootfs setup), so the spec's device nodes are made first. */
+static void apply_device_filter(const struct plan *p, int cgroup_fd)
+{
+	if (!p->devcg || cgroup_fd < 0) /* a user namespace's: attached by the parent (enter_user_namespace) */
+		return;
+	devfilter_attach(p->devcg, cgroup_fd);
+	close(cgroup_fd);
+}
+
+static _Noreturn void child_main(const struct plan *p, int syncfd, int cgroup_fd)
 {
 	g_status_fd = syncfd;
 	child_signals();
@@ -227,11 +239,15 @@ static _Noreturn void child_main(const struct plan *p, int syncfd)
 		fail("prctl pdeathsig");
 	close(FD_STATUS);
 	umask(022);
-	set_oom_score_adj(p);
+	/* An exec, and a create with a user namespace: the parent set these, from outside any user namespace. */
+	bool userns = (p->ns_flags & CLONE_NEWUSER) != 0;
+	if (p->mode == MODE_CREATE && !userns)
+		set_oom_score_adj(p);
 
 	if (p->mode == MODE_CREATE) {
 		rootfs_prepare(p);
-		set_rlimits(p);
+		if (!userns)
+			set_rlimits(p);
 		if (p->hostname && sethostname(p->hostname, strlen(p->hostname)) < 0)
 			fail("sethostname");
 		rootfs_mount_all(p);
@@ -239,8 +255,7 @@ static _Noreturn void child_main(const struct plan *p, int syncfd)
 		apply_sysctls(p);
 		rootfs_finish(p);
 		apply_masked_and_readonly_paths(p);
-	} else {
-		set_rlimits(p);
+		apply_device_filter(p, cgroup_fd);
 	}
 
 	prepare_seccomp(p);
@@ -288,8 +303,9 @@ static void join_namespaces(pid_t pid)
 		const char *name;
 		int type;
 	} ns[] = {
-		{ "cgroup", CLONE_NEWCGROUP }, { "ipc", CLONE_NEWIPC }, { "uts", CLONE_NEWUTS },
-		{ "net", CLONE_NEWNET },       { "pid", CLONE_NEWPID }, { "mnt", CLONE_NEWNS },
+		/* The user namespace first: the others are then entered with its root's privileges (runc's order). */
+		{ "user", CLONE_NEWUSER }, { "cgroup", CLONE_NEWCGROUP }, { "ipc", CLONE_NEWIPC }, { "uts", CLONE_NEWUTS },
+		{ "net", CLONE_NEWNET },   { "pid", CLONE_NEWPID },       { "mnt", CLONE_NEWNS },
 	};
 	int fds[sizeof(ns) / sizeof(ns[0])];
 	char path[64];
@@ -298,7 +314,7 @@ static void join_namespaces(pid_t pid)
 		snprintf(path, sizeof(path), "/proc/%d/ns/%s", (int)pid, ns[i].name);
 		int fd = open(path, O_RDONLY | O_CLOEXEC);
 		if (fd < 0) {
-			if (errno == ENOENT && (ns[i].type == CLONE_NEWCGROUP || ns[i].type == CLONE_NEWNET))
+			if (errno == ENOENT && (ns[i].type == CLONE_NEWCGROUP || ns[i].type == CLONE_NEWNET || ns[i].type == CLONE_NEWUSER))
 				continue; /* kernel without that namespace */
 			fail_arg("open", path);
 		}
@@ -351,6 +367,86 @@ static void join_planned_namespaces(const struct plan *p)
 		}
 		close(fds[i]);
 	}
+}
+
+/* Writes one of /proc/<pid>/{uid,gid}_map in a single write(2), as the kernel requires. */
+static void write_id_map(pid_t pid, const char *file, const struct plan_idmap *maps, size_t n)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, file);
+	/* 340 lines of three 10-digit numbers fit. */
+	static char buf[PLAN_MAX_ID_MAPS * 36];
+	size_t len = 0;
+	for (size_t i = 0; i < n; i++)
+		len += (size_t)snprintf(buf + len, sizeof(buf) - len, "%u %u %u\n", maps[i].container, maps[i].host, maps[i].size);
+	/* The kernel takes the whole map in one write shorter than a page (user_namespaces(7)). */
+	if (len >= 4096)
+		failx("%s: %zu lines take %zu bytes; the kernel takes at most 4095", file, n, len);
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		fail_arg("open", path);
+	if (write(fd, buf, len) != (ssize_t)len)
+		fail_arg("write", path);
+	close(fd);
+}
+
+/* linux.namespaces "user", as runc: a user namespace first, its id maps written from outside it, then root in it, so
+ * every namespace unshared after it is owned by it. The maps need CAP_SETUID/CAP_SETGID in the parent namespace, which
+ * a process inside the new one does not have: a child forked before the unshare writes them for us. What needs the
+ * guest's privileges is done before: process.rlimits and oomScoreAdj (raising a hard limit or lowering the score
+ * needs them; children inherit both) and the device cgroup filter (bpf(2); in a user namespace mknod of a device is
+ * refused anyway, so the filter being there during the setup changes nothing). The rootfs is not chowned (runc does
+ * not either): its files keep the owners the host gave them, seen through virtio-fs. */
+static void enter_user_namespace(const struct plan *p, int *cgroup_fd)
+{
+	int go[2];
+	if (pipe2(go, O_CLOEXEC) < 0)
+		fail("pipe");
+	pid_t parent = getpid();
+	pid_t mapper = fork();
+	if (mapper < 0)
+		fail("fork");
+	if (mapper == 0) {
+		close(go[1]);
+		if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+			fail("prctl pdeathsig");
+		char b;
+		ssize_t n;
+		while ((n = read(go[0], &b, 1)) < 0 && errno == EINTR)
+			;
+		if (n != 1)
+			_exit(127);
+		/* setgroups stays "allow", as runc leaves it for a privileged caller: the workload's additionalGids. */
+		write_id_map(parent, "uid_map", p->uid_maps, p->n_uid_maps);
+		write_id_map(parent, "gid_map", p->gid_maps, p->n_gid_maps);
+		_exit(0);
+	}
+	close(go[0]);
+	set_oom_score_adj(p);
+	set_rlimits(p);
+	if (p->devcg) {
+		devfilter_attach(p->devcg, *cgroup_fd);
+		close(*cgroup_fd);
+		*cgroup_fd = -1;
+	}
+	if (unshare(CLONE_NEWUSER) < 0) {
+		kill(mapper, SIGKILL);
+		fail("unshare the user namespace");
+	}
+	if (write_all(go[1], "x", 1) < 0)
+		fail("wake the id map writer");
+	close(go[1]);
+	int st;
+	while (waitpid(mapper, &st, 0) < 0)
+		if (errno != EINTR)
+			fail("wait for the id map writer");
+	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+		_exit(127); /* it wrote its error line */
+	/* Root of the new namespace (container ids 0 must be mapped, as with runc), so the setup can make files. */
+	if (setresgid(0, 0, 0) < 0)
+		fail("setresgid 0 in the user namespace (is container gid 0 in linux.gidMappings?)");
+	if (setresuid(0, 0, 0) < 0)
+		fail("setresuid 0 in the user namespace (is container uid 0 in linux.uidMappings?)");
 }
 
 static int exit_status(int st)
@@ -479,11 +575,24 @@ int main(void)
 
 	if (p.cgroup)
 		join_cgroup(p.cgroup);
+	/* Opened here, in the guest's mount namespace: the child attaches the device filter after pivot_root. */
+	int cgroup_fd = -1;
+	if (p.devcg) {
+		cgroup_fd = open(p.cgroup, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (cgroup_fd < 0)
+			fail_arg("open cgroup", p.cgroup);
+	}
 	if (p.mode == MODE_CREATE) {
 		join_planned_namespaces(&p);
-		if (unshare(p.ns_flags) < 0)
+		if (p.ns_flags & CLONE_NEWUSER)
+			enter_user_namespace(&p, &cgroup_fd);
+		if (unshare(p.ns_flags & ~CLONE_NEWUSER) < 0)
 			fail("unshare");
 	} else {
+		/* Before the container's user namespace, if it has one (raising a hard limit or lowering the score needs the
+		 * guest's privileges); the child inherits both. */
+		set_oom_score_adj(&p);
+		set_rlimits(&p);
 		join_namespaces(p.join_pid);
 	}
 
@@ -494,9 +603,11 @@ int main(void)
 		close(sync[0]);
 		if (devnull >= 0)
 			close(devnull);
-		child_main(&p, sync[1]);
+		child_main(&p, sync[1], cgroup_fd);
 	}
 	close(sync[1]);
+	if (cgroup_fd >= 0)
+		close(cgroup_fd);
 	close(FD_START);
 	status_line("pid %d", (int)child);
 	if (devnull >= 0) {

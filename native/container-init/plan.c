@@ -9,8 +9,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <linux/bpf.h>
 
 struct cursor {
 	char *pos;
@@ -86,6 +89,8 @@ static int parse_namespaces(const char *s, int *flags)
 			f |= CLONE_NEWCGROUP;
 		else if (strcmp(tok, "net") == 0)
 			f |= CLONE_NEWNET;
+		else if (strcmp(tok, "user") == 0)
+			f |= CLONE_NEWUSER;
 		else {
 			rc = -1;
 			break;
@@ -373,6 +378,92 @@ static int parse_device(char **v, struct plan *p, char *err, size_t errlen)
 	return 0;
 }
 
+/* devcgroup [allow|deny] */
+static int parse_devcgroup(const char *s, struct plan *p, char *err, size_t errlen)
+{
+	if (p->devcg)
+		return errf(err, errlen, "plan: devcgroup is given twice");
+	bool allow = strcmp(s, "allow") == 0;
+	if (!allow && strcmp(s, "deny") != 0)
+		return errf(err, errlen, "plan: bad devcgroup default \"%.16s\"", s);
+	p->devcg = calloc(1, sizeof(*p->devcg));
+	if (!p->devcg)
+		return errf(err, errlen, "plan: out of memory");
+	p->devcg->default_allow = allow;
+	return 0;
+}
+
+/* A device number of a devcgroup_rule: "*" (any) or 0..UINT32_MAX (bpf_cgroup_dev_ctx holds u32). */
+static int parse_devcg_number(const char *s, long long *out)
+{
+	if (strcmp(s, "*") == 0) {
+		*out = -1;
+		return 0;
+	}
+	unsigned long long n;
+	if (parse_u64(s, UINT32_MAX, &n))
+		return -1;
+	*out = (long long)n;
+	return 0;
+}
+
+/* devcgroup_rule [c|b] [major|*] [minor|*] [access: a non-empty subset of "rwm", each letter once] */
+static int parse_devcgroup_rule(char **v, struct plan *p, char *err, size_t errlen)
+{
+	struct plan_devcg *d = p->devcg;
+	if (!d)
+		return errf(err, errlen, "plan: devcgroup_rule before devcgroup");
+	if (d->n_rules >= PLAN_MAX_DEVCG_RULES)
+		return errf(err, errlen, "plan: more than %d devcgroup_rule entries", PLAN_MAX_DEVCG_RULES);
+	struct plan_devcg_rule r = { 0 };
+	if (strcmp(v[0], "c") == 0 || strcmp(v[0], "b") == 0)
+		r.type = v[0][0];
+	else
+		return errf(err, errlen, "plan: bad devcgroup_rule type \"%.8s\"", v[0]);
+	if (parse_devcg_number(v[1], &r.major) || parse_devcg_number(v[2], &r.minor))
+		return errf(err, errlen, "plan: bad devcgroup_rule number %.16s:%.16s", v[1], v[2]);
+	if (!v[3][0] || strlen(v[3]) > 3)
+		return errf(err, errlen, "plan: bad devcgroup_rule access \"%.8s\"", v[3]);
+	for (const char *c = v[3]; *c; c++) {
+		unsigned bit = *c == 'r' ? BPF_DEVCG_ACC_READ : *c == 'w' ? BPF_DEVCG_ACC_WRITE : *c == 'm' ? BPF_DEVCG_ACC_MKNOD : 0;
+		if (!bit || (r.access & bit))
+			return errf(err, errlen, "plan: bad devcgroup_rule access \"%.8s\"", v[3]);
+		r.access |= bit;
+	}
+	struct plan_devcg_rule *nr = realloc(d->rules, (d->n_rules + 1) * sizeof(*nr));
+	if (!nr)
+		return errf(err, errlen, "plan: out of memory");
+	d->rules = nr;
+	nr[d->n_rules++] = r;
+	return 0;
+}
+
+/* A propagation change: exactly one of MS_SHARED, MS_SLAVE, MS_PRIVATE, MS_UNBINDABLE, maybe with MS_REC. */
+static int parse_propagation(const char *s, unsigned long *out)
+{
+	unsigned long long n;
+	if (parse_u64(s, ULONG_MAX, &n))
+		return -1;
+	unsigned long type = (unsigned long)n & ~(unsigned long)MS_REC;
+	if (type != MS_SHARED && type != MS_SLAVE && type != MS_PRIVATE && type != MS_UNBINDABLE)
+		return -1;
+	*out = (unsigned long)n;
+	return 0;
+}
+
+/* uid_map / gid_map [container id] [host id] [size]: both ranges within 32 bits, size at least 1. */
+static int parse_idmap(const char *key, char **v, struct plan_idmap *maps, size_t *n, char *err, size_t errlen)
+{
+	if (*n >= PLAN_MAX_ID_MAPS)
+		return errf(err, errlen, "plan: more than %d %s entries", PLAN_MAX_ID_MAPS, key);
+	unsigned long long c, h, sz;
+	if (parse_u64(v[0], UINT32_MAX, &c) || parse_u64(v[1], UINT32_MAX, &h) || parse_u64(v[2], UINT32_MAX, &sz) ||
+	    sz == 0 || c + sz > (1ULL << 32) || h + sz > (1ULL << 32))
+		return errf(err, errlen, "plan: bad %s %.16s %.16s %.16s", key, v[0], v[1], v[2]);
+	maps[(*n)++] = (struct plan_idmap){ .container = (uint32_t)c, .host = (uint32_t)h, .size = (uint32_t)sz };
+	return 0;
+}
+
 /* oom_score_adj [-1000..1000] */
 static int parse_oom_score_adj(const char *s, struct plan *p, char *err, size_t errlen)
 {
@@ -440,6 +531,14 @@ static int parse_security_key(const char *key, char **v, struct plan *p, char *e
 		return parse_device(v, p, err, errlen);
 	if (strcmp(key, "oom_score_adj") == 0)
 		return parse_oom_score_adj(v[0], p, err, errlen);
+	if (strcmp(key, "devcgroup") == 0)
+		return parse_devcgroup(v[0], p, err, errlen);
+	if (strcmp(key, "uid_map") == 0)
+		return parse_idmap(key, v, p->uid_maps, &p->n_uid_maps, err, errlen);
+	if (strcmp(key, "gid_map") == 0)
+		return parse_idmap(key, v, p->gid_maps, &p->n_gid_maps, err, errlen);
+	if (strcmp(key, "devcgroup_rule") == 0)
+		return parse_devcgroup_rule(v, p, err, errlen);
 	return 1;
 }
 
@@ -503,7 +602,8 @@ int plan_read(int fd, struct plan *p, char *err, size_t errlen)
 			{ "console", 1 }, { "join_ns", 3 }, { "capabilities", 5 }, { "no_new_privs", 1 },
 			{ "masked_path", 1 }, { "readonly_path", 1 }, { "sysctl", 2 }, { "seccomp", 2 },
 			{ "seccomp_arch", 1 }, { "seccomp_syscall", 3 }, { "seccomp_arg", 4 }, { "exec_path", 1 },
-			{ "device", 7 }, { "oom_score_adj", 1 },
+			{ "device", 7 }, { "oom_score_adj", 1 }, { "devcgroup", 1 }, { "devcgroup_rule", 4 },
+			{ "mount_propagation", 1 }, { "rootfs_propagation", 1 }, { "uid_map", 3 }, { "gid_map", 3 },
 		};
 		int nvals = -1;
 		for (size_t i = 0; i < sizeof(arity) / sizeof(arity[0]); i++)
@@ -549,16 +649,29 @@ int plan_read(int fd, struct plan *p, char *err, size_t errlen)
 		} else if (strcmp(key, "mount") == 0) {
 			if (v[2][0] != '/')
 				return errf(err, errlen, "plan: mount destination must be absolute: %.200s", v[2]);
-			if (parse_u64(v[3], ULONG_MAX, &n))
-				return errf(err, errlen, "plan: bad mount flags \"%.32s\"", v[3]);
+			if (parse_u64(v[3], ULONG_MAX, &n) || (n & (MS_SHARED | MS_SLAVE | MS_PRIVATE | MS_UNBINDABLE)))
+				return errf(err, errlen, "plan: bad mount flags \"%.32s\" (propagation goes in mount_propagation)", v[3]);
 			struct plan_mount *nm = realloc(p->mounts, (p->n_mounts + 1) * sizeof(*nm));
 			if (!nm)
 				return errf(err, errlen, "plan: out of memory");
 			p->mounts = nm;
 			nm[p->n_mounts++] = (struct plan_mount){
 				.type = v[0], .source = v[1], .destination = v[2], .flags = (unsigned long)n,
-				.data = v[4][0] ? v[4] : NULL,
+				.data = v[4][0] ? v[4] : NULL, .n_propagation = 0,
 			};
+		} else if (strcmp(key, "mount_propagation") == 0) {
+			if (p->n_mounts == 0)
+				return errf(err, errlen, "plan: mount_propagation before any mount");
+			struct plan_mount *m = &p->mounts[p->n_mounts - 1];
+			if (m->n_propagation >= PLAN_MAX_MOUNT_PROPAGATION)
+				return errf(err, errlen, "plan: more than %d mount_propagation entries for %.200s",
+					    PLAN_MAX_MOUNT_PROPAGATION, m->destination);
+			if (parse_propagation(v[0], &m->propagation[m->n_propagation]))
+				return errf(err, errlen, "plan: bad mount_propagation \"%.32s\"", v[0]);
+			m->n_propagation++;
+		} else if (strcmp(key, "rootfs_propagation") == 0) {
+			if (parse_propagation(v[0], &p->root_propagation))
+				return errf(err, errlen, "plan: bad rootfs_propagation \"%.32s\"", v[0]);
 		} else if (strcmp(key, "cgroup") == 0) {
 			if (v[0][0] != '/')
 				return errf(err, errlen, "plan: cgroup must be absolute");
@@ -627,13 +740,21 @@ int plan_read(int fd, struct plan *p, char *err, size_t errlen)
 		for (size_t i = 0; i < p->n_joins; i++)
 			if (p->ns_flags & p->joins[i].type)
 				return errf(err, errlen, "plan: namespace %s is both joined and created", p->joins[i].name);
+		if (p->devcg && !p->cgroup)
+			return errf(err, errlen, "plan: devcgroup needs cgroup");
+		bool userns = (p->ns_flags & CLONE_NEWUSER) != 0;
+		if (userns != (p->n_uid_maps > 0) || userns != (p->n_gid_maps > 0))
+			return errf(err, errlen, "plan: the user namespace needs uid_map and gid_map, and they need it");
+		if (userns && (p->n_joins || p->n_devices))
+			return errf(err, errlen, "plan: a user namespace takes no join_ns or device");
 	} else {
 		if (!p->join_pid)
 			return errf(err, errlen, "plan: exec needs join_pid");
-		if (p->ns_flags || p->n_joins || p->rootfs || p->n_mounts)
-			return errf(err, errlen, "plan: exec takes no namespaces, join_ns, rootfs or mount");
-		if (p->n_masked_paths || p->n_readonly_paths || p->n_sysctls || p->n_devices)
-			return errf(err, errlen, "plan: exec takes no masked_path, readonly_path, sysctl or device");
+		if (p->ns_flags || p->n_joins || p->rootfs || p->n_mounts || p->root_propagation)
+			return errf(err, errlen, "plan: exec takes no namespaces, join_ns, rootfs, mount or rootfs_propagation");
+		if (p->n_masked_paths || p->n_readonly_paths || p->n_sysctls || p->n_devices || p->devcg || p->n_uid_maps ||
+		    p->n_gid_maps)
+			return errf(err, errlen, "plan: exec takes no masked_path, readonly_path, sysctl, device, devcgroup or id map");
 	}
 	return 0;
 }

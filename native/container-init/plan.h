@@ -14,12 +14,17 @@
 
 enum plan_mode { MODE_NONE = 0, MODE_CREATE, MODE_EXEC };
 
+/* mount_propagation [flags]: after a mount, one propagation change of it, in order (MS_SHARED, MS_SLAVE, MS_PRIVATE or
+ * MS_UNBINDABLE, with or without MS_REC); rootfs_propagation [flags]: linux.rootfsPropagation, the same values. */
+#define PLAN_MAX_MOUNT_PROPAGATION 8
 struct plan_mount {
 	const char *type;
 	const char *source;
 	const char *destination;
-	unsigned long flags; /* MS_* bits */
+	unsigned long flags; /* MS_* bits, no propagation ones */
 	const char *data;    /* NULL when empty */
+	unsigned long propagation[PLAN_MAX_MOUNT_PROPAGATION];
+	size_t n_propagation;
 };
 
 struct plan_rlimit {
@@ -54,6 +59,28 @@ struct plan_device {
 	mode_t mode; /* permission bits only (07777) */
 	uid_t uid;
 	gid_t gid;
+};
+
+/* devcgroup [allow|deny], then devcgroup_rule [c|b] [major|*] [minor|*] [access]: linux.resources.devices in runc's
+ * clean form (agent/spec-devices.ts): the default, and exceptions that each take the other action. */
+#define PLAN_MAX_DEVCG_RULES 2048
+struct plan_devcg_rule {
+	char type;          /* 'c' or 'b' */
+	long long major;    /* 0..UINT32_MAX, -1: any */
+	long long minor;    /* 0..UINT32_MAX, -1: any */
+	unsigned access;    /* BPF_DEVCG_ACC_* bits, not 0 */
+};
+struct plan_devcg {
+	bool default_allow;
+	struct plan_devcg_rule *rules;
+	size_t n_rules;
+};
+
+/* uid_map / gid_map [container id] [host id] [size]: linux.uidMappings / gidMappings, for a created user namespace.
+ * At most 340 lines each (the kernel's limit for /proc/<pid>/uid_map). */
+#define PLAN_MAX_ID_MAPS 340
+struct plan_idmap {
+	uint32_t container, host, size;
 };
 
 /* Bounds on the repeated security keys (the agent's limits are the same or lower). */
@@ -101,6 +128,7 @@ struct plan {
 	struct plan_join joins[PLAN_MAX_JOINS];
 	size_t n_joins;
 	const char *rootfs;
+	unsigned long root_propagation; /* 0: runc's default, MS_SLAVE | MS_REC */
 	bool readonly_root;
 	const char *hostname; /* NULL: leave as is */
 	const char *cgroup;   /* NULL: stay in the agent's cgroup */
@@ -132,6 +160,11 @@ struct plan {
 	struct plan_seccomp *seccomp; /* NULL: no filter */
 	struct plan_device *devices;  /* create only */
 	size_t n_devices;
+	struct plan_devcg *devcg; /* create only; NULL: no device filter */
+	struct plan_idmap uid_maps[PLAN_MAX_ID_MAPS]; /* create with CLONE_NEWUSER only */
+	size_t n_uid_maps;
+	struct plan_idmap gid_maps[PLAN_MAX_ID_MAPS];
+	size_t n_gid_maps;
 	bool has_oom_score_adj; /* false: inherited from the agent */
 	int oom_score_adj;      /* -1000..1000 */
 };

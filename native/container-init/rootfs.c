@@ -1,5 +1,10 @@
-/* Root filesystem setup, in runc's order (libcontainer/rootfs_linux.go): propagation private, rootfs bound onto
- * itself, the plan's mounts, default device nodes, pivot_root, readonly root.
+/* Root filesystem setup, in runc's order (libcontainer/rootfs_linux.go): "/" rslave (or the spec's rootfsPropagation),
+ * the rootfs's parent mount private, rootfs bound onto itself, the plan's mounts with their propagation changes,
+ * default device nodes, pivot_root, the root's propagation, readonly root.
+ *
+ * Propagation is honoured inside the VM, between the container's mount namespace and the guest's: the rootfs and the
+ * bind sources are a virtio-fs share of host directories, so nothing mounted here can ever reach the host's mount
+ * table, and no host mount made later reaches the container, whatever the spec asks.
  *
  * Every path inside the rootfs is resolved with openat2(RESOLVE_IN_ROOT), so a symlink in the (untrusted) image
  * cannot redirect a mount to a guest path; the mount then targets the opened fd through /proc/self/fd/N. */
@@ -9,6 +14,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
+#include <stdbool.h>
 #include <linux/openat2.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +30,7 @@
 #define PROPAGATION_FLAGS (MS_SHARED | MS_PRIVATE | MS_SLAVE | MS_UNBINDABLE)
 
 static int g_rootfd = -1;
+static bool g_userns; /* the plan creates a user namespace */
 
 int open_in_root(const char *path, int flags)
 {
@@ -108,8 +116,7 @@ static void mount_one(const struct plan_mount *m)
 	char target[64];
 	fd_path(fd, target, sizeof(target));
 
-	unsigned long prop = flags & PROPAGATION_FLAGS;
-	unsigned long base = flags & ~(PROPAGATION_FLAGS);
+	unsigned long base = flags & ~(PROPAGATION_FLAGS); /* the parser refuses propagation bits here: belt and braces */
 	if (is_bind) {
 		if (mount(m->source, target, NULL, MS_BIND | (base & MS_REC), NULL) < 0)
 			fail_arg("mount", m->destination);
@@ -124,19 +131,35 @@ static void mount_one(const struct plan_mount *m)
 			if (mount(NULL, target, NULL, MS_BIND | MS_REMOUNT | extra, NULL) < 0)
 				fail_arg("remount", m->destination);
 		}
-	} else {
-		if (mount(m->source, target, m->type, base, m->data) < 0)
+	} else if (mount(m->source, target, m->type, base, m->data) < 0) {
+		/* runc: sysfs cannot be mounted in a user namespace without a network namespace of its own (the container
+		 * shares the VM's): the guest's /sys is bound instead, with the spec's flags (the guest's nosuid, nodev and
+		 * noexec are locked on it, so they are kept). */
+		if (!(errno == EPERM && g_userns && strcmp(m->type, "sysfs") == 0))
 			fail_arg("mount", m->destination);
+		if (mount("/sys", target, NULL, MS_BIND | MS_REC, NULL) < 0)
+			fail_arg("bind /sys for", m->destination);
+		close(fd);
+		fd = open_in_root(m->destination, O_PATH | O_DIRECTORY);
+		if (fd < 0)
+			fail_arg("open mount point", m->destination);
+		fd_path(fd, target, sizeof(target));
+		unsigned long extra = base & (MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC);
+		if (mount(NULL, target, NULL, MS_BIND | MS_REMOUNT | extra | kept_mount_flags(target), NULL) < 0)
+			fail_arg("remount", m->destination);
 	}
-	if (prop) {
+	/* runc's mountPropagate: each propagation option is its own change, in the spec's order, on the new mount (the fd
+	 * is opened again so it names the mount just made, not the directory under it). */
+	if (m->n_propagation) {
 		close(fd);
 		fd = open_in_root(m->destination, O_PATH | (as_file ? 0 : O_DIRECTORY));
 		if (fd < 0)
 			fail_arg("open mount point", m->destination);
 		fd_path(fd, target, sizeof(target));
-		if (mount(NULL, target, NULL, prop | (base & MS_REC), NULL) < 0)
-			fail_arg("mount propagation", m->destination);
 	}
+	for (size_t i = 0; i < m->n_propagation; i++)
+		if (mount(NULL, target, NULL, m->propagation[i], NULL) < 0)
+			fail_arg("mount propagation", m->destination);
 	close(fd);
 }
 
@@ -188,10 +211,37 @@ static void create_devices(void)
 	close(devfd);
 }
 
+/* runc's rootfsParentMountPropagation: the mount the rootfs lives on must not be shared, or pivot_root fails and the
+ * rootfs's bind would propagate back into the guest's namespace. mount(2) says EINVAL for a path that is not a mount
+ * point: walk up until one is. */
+static void rootfs_parent_propagation(const char *rootfs, unsigned long flag)
+{
+	char *path = strdup(rootfs);
+	if (!path)
+		fail("rootfs parent");
+	for (;;) {
+		if (mount(NULL, path, NULL, flag, NULL) == 0)
+			break;
+		if (errno != EINVAL || strcmp(path, "/") == 0)
+			fail_arg("make the rootfs's parent mount private", path);
+		char *slash = strrchr(path, '/');
+		if (slash == path)
+			slash[1] = '\0';
+		else
+			*slash = '\0';
+	}
+	free(path);
+}
+
 void rootfs_prepare(const struct plan *p)
 {
-	if (mount("", "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
-		fail("make mounts private");
+	g_userns = (p->ns_flags & CLONE_NEWUSER) != 0;
+	/* runc's prepareRoot: rslave by default, so the container sees what the guest mounts later (nothing, today) but
+	 * nothing it mounts reaches the guest's namespace. */
+	unsigned long root_flag = p->root_propagation ? p->root_propagation : MS_SLAVE | MS_REC;
+	if (mount(NULL, "/", NULL, root_flag, NULL) < 0)
+		fail("set the propagation of /");
+	rootfs_parent_propagation(p->rootfs, (root_flag & MS_SLAVE) ? MS_SLAVE : MS_PRIVATE);
 	if (mount(p->rootfs, p->rootfs, NULL, MS_BIND | MS_REC, NULL) < 0)
 		fail_arg("bind rootfs", p->rootfs);
 	/* Opened after the self-bind so lookups from it see the mounts made below. */
@@ -227,6 +277,11 @@ void rootfs_pivot(const struct plan *p)
 		fail("chdir /");
 	close(g_rootfd);
 	g_rootfd = -1;
+	/* linux.rootfsPropagation shared or unbindable applies to the new root, after pivot_root (runc: made before, it
+	 * would be the guest's root that changes); private and slave were done by rootfs_prepare. */
+	unsigned long rp = p->root_propagation;
+	if (rp && !(rp & (MS_PRIVATE | MS_SLAVE)) && mount(NULL, "/", NULL, rp, NULL) < 0)
+		fail("set rootfsPropagation on /");
 }
 
 unsigned long kept_mount_flags(const char *path)

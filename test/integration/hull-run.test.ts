@@ -318,3 +318,118 @@ describe('hull run', () => {
     }
   });
 });
+
+// issue 12 item 1 (OCI fidelity in the guest): the spec's device cgroup, checked from inside the container the way
+// the runtime-spec states it.
+describe('hull run: OCI fields enforced in the guest', () => {
+  it('linux.resources.devices: a deny-all then an allow is the device cgroup (eBPF) of the container; a node it does not allow cannot be opened', async () => {
+    const script = [
+      'echo hull-devcg > /dev/mykmsg && echo kmsg-write=ok',
+      'head -c 1 /dev/mykmsg >/dev/null 2>/tmp/err; echo "kmsg-read=$(cat /tmp/err)"',
+      'cat /dev/nodev 2>/tmp/err; echo "nodev=$(cat /tmp/err)"',
+      'echo > /dev/null && echo null=ok',
+      'echo "zero=$(head -c 3 /dev/zero | wc -c)"',
+    ].join('; ');
+    const bundle = makeBundle(path.join(work, 'devcgroup'), ['sh', '-c', script], (spec) => {
+      spec.linux.devices = [
+        { path: '/dev/mykmsg', type: 'c', major: 1, minor: 11, fileMode: 0o666 },
+        // No rule allows it: without the filter, opening it would say "No such device or address".
+        { path: '/dev/nodev', type: 'c', major: 4000, minor: 1, fileMode: 0o666 },
+      ];
+      // CRI's shape: deny all, then what may be used (here writing the kernel log only); runc's defaults follow.
+      spec.linux.resources = { devices: [{ allow: false, access: 'rwm' }, { allow: true, type: 'c', major: 1, minor: 11, access: 'w' }] };
+    });
+    const result = await hull(['run', '--bundle', bundle, 'devcgroup'], { root });
+    expect([result.code, result.stderr]).toEqual([0, '']);
+    const facts = Object.fromEntries(result.stdout.trim().split('\n').map((line) => line.split(/=(.*)/s).slice(0, 2)));
+    expect(facts).toEqual({
+      'kmsg-write': 'ok',
+      'kmsg-read': "head: /dev/mykmsg: Operation not permitted",
+      nodev: "cat: can't open '/dev/nodev': Operation not permitted",
+      null: 'ok',
+      zero: '3',
+    });
+    expect(leaks(root)).toEqual(noLeaks);
+  });
+
+  it('linux.rootfsPropagation shared and a mount with rshared: mountinfo inside the container shows them shared (in the VM)', async () => {
+    // The optional fields of each mountinfo line (7th up to "-") for the root, the rshared tmpfs and a plain one.
+    const script = `awk '$5 == "/" || $5 == "/shared" || $5 == "/plain" { o = ""; for (i = 7; $i != "-"; i++) o = o " " $i; print $5 "=" o }' /proc/self/mountinfo`;
+    const bundle = makeBundle(path.join(work, 'propagation'), ['sh', '-c', script], (spec) => {
+      spec.linux.rootfsPropagation = 'shared';
+      spec.mounts.push({ destination: '/shared', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'rshared'] });
+      spec.mounts.push({ destination: '/plain', type: 'tmpfs', source: 'tmpfs', options: ['nosuid'] });
+    });
+    const result = await hull(['run', '--bundle', bundle, 'propagation'], { root });
+    expect([result.code, result.stderr]).toEqual([0, '']);
+    const seen = Object.fromEntries(result.stdout.trim().split('\n').map((line) => line.split(/=(.*)/s).slice(0, 2)));
+    expect(seen['/']).toMatch(/^ shared:\d+$/);
+    expect(seen['/shared']).toMatch(/^ shared:\d+$/);
+    expect(seen['/plain']).toBe('');
+    expect(leaks(root)).toEqual(noLeaks);
+  });
+
+  it('a user namespace with linux.uidMappings 0→100000: id and /proc/self/uid_map inside show the mapping; the rootfs is not chowned', async () => {
+    const script = [
+      'echo "uid_map=$(cat /proc/self/uid_map | tr -s " " | sed "s/^ //")"',
+      'echo "gid_map=$(cat /proc/self/gid_map | tr -s " " | sed "s/^ //")"',
+      'echo "id=$(id -u):$(id -g)"',
+      // The image's files are the host's root's, which the namespace does not map: they show as the overflow id.
+      "echo \"busybox=$(ls -ln /bin/busybox | awk '{print $3}')\"",
+      'echo > /dev/null && echo null=ok',
+      'echo "nofile=$(ulimit -Hn)"',
+    ].join('; ');
+    const bundle = makeBundle(path.join(work, 'userns'), ['sh', '-c', script], (spec) => {
+      spec.linux.namespaces.push({ type: 'user' });
+      spec.linux.uidMappings = [{ containerID: 0, hostID: 100000, size: 65536 }];
+      spec.linux.gidMappings = [{ containerID: 0, hostID: 100000, size: 65536 }];
+      // Raising a hard limit needs the guest's privileges: set from outside the namespace.
+      spec.process.rlimits = [{ type: 'RLIMIT_NOFILE', soft: 1024, hard: 1048576 }];
+    });
+    const result = await hull(['run', '--bundle', bundle, 'userns'], { root });
+    expect([result.code, result.stderr]).toEqual([0, '']);
+    const facts = Object.fromEntries(result.stdout.trim().split('\n').map((line) => line.split(/=(.*)/s).slice(0, 2)));
+    expect(facts).toEqual({ uid_map: '0 100000 65536', gid_map: '0 100000 65536', id: '0:0', busybox: '65534', null: 'ok', nofile: '1048576' });
+    expect(leaks(root)).toEqual(noLeaks);
+  });
+});
+
+describe('hull run: the share on the host', () => {
+  it('mounts the share nosuid,nodev on the host: a set-uid file the container writes is set-uid in the guest, inert on the host', async () => {
+    const { realpathSync, statSync } = await import('node:fs'); // appended case: the file's imports stay as they are
+    const hostDir = path.join(work, 'suid-data');
+    mkdirSync(hostDir, { recursive: true });
+    const script = [
+      'cp /bin/busybox /suid-root && chmod 4755 /suid-root',
+      'cp /bin/busybox /data/suid-bind && chmod 4755 /data/suid-bind',
+      'stat -c %a /suid-root /data/suid-bind',
+      'echo ready',
+      'exec sleep 1000',
+    ].join(' && ');
+    const bundle = makeBundle(path.join(work, 'suid'), ['sh', '-c', script], (spec) => {
+      spec.mounts.push({ destination: '/data', type: 'bind', source: hostDir, options: ['rbind', 'rw'] });
+    });
+    const running = hull(['run', '--bundle', bundle, 'suid'], { root });
+    // The container's files, as the host sees them through its share mounts, once both are set-uid.
+    const files = [path.join(bundle, 'rootfs', 'suid-root'), path.join(hostDir, 'suid-bind')];
+    const setuid = (f: string): boolean => existsSync(f) && (statSync(f).mode & 0o4000) !== 0;
+    const deadline = Date.now() + 60_000;
+    while (!files.every(setuid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+    expect(files.map(setuid)).toEqual([true, true]);
+    // The share's mounts (the rootfs and the /data bind) while the container runs: mountinfo field 5 is the mount
+    // point, field 6 its per-mount flags.
+    const under = `${realpathSync(root)}/`;
+    const shareMounts = readFileSync('/proc/self/mountinfo', 'utf8')
+      .split('\n')
+      .map((l) => l.split(' '))
+      .filter((f) => f[4]?.startsWith(under))
+      .map((f) => ({ point: f[4]!.slice(under.length), flags: f[5]!.split(',') }));
+    expect(shareMounts.map((m) => m.point).sort()).toEqual([expect.stringMatching(/^suid\/shared\/suid\/mounts\/\d+$/), 'suid/shared/suid/rootfs']);
+    for (const m of shareMounts) expect(m.flags, m.point).toEqual(expect.arrayContaining(['nosuid', 'nodev']));
+    const killed = await hull(['kill', 'suid', '9'], { root });
+    expect([killed.code, killed.stderr]).toEqual([0, '']);
+    const result = await running;
+    expect([result.code, result.stdout]).toEqual([137, '4755\n4755\nready\n']);
+    expect(leaks(root)).toEqual(noLeaks);
+  });
+});

@@ -39,7 +39,7 @@ describe('mount options', () => {
     expect(p.flags).toBe(MS.NOSUID | MS.NOEXEC | MS.NODEV | MS.RDONLY | MS.RELATIME);
     expect(p.data).toBe('mode=755,size=65536k');
     expect(parseMountOptions(['ro', 'rw']).flags).toBe(0);
-    expect(parseMountOptions(['rbind', 'rprivate']).flags).toBe(MS.BIND | MS.REC | MS.PRIVATE);
+    expect(parseMountOptions(['rbind', 'rprivate'])).toMatchObject({ flags: MS.BIND | MS.REC, propagation: [MS.PRIVATE | MS.REC] });
     expect(parseMountOptions(['bind', 'strictatime', 'nosuid', 'suid']).flags).toBe(MS.BIND | MS.STRICTATIME);
     expect(parseMountOptions(['defaults']).flags).toBe(0);
     expect(parseMountOptions(['tmpcopyup']).ignored).toEqual(['tmpcopyup']);
@@ -106,6 +106,72 @@ describe('create plan', () => {
     expect(DEFAULT_MOUNTS).toHaveLength(6); // defaults are not mutated
   });
 
+  it('keeps propagation options apart from the mount flags, in order; linux.rootfsPropagation as runc maps it', () => {
+    const { plan: p } = plan(
+      baseSpec({
+        linux: { namespaces: [{ type: 'mount' }], rootfsPropagation: 'shared' },
+        mounts: [
+          { destination: '/data', type: 'bind', source: `${ROOTFS}/data`, options: ['bind', 'rshared'] },
+          { destination: '/t', type: 'tmpfs', source: 'tmpfs', options: ['rprivate', 'nosuid', 'slave', 'size=1m'] },
+        ],
+      }),
+    );
+    const data = p.mounts.find((m) => m.destination === '/data')!;
+    // "rshared" must not make a plain bind recursive.
+    expect(data).toEqual({ type: 'bind', source: `${ROOTFS}/data`, destination: '/data', flags: MS.BIND, data: '', propagation: [MS.SHARED | MS.REC] });
+    const t = p.mounts.find((m) => m.destination === '/t')!;
+    expect(t).toEqual({ type: 'tmpfs', source: 'tmpfs', destination: '/t', flags: MS.NOSUID, data: 'size=1m', propagation: [MS.PRIVATE | MS.REC, MS.SLAVE] });
+    expect(p.rootfsPropagation).toBe(MS.SHARED);
+    const strings = decodePlanStrings(encodePlan(p));
+    expect(strings.slice(strings.indexOf('rootfs_propagation'), strings.indexOf('rootfs_propagation') + 2)).toEqual(['rootfs_propagation', String(MS.SHARED)]);
+    const at = strings.indexOf('/t');
+    expect(strings.slice(at - 3, at + 7)).toEqual([
+      'mount', 'tmpfs', 'tmpfs', '/t', String(MS.NOSUID), 'size=1m',
+      'mount_propagation', String(MS.PRIVATE | MS.REC), 'mount_propagation', String(MS.SLAVE),
+    ]);
+    for (const [name, flags] of Object.entries({ rslave: MS.SLAVE | MS.REC, private: MS.PRIVATE, runbindable: MS.UNBINDABLE | MS.REC })) {
+      expect(plan(baseSpec({ linux: { namespaces: [{ type: 'mount' }], rootfsPropagation: name } })).plan.rootfsPropagation).toBe(flags);
+    }
+    expect(plan(baseSpec()).plan.rootfsPropagation).toBeUndefined();
+    expect(decodePlanStrings(encodePlan(plan(baseSpec()).plan))).not.toContain('rootfs_propagation');
+    expect(specError(() => plan(baseSpec({ linux: { rootfsPropagation: 'rshare' } }))).message).toBe(
+      'linux.rootfsPropagation "rshare" must be one of private, rprivate, shared, rshared, slave, rslave, unbindable, runbindable',
+    );
+    expect(specError(() => plan(baseSpec({ linux: { rootfsPropagation: 1 } }))).message).toBe('linux.rootfsPropagation must be a string');
+    const nine = { destination: '/t', type: 'tmpfs', source: 'tmpfs', options: Array(9).fill('private') };
+    expect(specError(() => plan(baseSpec({ mounts: [nine] }))).message).toBe('mounts[0].options has 9 propagation options; at most 8 are supported');
+  });
+
+  it('a user namespace: created first, with linux.uidMappings and gidMappings as uid_map and gid_map keys', () => {
+    const uidMappings = [{ containerID: 0, hostID: 100000, size: 65536 }];
+    const gidMappings = [{ containerID: 0, hostID: 100000, size: 1000 }, { containerID: 1000, hostID: 300000, size: 10 }];
+    const userns = (over: Record<string, unknown> = {}) =>
+      plan(baseSpec({ linux: { namespaces: [{ type: 'pid' }, { type: 'mount' }, { type: 'user' }], uidMappings, gidMappings, ...over } }));
+    const { plan: p } = userns();
+    expect(p.namespaces).toEqual(['user', 'mount', 'pid']);
+    expect(p.uidMappings).toEqual(uidMappings);
+    expect(p.gidMappings).toEqual(gidMappings);
+    const strings = decodePlanStrings(encodePlan(p));
+    expect(strings.slice(strings.indexOf('namespaces'), strings.indexOf('namespaces') + 2)).toEqual(['namespaces', 'user,mount,pid']);
+    const at = strings.indexOf('uid_map');
+    expect(strings.slice(at, at + 12)).toEqual(['uid_map', '0', '100000', '65536', 'gid_map', '0', '100000', '1000', 'gid_map', '1000', '300000', '10']);
+    expect(decodePlanStrings(encodePlan(plan(baseSpec()).plan))).not.toContain('uid_map');
+
+    expect(specError(() => userns({ gidMappings: [] })).message).toBe('linux.gidMappings is required with a "user" namespace');
+    expect(specError(() => plan(baseSpec({ linux: { uidMappings, gidMappings } }))).message).toBe(
+      'linux.uidMappings and linux.gidMappings need a "user" namespace in linux.namespaces',
+    );
+    expect(specError(() => userns({ uidMappings: [{ containerID: 0, hostID: 1, size: 0 }] })).message).toBe('linux.uidMappings[0].size must be an integer 1..4294967295');
+    expect(specError(() => userns({ uidMappings: [{ containerID: 0, hostID: -1, size: 1 }] })).message).toBe('linux.uidMappings[0].hostID must be an integer 0..4294967295');
+    expect(specError(() => userns({ gidMappings: [{ containerID: 4294967295, hostID: 0, size: 2 }] })).message).toBe('linux.gidMappings[0]: the range ends past 4294967295');
+    expect(specError(() => userns({ uidMappings: Array(341).fill(uidMappings[0]) })).message).toBe('linux.uidMappings has 341 entries; at most 340 are supported');
+    const long = Array.from({ length: 200 }, (_, i) => ({ containerID: 4e9 + i, hostID: 4e9 + i, size: 1 }));
+    expect(specError(() => userns({ gidMappings: long })).message).toBe('linux.gidMappings: 200 mappings take 4800 bytes in /proc/<pid>/gid_map; the kernel takes at most 4095');
+    expect(specError(() => userns({ devices: [{ path: '/dev/x', type: 'c', major: 1, minor: 3 }] })).message).toBe(
+      'linux.devices with a "user" namespace is not supported (a user namespace cannot make device nodes)',
+    );
+  });
+
   it('allows bind sources inside the container share and harmless devices, after resolving symlinks', () => {
     const resolvePath = (p: string) => (p.endsWith('/link') ? `${ROOTFS}/data` : p);
     const { plan: p, warnings } = plan(
@@ -156,11 +222,11 @@ describe('create plan', () => {
     expect(warnings[0]).toContain('cgroup2');
   });
 
-  it('handles namespaces: network ignored, user refused, mount always, paths refused unless they name a container', () => {
+  it('handles namespaces: network ignored, user without mappings refused, mount always, paths refused unless they name a container', () => {
     const { plan: p, warnings } = plan(baseSpec({ linux: { namespaces: [{ type: 'network' }, { type: 'pid' }, { type: 'cgroup' }] } }));
     expect(p.namespaces).toEqual(['mount', 'pid', 'cgroup']);
     expect(warnings).toEqual([expect.stringContaining('network namespace ignored'), expect.stringContaining('mount namespace added')]);
-    expect(specError(() => plan(baseSpec({ linux: { namespaces: [{ type: 'user' }] } }))).message).toContain('user namespaces are not supported');
+    expect(specError(() => plan(baseSpec({ linux: { namespaces: [{ type: 'user' }] } }))).message).toBe('linux.uidMappings is required with a "user" namespace');
     // Without a lookup (the default) no path names a container: the agent's pid 1 is refused like any other.
     expect(specError(() => plan(baseSpec({ linux: { namespaces: [{ type: 'ipc', path: '/proc/1/ns/ipc' }] } }))).message).toBe(
       'linux.namespaces[0]: /proc/1/ns/ipc: pid 1 is not the init of a running container in this sandbox',
@@ -205,7 +271,89 @@ describe('create plan', () => {
     for (const bad of [1001, -1001, 1.5, '7']) expect(specError(() => plan(withAdj(bad))).message).toBe('process.oomScoreAdj must be an integer -1000..1000');
   });
 
-  it('turns linux.devices into device nodes (runc defaults: mode 0666, owner 0:0) and warns that device cgroup rules are not enforced', () => {
+  describe('linux.resources.devices (runc\'s device cgroup emulator)', () => {
+    const CG = { cgroupPath: '/sys/fs/cgroup/hull/c1' };
+    const filter = (rules: unknown, devices?: unknown[]) =>
+      plan(baseSpec({ linux: { namespaces: [{ type: 'mount' }], resources: { devices: rules }, ...(devices ? { devices } : {}) } }), CG).plan.deviceCgroup;
+    // runc's AllowedDevices, in the plan's order (major, minor, type).
+    const DEFAULTS = [
+      { type: 'b', major: -1, minor: -1, access: 'm' },
+      { type: 'c', major: -1, minor: -1, access: 'm' },
+      { type: 'c', major: 1, minor: 3, access: 'rwm' },
+      { type: 'c', major: 1, minor: 5, access: 'rwm' },
+      { type: 'c', major: 1, minor: 7, access: 'rwm' },
+      { type: 'c', major: 1, minor: 8, access: 'rwm' },
+      { type: 'c', major: 1, minor: 9, access: 'rwm' },
+      { type: 'c', major: 5, minor: 0, access: 'rwm' },
+      { type: 'c', major: 5, minor: 2, access: 'rwm' },
+      { type: 'c', major: 10, minor: 200, access: 'rwm' },
+      { type: 'c', major: 136, minor: -1, access: 'rwm' },
+    ];
+
+    it('no rules: deny all but runc\'s defaults (as runc does for every container)', () => {
+      expect(filter(undefined)).toEqual({ defaultAllow: false, rules: DEFAULTS });
+      expect(filter([])).toEqual({ defaultAllow: false, rules: DEFAULTS });
+    });
+
+    it("CRI's deny-all then allows: the allows are merged with the defaults; a default whose path linux.devices lists is left out", () => {
+      const rules = [
+        { allow: false, access: 'rwm' },
+        { allow: true, type: 'c', major: 10, minor: 229, access: 'rw' },
+        { allow: true, type: 'c', major: 10, minor: 229, access: 'mw' },
+        { allow: true, type: 'b', major: 8, access: 'r' },
+      ];
+      const f = filter(rules, [{ path: '/dev/null', type: 'c', major: 1, minor: 3 }])!;
+      expect(f.defaultAllow).toBe(false);
+      expect(f.rules).toContainEqual({ type: 'c', major: 10, minor: 229, access: 'rwm' });
+      expect(f.rules).toContainEqual({ type: 'b', major: 8, minor: -1, access: 'r' });
+      expect(f.rules).not.toContainEqual({ type: 'c', major: 1, minor: 3, access: 'rwm' });
+      expect(f.rules).toHaveLength(DEFAULTS.length - 1 + 2);
+    });
+
+    it('a deny after an allow takes access away (last rule wins); an "a" rule resets whatever came before', () => {
+      const f = filter([{ allow: true, type: 'c', major: 4, minor: 1, access: 'rwm' }, { allow: false, type: 'c', major: 4, minor: 1, access: 'w' }])!;
+      expect(f.rules).toContainEqual({ type: 'c', major: 4, minor: 1, access: 'rm' });
+      const g = filter([{ allow: true, type: 'c', major: 4, minor: 1, access: 'r' }, { allow: false, type: 'c', major: 4, minor: 1, access: 'r' }])!;
+      expect(g.rules.some((r) => r.major === 4)).toBe(false);
+      // Allow all (docker --privileged): only denials are exceptions; runc's defaults then take nothing away.
+      expect(filter([{ allow: false, type: 'c', major: 4, minor: 1, access: 'rwm' }, { allow: true, access: 'rwm' }])).toEqual({ defaultAllow: true, rules: [] });
+      expect(filter([{ allow: true, type: 'a', major: 9, access: 'r' }, { allow: false, type: 'b', major: 8, minor: 0, access: 'w' }])).toEqual({
+        defaultAllow: true,
+        rules: [{ type: 'b', major: 8, minor: 0, access: 'w' }],
+      });
+    });
+
+    it('refuses to punch a hole in a wildcard rule, and bad fields, in one line naming the field', () => {
+      expect(specError(() => filter([{ allow: true, type: 'c', major: 4, access: 'rw' }, { allow: false, type: 'c', major: 4, minor: 1, access: 'r' }])).message).toBe(
+        'linux.resources.devices[1] (c 4:1 r) cannot change the access of part of what the earlier rule c 4:* rw covers (runc\'s device cgroup refuses it too)',
+      );
+      // The same in allow-all mode, where runc's default allow rule would open part of a wildcard denial.
+      expect(specError(() => filter([{ allow: true, access: 'rwm' }, { allow: false, type: 'c', major: 1, access: 'rwm' }])).message).toBe(
+        'the default device rule for /dev/null (c 1:3 rwm) cannot change the access of part of what the earlier rule c 1:* rwm covers (runc\'s device cgroup refuses it too)',
+      );
+      const bad = (r: unknown) => specError(() => filter([r])).message;
+      expect(bad({ type: 'c', access: 'r' })).toBe('linux.resources.devices[0].allow must be true or false');
+      expect(bad({ allow: true, type: 'u', access: 'r' })).toBe('linux.resources.devices[0].type "u" must be a, c or b');
+      expect(bad({ allow: true, type: 'c', major: -2, access: 'r' })).toBe('linux.resources.devices[0].major must be an integer 0..4294967295 (or -1 or absent: any)');
+      expect(bad({ allow: true, type: 'c', minor: 2 ** 32, access: 'r' })).toContain('linux.resources.devices[0].minor must be');
+      expect(bad({ allow: true, type: 'c' })).toBe('linux.resources.devices[0].access "" must be letters of "rwm"');
+      expect(bad({ allow: true, type: 'c', access: 'rx' })).toBe('linux.resources.devices[0].access "rx" must be letters of "rwm"');
+      expect(specError(() => filter({})).message).toBe('linux.resources.devices must be an array');
+    });
+
+    it('is encoded as devcgroup and devcgroup_rule keys (wildcards as *); an exec plan has none', () => {
+      const p = plan(baseSpec({ linux: { namespaces: [{ type: 'mount' }], resources: { devices: [{ allow: true, type: 'c', major: 10, minor: 229, access: 'rw' }] } } }), CG).plan;
+      const strings = decodePlanStrings(encodePlan(p));
+      const at = strings.indexOf('devcgroup');
+      expect(strings.slice(at, at + 12)).toEqual(['devcgroup', 'deny', 'devcgroup_rule', 'b', '*', '*', 'm', 'devcgroup_rule', 'c', '*', '*', 'm']);
+      expect(strings).toContain('cgroup');
+      const rule = strings.findIndex((s, i) => s === 'devcgroup_rule' && strings[i + 2] === '10' && strings[i + 3] === '229');
+      expect(strings.slice(rule, rule + 5)).toEqual(['devcgroup_rule', 'c', '10', '229', 'rw']);
+      expect(decodePlanStrings(encodePlan(computeExecPlan({ process: { args: ['sh'] }, joinPid: 9, cgroupPath: '/x' }).plan))).not.toContain('devcgroup');
+    });
+  });
+
+  it('turns linux.devices into device nodes (runc defaults: mode 0666, owner 0:0); without a cgroup the device rules are not enforced', () => {
     const devices = [
       { path: '/dev/mydev', type: 'c', major: 1, minor: 3, fileMode: 0o20640, uid: 1000, gid: 1001 },
       { path: '/dev/sub/../blk', type: 'b', major: 7, minor: 0 },
@@ -220,7 +368,8 @@ describe('create plan', () => {
       { path: '/dev/fifo', type: 'p', major: 0, minor: 0, mode: 0o666, uid: 0, gid: 0 },
       { path: '/dev/unbuf', type: 'u', major: 4095, minor: 0xfffff, mode: 0o600, uid: 0, gid: 0 },
     ]);
-    expect(warnings).toContain("linux.resources.devices (2 rules) not enforced: the guest's cgroup v2 device filter (eBPF) is not implemented");
+    expect(warnings).toContain('linux.resources.devices (2 rules) not enforced: the guest has no cgroup for the container');
+    expect(p.deviceCgroup).toBeUndefined();
     const bad = (d: unknown) => specError(() => plan(baseSpec({ linux: { namespaces: [{ type: 'mount' }], devices: [d] } }))).message;
     expect(bad(devices[1])).toContain('without ".."');
     expect(bad({ path: 'dev/x', type: 'c', major: 1, minor: 1 })).toContain('must be an absolute path');
@@ -295,7 +444,9 @@ describe('create plan', () => {
       const { plan: p, warnings } = withNs([{ type: 'mount' }, { type: 'network', path: '/proc/42/ns/net' }]);
       expect(p.joins).toEqual([]);
       expect(warnings).toEqual([expect.stringContaining('network namespace ignored')]);
-      expect(specError(() => withNs([{ type: 'user', path: '/proc/42/ns/user' }])).message).toContain('user namespaces are not supported');
+      expect(specError(() => withNs([{ type: 'user', path: '/proc/42/ns/user' }])).message).toBe(
+        'linux.namespaces[0]: joining an existing user namespace (/proc/42/ns/user) is not supported',
+      );
       expect(specError(() => withNs([{ type: 'time', path: '/proc/42/ns/time' }])).message).toContain('time namespaces are not supported');
     });
 

@@ -2,11 +2,11 @@
 // status on fd 4, start byte on fd 5 (docs/design.md, "Container init helper").
 // Uses the ASan/UBSan build unless HULL_CONTAINER_INIT points at another binary.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmdirSync, rmSync, statfsSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { fdStream, openpty, setWindowSize } from '../../native/addon/index.ts';
 import { needRoot, prerequisitesMet } from '../helpers/prerequisites.js';
 
@@ -179,6 +179,18 @@ class HelperRun {
       clearTimeout(t);
     }
   }
+}
+
+/** A cgroup v2 hierarchy of this host where a test may make a directory: the unified one of a hybrid layout, or the root. */
+function cgroup2Root(): string | undefined {
+  for (const d of ['/sys/fs/cgroup/unified', '/sys/fs/cgroup']) {
+    try {
+      if (statfsSync(d).type === 0x63677270) return d;
+    } catch {
+      // not mounted
+    }
+  }
+  return undefined;
 }
 
 const runs: HelperRun[] = [];
@@ -559,7 +571,7 @@ describe.runIf(prerequisitesMet('hull-container-init', [needRoot(), !existsSync(
       [createPlan({ namespaces: 'mount', joins: [['ipc', 0, 1]], args: ['true'] }), 'error plan: bad join_ns pid "0"'],
       [createPlan({ namespaces: 'mount', joins: [['ipc', 1, 0]], args: ['true'] }), 'error plan: bad join_ns inode "0"'],
       [createPlan({ namespaces: 'mount', joins: [['ipc', 1, 5], ['ipc', 1, 5]], args: ['true'] }), 'error plan: namespace ipc is joined twice'],
-      [execPlan(process.pid, ['true'], ['join_ns', 'ipc', '1', '5']), 'error plan: exec takes no namespaces, join_ns, rootfs or mount'],
+      [execPlan(process.pid, ['true'], ['join_ns', 'ipc', '1', '5']), 'error plan: exec takes no namespaces, join_ns, rootfs, mount or rootfs_propagation'],
     ];
     for (const [plan, error] of cases) {
       const r = helper(plan);
@@ -674,6 +686,196 @@ describe.runIf(prerequisitesMet('hull-container-init', [needRoot(), !existsSync(
     }
   });
 
+  // linux.resources.devices: the helper's eBPF program on a cgroup v2 directory of this host (the unified hierarchy of
+  // a hybrid layout, or the v2 root), then the workload's opens and mknods as the kernel judges them.
+  it.runIf(cgroup2Root() !== undefined)('attaches the device filter (devcgroup): denied opens and mknods fail with EPERM, allowed ones work', async () => {
+    const dir = join(cgroup2Root()!, `hull-ci-devcg-${process.pid}`);
+    mkdirSync(dir);
+    const made: string[] = [];
+    try {
+      const script = [
+        'echo x > /dev/null && echo null-w',
+        'busybox head -c 1 /dev/zero | busybox wc -c',
+        'busybox head -c 1 /dev/full >/dev/null && echo full-r',
+        'echo x > /dev/full || echo full-w-denied',
+        'busybox head -c 1 /dev/mydev || echo mydev-denied',
+        'busybox head -c 1 /dev/urandom || echo urandom-denied',
+        'busybox mknod /dev/c0 c 1 3 && echo mknod-c',
+        'busybox mknod /dev/b0 b 7 0 || echo mknod-b-denied',
+        'busybox mknod /dev/big c 4095 1048575 && echo mknod-big',
+      ].join('\n');
+      const security = [
+        'cgroup', dir,
+        'device', '/dev/mydev', 'c', '1', '8', String(0o666), '0', '0',
+        'devcgroup', 'deny',
+        'devcgroup_rule', 'c', '1', '3', 'rw',
+        'devcgroup_rule', 'c', '1', '5', 'rwm',
+        'devcgroup_rule', 'c', '1', '7', 'r',
+        'devcgroup_rule', 'c', '*', '*', 'm',
+      ];
+      const r = helper(createPlan({ args: ['sh', '-c', script], security }));
+      expect((await r.run()).code).toBe(0);
+      expect(r.status.filter((l) => l.startsWith('error'))).toEqual([]);
+      const out = r.stdout.trim().split('\n');
+      expect(out).toEqual(['null-w', '1', 'full-r', 'full-w-denied', 'mydev-denied', 'urandom-denied', 'mknod-c', 'mknod-b-denied', 'mknod-big']);
+      expect(r.stderr).toMatch(/\/dev\/mydev: Operation not permitted/);
+
+      // Programs stay on a cgroup until it is removed (the agent makes a new one per container), and apply to the
+      // cgroups below it: a sibling cgroup each.
+      const fresh = (name: string): string => {
+        const d = `${dir}-${name}`;
+        mkdirSync(d);
+        made.push(d);
+        return d;
+      };
+      // Default allow with exceptions that deny: wildcards and the access check on their own.
+      const allow = helper(createPlan({
+        args: ['sh', '-c', 'echo x > /dev/null && echo null-w; busybox head -c 1 /dev/zero >/dev/null || echo zero-denied; busybox head -c 1 /dev/full >/dev/null && echo full-r; echo x > /dev/full || echo full-w-denied'],
+        security: ['cgroup', fresh('allow'), 'devcgroup', 'allow', 'devcgroup_rule', 'c', '*', '5', 'rwm', 'devcgroup_rule', 'c', '1', '7', 'w'],
+      }));
+      expect((await allow.run()).code).toBe(0);
+      expect(allow.stdout.trim().split('\n')).toEqual(['null-w', 'zero-denied', 'full-r', 'full-w-denied']);
+
+      // No exception at all (docker --privileged): the program is only its default.
+      const all = helper(createPlan({ args: ['sh', '-c', 'echo x > /dev/full || echo full-w-failed'], security: ['cgroup', fresh('all'), 'devcgroup', 'allow'] }));
+      expect((await all.run()).code).toBe(0);
+      expect(all.stdout).toBe('full-w-failed\n');
+      expect(all.stderr).toMatch(/No space left on device/);
+    } finally {
+      for (const d of made) rmdirSync(d);
+      rmdirSync(dir);
+    }
+  });
+
+  it('applies rootfs_propagation after pivot_root and mount_propagation in order on the new mount (mountinfo shows shared:)', async () => {
+    const MS_SHARED = 0x100000, MS_PRIVATE = 0x40000, MS_UNBINDABLE = 0x20000;
+    // Field 5 is the mount point, the optional fields follow field 6 up to "-".
+    const script = "awk '$5 == \"/\" || $5 == \"/work/shared\" || $5 == \"/work/unbind\" { o = \"\"; for (i = 7; $i != \"-\"; i++) o = o \" \" $i; print $5 \":\" o }' /proc/self/mountinfo";
+    const mounts: Array<[string, string, string, number, string]> = [
+      ['tmpfs', 'tmpfs', '/work/shared', 0, ''],
+      ['tmpfs', 'tmpfs', '/work/unbind', 0, ''],
+    ];
+    const plan = createPlan({ args: ['sh', '-c', script], mounts, security: ['rootfs_propagation', String(MS_SHARED)] });
+    // mount_propagation follows its mount: put each right after it.
+    const at = (dest: string) => plan.indexOf(dest) + 3;
+    plan.splice(at('/work/unbind'), 0, 'mount_propagation', String(MS_UNBINDABLE));
+    plan.splice(at('/work/shared'), 0, 'mount_propagation', String(MS_PRIVATE | MS_REC), 'mount_propagation', String(MS_SHARED | MS_REC));
+    const r = helper(plan);
+    expect((await r.run()).code).toBe(0);
+    expect(r.status.filter((l) => l.startsWith('error'))).toEqual([]);
+    const seen = Object.fromEntries(r.stdout.trim().split('\n').map((l) => l.split(/:(.*)/s).slice(0, 2)));
+    expect(seen['/']).toMatch(/^ shared:\d+$/);
+    expect(seen['/work/shared']).toMatch(/^ shared:\d+$/);
+    expect(seen['/work/unbind']).toBe(' unbindable');
+
+    // runc's default, rslave: the root is no peer of anything, and a mount without options stays private.
+    const d = helper(createPlan({ args: ['sh', '-c', script], mounts: mounts.slice(1) }));
+    expect((await d.run()).code).toBe(0);
+    const dseen = Object.fromEntries(d.stdout.trim().split('\n').map((l) => l.split(/:(.*)/s).slice(0, 2)));
+    expect(dseen['/']).not.toMatch(/shared:/);
+    expect(dseen['/work/unbind']).toBe('');
+
+    const cases: Array<[string[], string]> = [
+      [[...createPlan({ args: ['true'] }).slice(0, 6), 'mount_propagation', String(MS_SHARED)], 'error plan: mount_propagation before any mount'],
+      [['rootfs_propagation', String(MS_SHARED | MS_PRIVATE)], `error plan: bad rootfs_propagation "${MS_SHARED | MS_PRIVATE}"`],
+      [['rootfs_propagation', String(MS_REC)], `error plan: bad rootfs_propagation "${MS_REC}"`],
+      [['rootfs_propagation', 'shared'], 'error plan: bad rootfs_propagation "shared"'],
+    ];
+    for (const [security, error] of cases) {
+      const bad = helper(security[0] === 'mode' ? security.concat(['arg', 'true']) : createPlan({ args: ['true'], security }));
+      expect((await bad.withTimeout(bad.exit)).code).toBe(127);
+      expect(bad.status).toEqual([error]);
+    }
+    const flagged = helper(createPlan({ args: ['true'], mounts: [['tmpfs', 'tmpfs', '/work/x', MS_SHARED, '']] }));
+    expect((await flagged.withTimeout(flagged.exit)).code).toBe(127);
+    expect(flagged.status).toEqual([`error plan: bad mount flags "${MS_SHARED}" (propagation goes in mount_propagation)`]);
+    const many = createPlan({ args: ['true'], mounts: mounts.slice(1) });
+    many.splice(many.indexOf('/work/unbind') + 3, 0, ...Array(9).fill(['mount_propagation', String(MS_PRIVATE)]).flat());
+    const tooMany = helper(many);
+    expect((await tooMany.withTimeout(tooMany.exit)).code).toBe(127);
+    expect(tooMany.status).toEqual(['error plan: more than 8 mount_propagation entries for /work/unbind']);
+  });
+
+  it('creates a user namespace first, with the planned id maps written from outside; the rest is set up inside it', async () => {
+    // The rootfs is not chowned (as runc): the mount points exist already, so root of the namespace need not make them.
+    for (const d of ['proc', 'dev', 'sys']) mkdirSync(join(rootfs, d), { recursive: true });
+    const script = 'cat /proc/self/uid_map /proc/self/gid_map; id; echo x > /dev/null && echo null=ok; echo x 2>&1 > /dev/full; ls /sys/kernel >/dev/null && echo sys=ok; echo "nofile=$(ulimit -Hn)"; echo "adj=$(cat /proc/self/oom_score_adj)"; readlink /proc/1/ns/user';
+    const security = ['uid_map', '0', '100000', '65536', 'gid_map', '0', '200000', '1000', 'gid_map', '1000', '300000', '10', 'oom_score_adj', '700'];
+    // The device filter too, attached from outside the namespace (bpf(2) needs the host's privileges): /dev/full,
+    // which the filter leaves out, is refused ("No space left on device" without the filter).
+    const dir = join(cgroup2Root() ?? '/nonexistent', `hull-ci-userns-${process.pid}`);
+    const filter = cgroup2Root() ? ['cgroup', dir, 'devcgroup', 'deny', 'devcgroup_rule', 'c', '1', '3', 'rwm', 'devcgroup_rule', 'c', '*', '*', 'm'] : [];
+    if (cgroup2Root()) mkdirSync(dir);
+    onTestFinished(() => {
+      if (cgroup2Root()) rmdirSync(dir);
+    });
+    const r = helper(createPlan({ args: ['sh', '-c', script], namespaces: 'mount,pid,uts,ipc,user', uid: 1000, gid: 1005, groups: [0], rlimits: [[RLIMIT_NOFILE, '100', '20000']], security: [...security, ...filter] }));
+    expect((await r.run()).code).toBe(0);
+    expect(r.status.filter((l) => l.startsWith('error'))).toEqual([]);
+    const out = r.stdout.trim().split('\n').map((l) => l.trim().replace(/\s+/g, ' '));
+    expect(out.slice(0, 3)).toEqual(['0 100000 65536', '0 200000 1000', '1000 300000 10']);
+    expect(out[3]).toBe('uid=1000 gid=1005 groups=0'); // additionalGids: setgroups stays allowed, as runc leaves it
+    expect(out).toContain('null=ok');
+    if (cgroup2Root()) expect(out).toContain('sh: can\'t create /dev/full: Operation not permitted');
+    expect(out).toContain('sys=ok');
+    expect(out).toContain('nofile=20000'); // set by the parent, outside the namespace (the guest raises it there; this host has no CAP_SYS_RESOURCE)
+    expect(out).toContain('adj=700');
+    expect(out[out.length - 1]).not.toBe(readlinkSync('/proc/self/ns/user'));
+
+    // An exec joins the user namespace first.
+    const init = helper(createPlan({ args: ['sh', '-c', 'trap "exit 0" TERM; sleep 30 & wait'], namespaces: 'mount,pid,ipc,user', hostname: null, security: security.slice(0, 12) }));
+    await init.ready();
+    init.start();
+    await init.until(() => init.status.length >= 2, 'started');
+    // Its rlimits and oom_score_adj are set before, from outside the namespace (as for the create).
+    const exec = helper(execPlan(init.pid, ['sh', '-c', 'cat /proc/self/uid_map; id -u; ulimit -Sn; cat /proc/self/oom_score_adj'], ['rlimit', String(RLIMIT_NOFILE), '77', '20000', 'oom_score_adj', '800']));
+    expect((await exec.run()).code).toBe(0);
+    expect(exec.stdout.trim().split('\n').map((l) => l.trim().replace(/\s+/g, ' '))).toEqual(['0 100000 65536', '0', '77', '800']);
+    // Ended through its PID 1, so the pid namespace is empty once the helper has exited.
+    init.child.kill('SIGTERM');
+    expect((await init.withTimeout(init.exit)).code).toBe(0);
+
+    const cases: Array<[PlanOptions, string]> = [
+      [{ args: ['true'], namespaces: 'mount,user' }, 'error plan: the user namespace needs uid_map and gid_map, and they need it'],
+      [{ args: ['true'], security: ['uid_map', '0', '1', '1', 'gid_map', '0', '1', '1'] }, 'error plan: the user namespace needs uid_map and gid_map, and they need it'],
+      [{ args: ['true'], namespaces: 'mount,user', security: ['uid_map', '0', '1', '0'] }, 'error plan: bad uid_map 0 1 0'],
+      [{ args: ['true'], namespaces: 'mount,user', security: ['gid_map', '4294967295', '1', '2'] }, 'error plan: bad gid_map 4294967295 1 2'],
+      [{ args: ['true'], namespaces: 'mount,user', security: Array(341).fill(['uid_map', '0', '1', '1']).flat() }, 'error plan: more than 340 uid_map entries'],
+      [{ args: ['true'], namespaces: 'mount,user', security: [...Array.from({ length: 200 }, (_, i) => ['uid_map', String(4e9 + i), String(4e9 + i), '1']).flat(), 'gid_map', '0', '1', '1'] },
+        'error uid_map: 200 lines take 4800 bytes; the kernel takes at most 4095'],
+      // Container root unmapped: the setup could not make a file; refused like runc.
+      [{ args: ['true'], namespaces: 'mount,user', security: ['uid_map', '1', '100000', '10', 'gid_map', '0', '100000', '10'] },
+        'error setresuid 0 in the user namespace (is container uid 0 in linux.uidMappings?): Invalid argument'],
+    ];
+    for (const [o, error] of cases) {
+      const bad = helper(createPlan(o));
+      expect((await bad.withTimeout(bad.exit)).code).toBe(127);
+      expect(bad.status).toEqual([error]);
+    }
+  });
+
+  it('refuses malformed devcgroup keys', async () => {
+    const cases: Array<[string[], string]> = [
+      [['devcgroup', 'maybe'], 'error plan: bad devcgroup default "maybe"'],
+      [['devcgroup', 'deny', 'devcgroup', 'deny'], 'error plan: devcgroup is given twice'],
+      [['devcgroup_rule', 'c', '1', '3', 'rw'], 'error plan: devcgroup_rule before devcgroup'],
+      [['devcgroup', 'deny', 'devcgroup_rule', 'a', '1', '3', 'rw'], 'error plan: bad devcgroup_rule type "a"'],
+      [['devcgroup', 'deny', 'devcgroup_rule', 'c', '-1', '3', 'rw'], 'error plan: bad devcgroup_rule number -1:3'],
+      [['devcgroup', 'deny', 'devcgroup_rule', 'c', '1', '4294967296', 'rw'], 'error plan: bad devcgroup_rule number 1:4294967296'],
+      [['devcgroup', 'deny', 'devcgroup_rule', 'c', '1', '3', ''], 'error plan: bad devcgroup_rule access ""'],
+      [['devcgroup', 'deny', 'devcgroup_rule', 'c', '1', '3', 'rr'], 'error plan: bad devcgroup_rule access "rr"'],
+      [['devcgroup', 'deny', 'devcgroup_rule', 'c', '1', '3', 'rwx'], 'error plan: bad devcgroup_rule access "rwx"'],
+      [['devcgroup', 'deny', 'devcgroup_rule', 'c', '1', '3', 'rwmr'], 'error plan: bad devcgroup_rule access "rwmr"'],
+      [['devcgroup', 'deny'], 'error plan: devcgroup needs cgroup'],
+      [['cgroup', '/sys/fs/cgroup', 'devcgroup', 'deny', ...Array(2049).fill(['devcgroup_rule', 'c', '*', '*', 'm']).flat()], 'error plan: more than 2048 devcgroup_rule entries'],
+    ];
+    for (const [security, error] of cases) {
+      const bad = helper(createPlan({ args: ['true'], security }));
+      expect((await bad.withTimeout(bad.exit)).code).toBe(127);
+      expect(bad.status).toEqual([error]);
+    }
+  });
+
   it('reports a sysctl the kernel does not have as an error', async () => {
     const r = helper(createPlan({ args: ['true'], security: ['sysctl', 'kernel.no_such_key', '1'] }));
     expect((await r.withTimeout(r.exit)).code).toBe(127);
@@ -755,7 +957,7 @@ describe.runIf(prerequisitesMet('hull-container-init', [needRoot(), !existsSync(
     expect(truncated.status).toEqual(['error plan: key seccomp needs 2 values']);
     const exec = helper(execPlan(process.pid, ['true'], ['masked_path', '/proc/kcore']));
     expect((await exec.withTimeout(exec.exit)).code).toBe(127);
-    expect(exec.status).toEqual(['error plan: exec takes no masked_path, readonly_path, sysctl or device']);
+    expect(exec.status).toEqual(['error plan: exec takes no masked_path, readonly_path, sysctl, device, devcgroup or id map']);
   });
 
   it('survives random security keys and values: one "error plan:" line, no sanitizer report', async () => {
@@ -766,9 +968,9 @@ describe.runIf(prerequisitesMet('hull-container-init', [needRoot(), !existsSync(
       return seed % n;
     };
     const values = ['', '0', '1', '-1', '6', '4095', '4096', '18446744073709551615', '18446744073709551616', 'x86_64', 'vax', 'errno',
-      'allow', 'kill_process', 'eq', 'masked_eq', '/proc/kcore', 'proc', 'kernel.sem', 'kernel..sem', '../x', 'a'.repeat(5000), '%s%n', '\u00ff'];
+      'allow', 'kill_process', 'eq', 'masked_eq', '/proc/kcore', 'proc', 'kernel.sem', 'kernel..sem', '../x', 'a'.repeat(5000), '%s%n', '\u00ff', 'deny', 'c', 'b', '*', 'rwm', 'mr'];
     const keys: Array<[string, number]> = [['capabilities', 5], ['no_new_privs', 1], ['masked_path', 1], ['readonly_path', 1], ['sysctl', 2],
-      ['seccomp', 2], ['seccomp_arch', 1], ['seccomp_syscall', 3], ['seccomp_arg', 4]];
+      ['seccomp', 2], ['seccomp_arch', 1], ['seccomp_syscall', 3], ['seccomp_arg', 4], ['devcgroup', 1], ['devcgroup_rule', 4]];
     const plans: string[][] = [];
     for (let i = 0; i < 120; i++) {
       const p = ['mode', 'create', 'namespaces', 'mount', 'rootfs', rootfs];
