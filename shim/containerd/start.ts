@@ -7,6 +7,7 @@ import path from 'node:path';
 import { writeFileAtomic } from '../../hypervisor/atomic-write.js';
 import { READY_FD_ENV, groupIdForBundle, socketAddress, socketPath } from './address.js';
 import { daemonArgs, type ShimFlags } from './flags.js';
+import { IDLE_NODE_FLAGS, idleNodeEnv } from '../idle-node.js';
 
 /** Writes <bundle>/address atomically (containerd reads it when it restarts). */
 export function writeAddressFile(bundle: string, address: string): void {
@@ -46,13 +47,14 @@ export async function socketInUse(sockPath: string): Promise<boolean> {
 export const EXIT_ADDRESS_IN_USE = 3;
 
 function spawnDaemon(flags: ShimFlags, bundle: string, scriptPath: string): Promise<'ready' | 'in-use'> {
-  const child = spawn(process.execPath, [scriptPath, ...daemonArgs({ ...flags, bundle })], {
+  const child = spawn(process.execPath, [...IDLE_NODE_FLAGS, scriptPath, ...daemonArgs({ ...flags, bundle })], {
     cwd: bundle,
     detached: true,
     stdio: ['ignore', 'ignore', 'ignore', 'ignore', 'pipe'],
     // Each stdin FIFO whose client has not opened it yet holds a libuv thread-pool thread (stdin-fifo.ts); the default
     // of 4 would let a few such processes stall every other fs call of the daemon.
-    env: { ...process.env, [READY_FD_ENV]: '4', UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE || '32' },
+    // MALLOC_ARENA_MAX (shim/idle-node.ts) also keeps those 32 threads from taking an arena each.
+    env: { ...idleNodeEnv(), [READY_FD_ENV]: '4', UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE || '32' },
   });
   child.unref();
   const ready = child.stdio[4] as net.Socket;

@@ -5,13 +5,16 @@ import { spawn } from 'node:child_process';
 import { closeSync, writeSync } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { HullError } from '../errors.js';
+import { IDLE_NODE_FLAGS, idleNodeEnv } from '../idle-node.js';
 
 const STATUS_FD = 3;
 
 export async function spawnDetached(args: string[]): Promise<number> {
   const script = process.argv[1];
   if (!script) throw new HullError('internal', 'cannot find the hull script to re-execute');
-  const child = spawn(process.execPath, [script, ...args], {
+  // The child idles for the container's life: start it lean (shim/idle-node.ts).
+  const child = spawn(process.execPath, [...IDLE_NODE_FLAGS, script, ...args], {
+    env: idleNodeEnv(),
     detached: true,
     stdio: ['inherit', 'inherit', 'inherit', 'pipe'],
   });

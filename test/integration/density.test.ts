@@ -1,6 +1,7 @@
 // Density (docs/density.md): memory the guest frees goes back to the host through virtio-balloon free page reporting.
 // A real microVM: the guest fills and frees ~96 MiB of page cache, and QEMU's guest RAM (the memfd mapping) must shrink
 // back; then the guest fills the same amount again (reported pages are usable again). Nothing here is mocked.
+// The same sandbox checks that its monitor was started with the idle-process settings.
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -39,8 +40,20 @@ describe('free page reporting', () => {
     expect(created.code, created.stderr).toBe(0);
     try {
       expect((await hull(['start', 'fpr'], { root })).code).toBe(0);
-      const state = JSON.parse(readFileSync(path.join(root, 'fpr', 'state.json'), 'utf8')) as { vm: { vmm: { pid: number } } };
+      const state = JSON.parse(readFileSync(path.join(root, 'fpr', 'state.json'), 'utf8')) as { pid: number; vm: { vmm: { pid: number } } };
       const qemu = state.vm.vmm.pid;
+      // The monitor starts lean (shim/idle-node.ts); its malloc limit is not passed on to QEMU and the helpers.
+      expect(readFileSync(`/proc/${state.pid}/cmdline`, 'utf8').split('\0')).toContain('--v8-pool-size=1');
+      for (const child of readFileSync(`/proc/${state.pid}/task/${state.pid}/children`, 'utf8').trim().split(/\s+/)) {
+        let env: string[];
+        try {
+          env = readFileSync(`/proc/${child}/environ`, 'utf8').split('\0');
+        } catch {
+          continue; // a short-lived child that has exited since
+        }
+        const ours = process.env.MALLOC_ARENA_MAX; // a caller's own setting is passed on, as any variable is
+        expect(env.filter((e) => e.startsWith('MALLOC_ARENA_MAX=')), `pid ${child}`).toEqual(ours === undefined ? [] : [`MALLOC_ARENA_MAX=${ours}`]);
+      }
       const fill = `dd if=/dev/zero of=/fill bs=1M count=${FILL_MIB} 2>/dev/null && sync && rm /fill && echo filled`;
       for (const round of [1, 2]) {
         const before = guestRamMiB(qemu);
