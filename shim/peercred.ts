@@ -2,7 +2,7 @@
 // uid/gid differ from ours is closed before any request is read. Node cannot read SO_PEERCRED; the hull addon can.
 import { createRequire } from 'node:module';
 import type net from 'node:net';
-import { addonPath } from '../../native/addon/index.js';
+import { addonPath } from '../native/addon/index.js';
 
 export interface PeerCredentials {
   pid: number;

@@ -4,7 +4,7 @@
 // returns right after the (synchronous) fork. That namespace is opened when this module is first evaluated: ES module
 // imports all run before any of the CLI's code, so before the move.
 import { closeSync, fstatSync, openSync, statSync, type Stats } from 'node:fs';
-import { enterNetns } from '../../native/addon/index.js';
+import { enterNetns } from '../native/addon/index.js';
 
 /** fd of the namespace this process started in (-1 where there is no /proc/self/ns/net). */
 const runtimeNetnsFd = openQuietly('/proc/self/ns/net');

@@ -14,7 +14,14 @@ import { hullConfig } from '../config/load.js';
 import { CONFIG_SCHEMA } from '../config/schema.js';
 import { poolSettings } from '../config/pool-defaults.js';
 import { envFromConfigFile } from '../config/startup.js';
-import { configuredAccel, configuredLogLevel, configuredRoot, resolve, type Resolved } from '../config/values.js';
+import {
+  configuredAccel,
+  configuredLogLevel,
+  configuredMaxConcurrentBoots,
+  configuredRoot,
+  resolve,
+  type Resolved,
+} from '../config/values.js';
 import { oneLine } from '../errors.js';
 import { poolDir } from '../pool/layout.js';
 import { detectHierarchies, layoutOf } from '../sandbox/cgroups/hierarchies.js';
@@ -51,6 +58,7 @@ export function collectEnv(flags: EnvFlags): Record<string, Record<string, unkno
   const vcpus = take('vm.vcpus', resolve({ env: fromEnv('HULL_VCPUS') === undefined ? undefined : unlimited.vcpus, file: file.vm.vcpus, fallback: DEFAULT_VCPUS }));
   const memory = take('vm.memory_mib', resolve({ env: fromEnv('HULL_MEMORY_MIB') === undefined ? undefined : unlimited.memoryMiB, file: file.vm.memory_mib, fallback: DEFAULT_MEMORY_MIB }));
   const accel = take('vm.accel', configuredAccel());
+  const maxBoots = take('vm.max_concurrent_boots', configuredMaxConcurrentBoots());
   let accelUsed: Record<string, string>;
   try {
     const choice = chooseAcceleration(accel);
@@ -87,7 +95,7 @@ export function collectEnv(flags: EnvFlags): Record<string, Record<string, unkno
 
   return {
     config: { file: config.file, found: config.found, chosen_by: config.chosenBy === 'env' ? '$HULL_CONFIG' : 'default path' },
-    vm: { vcpus, memory_mib: memory, accel, ...accelUsed },
+    vm: { vcpus, memory_mib: memory, accel, max_concurrent_boots: maxBoots, ...accelUsed },
     pool: {
       ...(poolSize === undefined ? {} : { size: poolSize }),
       vcpus: take('pool.vcpus', pool.vcpus),

@@ -14,7 +14,7 @@ export type LogLevel = (typeof LOG_LEVELS)[number];
 
 /** A config file's settings, as written (snake_case, as in the file); absent keys are absent. */
 export interface FileConfig {
-  vm: { vcpus?: number; memory_mib?: number; accel?: RequestedAccel };
+  vm: { vcpus?: number; memory_mib?: number; accel?: RequestedAccel; max_concurrent_boots?: number };
   pool: { size?: number; vcpus?: number; memory_mib?: number; nics?: number };
   log: { level?: LogLevel };
   paths: { root?: string; guest_dir?: string };
@@ -34,10 +34,17 @@ const MAX_MEMORY_MIB = 1 << 20;
 
 const vcpus: KeySpec = { kind: 'int', min: 1, max: MAX_VCPUS };
 const memory: KeySpec = { kind: 'int', min: MIN_MEMORY_MIB, max: MAX_MEMORY_MIB };
+/** Cold boots at once on the host (shim/sandbox/boot-slots.ts); more than 1024 is no admission at all. */
+export const MAX_CONCURRENT_BOOTS = 1024;
 
 /** Every section and key the file may have (docs/config.md documents each one). */
 export const CONFIG_SCHEMA: { readonly [S in keyof FileConfig]-?: { readonly [K in keyof FileConfig[S]]-?: KeySpec } } = {
-  vm: { vcpus, memory_mib: memory, accel: { kind: 'choice', choices: ACCEL_CHOICES } },
+  vm: {
+    vcpus,
+    memory_mib: memory,
+    accel: { kind: 'choice', choices: ACCEL_CHOICES },
+    max_concurrent_boots: { kind: 'int', min: 1, max: MAX_CONCURRENT_BOOTS },
+  },
   pool: { size: { kind: 'int', min: 0, max: 1024 }, vcpus, memory_mib: memory, nics: { kind: 'int', min: 0, max: MAX_NICS } },
   log: { level: { kind: 'choice', choices: LOG_LEVELS } },
   paths: { root: { kind: 'abs-path' }, guest_dir: { kind: 'abs-path' } },

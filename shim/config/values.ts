@@ -1,10 +1,12 @@
 // The settings the config file feeds, each resolved in one place with the precedence hull keeps everywhere:
 // flag > environment variable > config file > built-in default. Callers that take a flag pass it in; each result says
 // where its value came from, for `hull env`.
+import { availableParallelism } from 'node:os';
 import { requestedAccel, type RequestedAccel } from '../../hypervisor/acceleration.js';
+import { invalidArgument } from '../errors.js';
 import { DEFAULT_ROOT } from '../sandbox/paths.js';
 import { hullConfig } from './load.js';
-import type { LogLevel } from './schema.js';
+import { MAX_CONCURRENT_BOOTS, type LogLevel } from './schema.js';
 
 export type Source = 'flag' | 'env' | 'file' | 'default';
 
@@ -35,4 +37,22 @@ export function configuredRoot(flag?: string): Resolved<string> {
 /** The level of the logs hull writes (a --log file, the pool server's, the containerd shim's); --debug means debug. */
 export function configuredLogLevel(debugFlag = false): Resolved<LogLevel> {
   return resolve<LogLevel>({ flag: debugFlag ? 'debug' : undefined, file: hullConfig().values.log.level, fallback: 'info' });
+}
+
+export const MAX_CONCURRENT_BOOTS_ENV = 'HULL_MAX_CONCURRENT_BOOTS';
+
+/**
+ * How many VMs may boot cold at once on this host, across all hull processes (shim/sandbox/boot-slots.ts):
+ * $HULL_MAX_CONCURRENT_BOOTS, else vm.max_concurrent_boots, else the host's CPU count (a TCG boot keeps a CPU busy).
+ */
+export function configuredMaxConcurrentBoots(): Resolved<number> {
+  const raw = process.env[MAX_CONCURRENT_BOOTS_ENV];
+  let env: number | undefined;
+  if (raw !== undefined && raw !== '') {
+    env = Number(raw);
+    if (!Number.isSafeInteger(env) || env < 1 || env > MAX_CONCURRENT_BOOTS) {
+      throw invalidArgument(`${MAX_CONCURRENT_BOOTS_ENV}="${raw}" must be a whole number from 1 to ${MAX_CONCURRENT_BOOTS}`);
+    }
+  }
+  return resolve({ env, file: hullConfig().values.vm.max_concurrent_boots, fallback: availableParallelism() });
 }

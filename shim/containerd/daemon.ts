@@ -14,7 +14,7 @@ import { oneLine } from '../errors.js';
 import { READY_FD_ENV, groupIdForBundle, hullContainerdRoot, sandboxDirFor, socketAddress, socketPath } from './address.js';
 import { TtrpcEventPublisher } from './events.js';
 import type { ShimFlags } from './flags.js';
-import { checkSameUser, peerCredentialsAvailable } from './peercred.js';
+import { checkSameUser, peerCredentialsAvailable } from '../peercred.js';
 import { taskService } from './protos.js';
 import { readPodRecord, updatePodRecord } from './record.js';
 import { hostRootfsMounter } from './rootfs-mount.js';

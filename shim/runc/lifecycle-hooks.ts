@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 import type { CallOptions } from '../../protocol/agent-client.js';
 import { oneLine } from '../errors.js';
 import { hooksOf, runHook, runHooks, type HookRunOptions, type HookState } from '../hooks.js';
-import { inRuntimeNetns } from './runtime-netns.js';
+import { inRuntimeNetns } from '../runtime-netns.js';
 import { readState, updateState, type ContainerState, type RecordedHooks } from './state.js';
 
 /** Every host hook runs in the runtime's network namespace, even from a process that moved into the container's. */

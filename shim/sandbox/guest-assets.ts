@@ -30,8 +30,7 @@ export function guestAssetsDir(): string {
   return process.env.HULL_GUEST_DIR ?? hullConfig().values.paths.guest_dir ?? path.join(repoRoot(), 'build', 'guest', 'current');
 }
 
-export function findGuestAssets(): GuestAssets {
-  const dir = guestAssetsDir();
+export function findGuestAssets(dir = guestAssetsDir()): GuestAssets {
   const manifestPath = path.join(dir, 'manifest.json');
   if (!existsSync(manifestPath)) {
     throw new HullError(

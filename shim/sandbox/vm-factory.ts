@@ -1,22 +1,27 @@
 // How a sandbox gets a running VM with its agent answering: the VmFactory seam. The direct factory here creates one
 // through the driver registry (hypervisor/registry.ts) and boots it; a pool of pre-booted VMs, or a test's fake,
 // is another VmFactory. Booting is all-or-nothing: when a step fails, what was started is stopped and the error says
-// why, quoting the guest console.
+// why, quoting the guest console. A cold boot first takes one of the host's boot slots (boot-slots.ts) and holds it
+// until its agent answers: the agent timeout counts from the boot's start, not from when it queued.
+import { existsSync, realpathSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { AgentUnreachableError } from '../../hypervisor/errors.js';
 import { createVm } from '../../hypervisor/registry.js';
 import type { Hypervisor, VmConfig, VmNic, VmOptions, VmProcesses } from '../../hypervisor/types.js';
 import type { AgentClient } from '../../protocol/agent-client.js';
-import { configuredAccel } from '../config/values.js';
+import { configuredAccel, configuredMaxConcurrentBoots } from '../config/values.js';
 import { HullError, oneLine } from '../errors.js';
 import { connectAgent } from './agent-connect.js';
-import { findGuestAssets } from './guest-assets.js';
+import { acquireBootSlot } from './boot-slots.js';
+import { findGuestAssets, guestAssetsDir } from './guest-assets.js';
 import type { MovedTap } from './network/pod-network.js';
 import type { PlannedNic } from './network/plan.js';
 import type { VmSize } from './vm-sizing.js';
 import { watchProcesses, type ProcessWatch } from './vm-watch.js';
 
 const AGENT_WAIT_MS = Number(process.env.HULL_AGENT_TIMEOUT_MS ?? 90_000);
+/** How long a boot may queue for a slot: generous (a burst of 100 boots, a few at a time, under TCG), yet bounded. */
+const BOOT_QUEUE_WAIT_MS = Number(process.env.HULL_BOOT_QUEUE_TIMEOUT_MS ?? 600_000);
 /** The TCG warning was written to stderr already (bootDirect). */
 let tcgWarned = false;
 
@@ -80,8 +85,32 @@ export function directVmFactory(driver?: string): VmFactory {
 }
 
 async function bootDirect(request: VmBootRequest, driver: string | undefined): Promise<BootedVm> {
+  const { logger } = request;
+  // Where the image is, decided now (the environment may say so only for this synchronous part: test/helpers/fake-vm.ts);
+  // what it holds is read once the slot is ours.
+  const guestDir = guestAssetsDir();
+  const slots = configuredMaxConcurrentBoots().value;
+  // Before anything of the VM exists (share, taps), so a boot that dies queueing has made nothing.
+  const slot = await acquireBootSlot({
+    slots,
+    waitMs: BOOT_QUEUE_WAIT_MS,
+    what: `sandbox ${request.id}`,
+    onQueued: () => logger.info({ slots }, 'every boot slot is taken: queueing'),
+  });
+  logger.info({ slot: slot.index, slots, waitedMs: slot.waitedMs }, 'boot slot taken');
+  try {
+    return await bootInSlot(request, driver, guestDir);
+  } finally {
+    slot.release();
+  }
+}
+
+async function bootInSlot(request: VmBootRequest, driver: string | undefined, guestDir: string): Promise<BootedVm> {
   const { id, logger } = request;
-  const assets = findGuestAssets();
+  // Read once the slot is ours, not before queueing, and through the symlink resolved once: the manifest (its root's
+  // uuid goes on the kernel command line) and the files QEMU opens must be of one build, and a rebuild switches
+  // `current` (it did, mid-burst, here).
+  const assets = findGuestAssets(existsSync(guestDir) ? realpathSync(guestDir) : guestDir);
   request.prepareShare(request.dir);
   if (request.network) await request.network.attach(); // the taps QEMU opens by name
   const config: VmConfig = {

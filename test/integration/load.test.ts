@@ -1,14 +1,23 @@
 // Load (issue 11, item 4): many lifecycles at once through each front end, many execs into one container, and guests
 // that flood the host — every exit code right, nothing left behind, host memory flat or bounded.
 //
-// RSS here is RssAnon (test/helpers/load.ts). Wall time here: about 5 min with the defaults (ROUNDS 1, EXECS 300).
-// - 20 concurrent `hull run`s × ROUNDS on a root served by a pool of POOL_SIZE: the first few claim pooled VMs, the
-//   rest boot cold at once (20 TCG boots on 2 CPUs), which is the point: the sandbox core, the CID and uid leases and the
-//   pool's claim under contention. The same through one private containerd (`ctr run --rm` ×20).
+// Part of `npm test`. RSS here is RssAnon (test/helpers/load.ts). Wall time here: 297 s and 333 s (two runs) with
+// the defaults, other VM tests running beside it; 13 min with 2 rounds and 300 execs, which is why ROUNDS is 1.
+// Knobs for a shared machine (CI runs the defaults): HULL_LOAD_CONCURRENCY (20), HULL_LOAD_ROUNDS (1),
+// HULL_LOAD_EXECS (200), HULL_MAX_CONCURRENT_BOOTS (the host's CPU count; 20 reproduces the burst without the queue).
+// - CONCURRENCY concurrent `hull run`s × ROUNDS on a root served by a pool of POOL_SIZE: the first few claim pooled
+//   VMs, the rest boot cold, through the host's boot slots (shim/sandbox/boot-slots.ts): at most
+//   vm.max_concurrent_boots at once, each within the default 90 s agent timeout (counted from its own boot's start),
+//   the others queued. Without the queue, 20 TCG boots at once on 2 CPUs all missed that timeout (18 of 20 failed).
+//   Checked from the runs' logs: every cold boot took a slot, and no more than the slots booted at once. Also the
+//   sandbox core, the CID and uid leases and the pool's claim under contention. The same through one private
+//   containerd (`ctr run --rm` ×CONCURRENCY).
 // - EXECS `ctr task exec`s into one container (the shim is the long-lived process that serves them); the shim's RSS,
 //   the VM's host RSS and the guest's used memory (which holds the agent) sampled every EXECS/10. `hull exec` connects
 //   to the agent itself and does not go through the monitor, so the containerd path is the one whose memory matters;
-//   it also costs no Node start per exec. HULL_LOAD_EXECS=1000 runs the full count (about 3 min here).
+//   it also costs no Node start per exec. HULL_LOAD_EXECS=1000 runs the issue's count (3.3 min here, too long for the
+//   file's budget) and does not pass yet: the shim's RSS saws between 24 and 42 MiB (garbage collection) with the last
+//   third's median 10.7 MiB above the first's, and the guest's used memory climbs about 30 MiB per 1000 execs.
 // - A guest that floods stdout while the host does not read (hull run, and ctr run): the monitor's, the shim's and
 //   the vsock backend's RSS stay bounded (backpressure: shim/sandbox/stdio-relay.ts, agent/output-buffer.ts); a guest
 //   that writes a big file into its rootfs over virtio-fs: virtiofsd's RSS stays bounded.
@@ -16,29 +25,34 @@
 // guest; guest-initiated connections find no socket): its replies are the stdout flood's bytes, in ttrpc frames
 // capped at 4 MiB (protocol/ttrpc, fuzzed in test/fuzz), so the flood cases cover it.
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { containerdPrerequisites, podOf, PrivateContainerd, RUNTIME, until } from '../helpers/containerd.js';
+import { sandboxDirFor } from '../../shim/containerd/address.js';
+import { TAP_PREFIX } from '../../shim/sandbox/network/plan.js';
+import { containerdPrerequisites, podOf, POD_ROOT, PrivateContainerd, RUNTIME, until } from '../helpers/containerd.js';
 import { existingCgroupDirs, removeTestParents } from '../helpers/host-cgroups.js';
 import { hull, hullBin, leaks, makeBundle, mountsUnder, repo, tempDir } from '../helpers/hull.js';
 import { growth, mib, MiB, rssOf, RssSampler } from '../helpers/load.js';
 import { delay, jsonLines, Pool, vmLeftovers } from '../helpers/pool.js';
 import { needRoot, prerequisitesMet } from '../helpers/prerequisites.js';
 
-const CONCURRENCY = 20;
+/** Knobs for development on a shared machine; CI runs the defaults. */
+const CONCURRENCY = Number(process.env.HULL_LOAD_CONCURRENCY ?? 20);
 const ROUNDS = Number(process.env.HULL_LOAD_ROUNDS ?? 1);
-const EXECS = Number(process.env.HULL_LOAD_EXECS ?? 300);
+const EXECS = Number(process.env.HULL_LOAD_EXECS ?? 200);
 const POOL_SIZE = 3;
 /** How far the last third of a long-lived process's RSS samples may sit above the first third (median each). */
 const FLAT_BOUND = 10 * MiB;
 /** How far a host process's RSS may rise while a guest floods it. */
 const FLOOD_BOUND = 64 * MiB;
-const FLOOD_BYTES = 256 * MiB;
+/** Twice FLOOD_BOUND: what a host process could hoard is what the guest writes while the reader pauses (about 4 MB/s
+ *  through TCG here, so ~30 MiB in FLOOD_PAUSE_MS), not the total; more bytes only make the test longer. */
+const FLOOD_BYTES = 128 * MiB;
 const FLOOD_PAUSE_MS = 8_000;
-/** 20 TCG boots at once on 2 CPUs (shared with whatever else runs) take longer than the 90 s agent timeout that is
- *  there to catch a broken guest image; the bursts give it 4 min so they measure hull, not the machine. */
-const BURST_ENV = { HULL_AGENT_TIMEOUT_MS: '240000' };
+/** Cold boots at once on this host (vm.max_concurrent_boots; HULL_MAX_CONCURRENT_BOOTS set here is passed on). */
+const BOOT_SLOTS = Number(process.env.HULL_MAX_CONCURRENT_BOOTS ?? availableParallelism());
 /** The guest's used memory (MemTotal − MemAvailable: agent, page cache, slab) may drift more than a host process. */
 const GUEST_BOUND = 32 * MiB;
 
@@ -62,12 +76,13 @@ let pool: Pool | undefined;
 let ctd: PrivateContainerd | undefined;
 const timings: Record<string, string> = {};
 
-/** Host links and named network namespaces: a leaked tap or namespace shows as a difference. */
-function hostNet(): string {
-  const links = readFileSync('/proc/net/dev', 'utf8').split('\n').slice(2).map((l) => l.split(':')[0]!.trim()).filter(Boolean);
-  const netns = existsSync('/run/netns') ? readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((l) => l.includes(' /run/netns/')) : [];
-  return JSON.stringify({ links: links.sort(), netns: netns.length });
+/** hull's taps in the host's network namespace: none belong there (they live in the pods' namespaces), so one that
+ *  is there and was not before is a leak. (Named namespaces are not hull's: it never makes one.) */
+function hostTaps(): string[] {
+  return readFileSync('/proc/net/dev', 'utf8').split('\n').slice(2).map((l) => l.split(':')[0]!.trim()).filter((l) => l.startsWith(TAP_PREFIX));
 }
+
+const addedNet = (before: string[]): string[] => hostTaps().filter((n) => !before.includes(n));
 
 /** Everything of the CLI's containers left on the host: processes naming the root (but the pool server), mounts,
  *  state dirs, host cgroups, VMs the pool booted that are neither ready nor booting yet still leave something. */
@@ -108,15 +123,8 @@ afterAll(async () => {
   }
 }, 120_000);
 
-/**
- * Opt-in (HULL_LOAD=1), not part of `npm test` yet: on this 2-core TCG machine 20 concurrent cold boots take minutes per
- * burst, and the file has not yet run through whole here (issue 11 keeps item 4 open).
- */
-const optedIn = process.env.HULL_LOAD === '1';
-if (!optedIn) console.log('load: not run (HULL_LOAD=1 runs it; several minutes here)');
-
-describe.runIf(ready && optedIn)('load', () => {
-  const netBefore = hostNet();
+describe.runIf(ready)('load', () => {
+  const netBefore = hostTaps();
 
   beforeAll(async () => {
     pool = await Pool.start(root, POOL_SIZE);
@@ -135,9 +143,10 @@ describe.runIf(ready && optedIn)('load', () => {
       const results = await Promise.all(
         ids.map((id, i) => {
           const log = path.join(work, `run-${round}-${id}.log`);
-          return hull(['run', '--bundle', bundles[i]!, id], { root, env: BURST_ENV, globalArgs: ['--log', log, '--log-format', 'json'] }).then((r) => ({
+          return hull(['run', '--bundle', bundles[i]!, id], { root, globalArgs: ['--log', log, '--log-format', 'json'] }).then((r) => ({
             ...r,
             pooled: jsonLines(log).some((l) => l.msg === 'pooled VM claimed'),
+            boot: coldBoot(jsonLines(log)),
           }));
         }),
       );
@@ -146,20 +155,30 @@ describe.runIf(ready && optedIn)('load', () => {
         .map((r, i) => ({ id: ids[i], code: r.code, stdout: r.stdout, stderr: r.stderr.slice(-300) }))
         .filter((r, i) => r.code !== codeOf(i) || r.stdout !== `line-${r.id}\n`);
       const left = await settle(() => cliLeftovers(ids));
-      timings[`cli round ${round}`] = `${ms} ms, ${results.filter((r) => r.pooled).length} pooled / ${CONCURRENCY}, wrong ${wrong.length}, leftovers ${left.length}`;
+      const cold = results.flatMap((r) => (r.boot ? [r.boot] : []));
+      const waited = cold.map((b) => b.waitedMs).sort((a, b) => a - b);
+      const booted = cold.map((b) => b.end - b.start).sort((a, b) => a - b);
+      timings[`cli round ${round}`] =
+        `${ms} ms, ${results.filter((r) => r.pooled).length} pooled / ${CONCURRENCY}, wrong ${wrong.length}, leftovers ${left.length}; ` +
+        `cold boots: queued max ${waited.at(-1) ?? 0} ms, slot to agent median ${booted[booted.length >> 1] ?? 0} max ${booted.at(-1) ?? 0} ms, ` +
+        `at most ${mostAtOnce(cold)} at once (slots ${BOOT_SLOTS})`;
       expect({ wrong, left }).toEqual({ wrong: [], left: [] });
+      // Every VM booted cold went through the queue, and no more than the host's slots booted at once.
+      expect(results.filter((r) => !r.pooled && !r.boot).map((r) => r.stderr)).toEqual([]);
+      expect(mostAtOnce(cold)).toBeLessThanOrEqual(BOOT_SLOTS);
     }
-    expect(hostNet()).toBe(netBefore);
+    expect(await settle(() => addedNet(netBefore))).toEqual([]);
   }, 600_000);
 
   describe.runIf(prerequisitesMet('load under containerd', containerdPrerequisites()))('through containerd', () => {
     beforeAll(async () => {
-      ctd = await PrivateContainerd.start(NS, { env: { HULL_POOL_ROOT: root, ...BURST_ENV } });
+      ctd = await PrivateContainerd.start(NS, { env: { HULL_POOL_ROOT: root } });
       await ctd.importBusybox(IMAGE);
     }, 120_000);
 
+    // The pod root is shared with whatever else runs containerd tests on this host: only our pods' dirs count.
     const ctdLeftovers = async (ids: string[]): Promise<string[]> => [
-      ...ctd!.leftovers(),
+      ...ownLeftovers(ctd!.leftovers(), ctd!.tmp, ids.map((id) => sandboxDirFor(POD_ROOT, NS, id))),
       ...(await ctd!.ctr(['c', 'ls', '-q'])).stdout.split('\n').filter(Boolean).map((c) => `container ${c}`),
       ...ids.flatMap((id) => existingCgroupDirs(`/${NS}/${id}`)).map((d) => `cgroup ${d}`),
       ...((await pool!.status()).claimed > 0 ? ['claimed pooled VM(s)'] : []),
@@ -181,7 +200,7 @@ describe.runIf(ready && optedIn)('load', () => {
         timings[`containerd round ${round}`] = `${ms} ms, wrong ${wrong.length}, leftovers ${left.length}`;
         expect({ wrong, left }).toEqual({ wrong: [], left: [] });
       }
-      expect(hostNet()).toBe(netBefore);
+      expect(await settle(() => addedNet(netBefore))).toEqual([]);
     }, 600_000);
 
     it(`containerd: ${EXECS} execs into one container: the shim's, the VM's and the guest's memory stay flat`, async () => {
@@ -282,6 +301,42 @@ describe.runIf(ready && optedIn)('load', () => {
     expect(await settle(() => cliLeftovers([]))).toEqual([]);
   }, 300_000);
 });
+
+/**
+ * Of PrivateContainerd.leftovers(), what is ours: mounts under its temp dir or one of `podDirs`, and processes whose
+ * whole command line names one of those (leftovers() quotes only 160 characters, and counts every pod's on the host).
+ */
+function ownLeftovers(found: string[], tmp: string, podDirs: string[]): string[] {
+  const names = (s: string): boolean => s.includes(tmp) || podDirs.some((d) => s.includes(`${d}/`) || s.endsWith(d));
+  const ours = found.filter((l) => l.startsWith('mount ') && names(l));
+  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+    let cmd = '';
+    try {
+      cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ');
+    } catch {
+      continue; // gone
+    }
+    if (found.some((l) => l.startsWith(`process ${pid}:`)) && names(cmd)) ours.push(`process ${pid}: ${cmd.slice(0, 160)}`);
+  }
+  return ours;
+}
+
+/** A cold boot in a `hull run` log: when it took its boot slot (after waiting `waitedMs`) and when its agent answered. */
+function coldBoot(lines: Record<string, unknown>[]): { start: number; end: number; waitedMs: number } | undefined {
+  const taken = lines.find((l) => l.msg === 'boot slot taken');
+  const ready = lines.find((l) => l.msg === 'agent ready');
+  if (!taken || !ready) return undefined;
+  return { start: Date.parse(String(taken.time)), end: Date.parse(String(ready.time)), waitedMs: Number(taken.waitedMs) };
+}
+
+/** The most intervals that overlap at one time (one that ends when another starts does not overlap it). */
+function mostAtOnce(spans: { start: number; end: number }[]): number {
+  const events = spans.flatMap((s) => [{ at: s.start, d: 1 }, { at: s.end, d: -1 }]).sort((a, b) => a.at - b.at || a.d - b.d);
+  let now = 0;
+  let most = 0;
+  for (const e of events) most = Math.max(most, (now += e.d));
+  return most;
+}
 
 /** The VM's helpers (by role) and VMM of a state.json or pod.json, while it has them. */
 function helpersOf(recordFile: string | undefined): Record<string, number | undefined> {

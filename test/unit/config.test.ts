@@ -9,7 +9,7 @@ import { ConfigError } from '../../shim/config/errors.js';
 import { CONFIG_PATH_DEFAULT, configPath, hullConfig, readConfig, resetHullConfig } from '../../shim/config/load.js';
 import { poolSettings } from '../../shim/config/pool-defaults.js';
 import { applyConfig, envFromConfigFile } from '../../shim/config/startup.js';
-import { configuredAccel, configuredLogLevel, configuredRoot } from '../../shim/config/values.js';
+import { configuredAccel, configuredLogLevel, configuredMaxConcurrentBoots, configuredRoot } from '../../shim/config/values.js';
 import { guestAssetsDir } from '../../shim/sandbox/guest-assets.js';
 import { DEFAULT_MEMORY_MIB, vmSizeFor } from '../../shim/sandbox/vm-sizing.js';
 
@@ -28,6 +28,7 @@ const GOOD = `# every key
 vcpus = 2
 memory_mib = 768
 accel = "tcg"
+max_concurrent_boots = 3
 
 [pool]
 size = 3
@@ -46,7 +47,7 @@ guest_dir = "/opt/hull/guest"
 uid_range = "300000-300099"
 `;
 
-const ENV_KEYS = ['HULL_CONFIG', 'HULL_VCPUS', 'HULL_MEMORY_MIB', 'HULL_ACCEL', 'HULL_GUEST_DIR', 'HULL_VMM_UID_RANGE'];
+const ENV_KEYS = ['HULL_CONFIG', 'HULL_VCPUS', 'HULL_MEMORY_MIB', 'HULL_ACCEL', 'HULL_GUEST_DIR', 'HULL_VMM_UID_RANGE', 'HULL_MAX_CONCURRENT_BOOTS'];
 let saved: Record<string, string | undefined>;
 beforeEach(() => {
   saved = Object.fromEntries(ENV_KEYS.map((k) => [k, process.env[k]]));
@@ -77,7 +78,7 @@ describe('reading the config file', () => {
       found: true,
       chosenBy: 'env',
       values: {
-        vm: { vcpus: 2, memory_mib: 768, accel: 'tcg' },
+        vm: { vcpus: 2, memory_mib: 768, accel: 'tcg', max_concurrent_boots: 3 },
         pool: { size: 3, vcpus: 1, memory_mib: 640, nics: 0 },
         log: { level: 'warn' },
         paths: { root: '/run/hull-test', guest_dir: '/opt/hull/guest' },
@@ -106,7 +107,8 @@ describe('reading the config file', () => {
     ['an unknown section', '[vms]\nvcpus = 2\n', '[vms]: unknown section; the sections are [vm], [pool], [log], [paths], [vmm]'],
     ['a key outside any section', 'vcpus = 2\n', 'vcpus: unknown top-level key'],
     ['a section that is not a table', 'vm = 2\n', 'vm: must be a section ([vm]), got 2'],
-    ['an unknown key', '[vm]\ncpus = 2\n', 'vm.cpus: unknown key; [vm] has vcpus, memory_mib, accel'],
+    ['an unknown key', '[vm]\ncpus = 2\n', 'vm.cpus: unknown key; [vm] has vcpus, memory_mib, accel, max_concurrent_boots'],
+    ['no boot slots', '[vm]\nmax_concurrent_boots = 0\n', 'vm.max_concurrent_boots: must be a whole number from 1 to 1024, got 0'],
     ['a string for a number', '[vm]\nmemory_mib = "lots"\n', 'vm.memory_mib: must be a whole number from 128 to 1048576, got "lots"'],
     ['a fraction', '[vm]\nvcpus = 1.5\n', 'vm.vcpus: must be a whole number from 1 to 64, got 1.5'],
     ['too small', '[vm]\nmemory_mib = 64\n', 'vm.memory_mib: must be a whole number from 128 to 1048576, got 64'],
@@ -172,6 +174,16 @@ describe('precedence: flag > environment variable > config file > built-in defau
     expect(configuredAccel()).toEqual({ value: 'auto', source: 'env' });
     process.env['HULL_ACCEL'] = 'xen';
     expect(() => configuredAccel()).toThrow(/HULL_ACCEL="xen" is not an accelerator hull knows/);
+  });
+
+  it('boot slots: HULL_MAX_CONCURRENT_BOOTS > vm.max_concurrent_boots > the host\'s CPU count', () => {
+    expect(configuredMaxConcurrentBoots()).toEqual({ value: os.availableParallelism(), source: 'default' });
+    useConfig('[vm]\nmax_concurrent_boots = 5\n');
+    expect(configuredMaxConcurrentBoots()).toEqual({ value: 5, source: 'file' });
+    process.env['HULL_MAX_CONCURRENT_BOOTS'] = '20';
+    expect(configuredMaxConcurrentBoots()).toEqual({ value: 20, source: 'env' });
+    process.env['HULL_MAX_CONCURRENT_BOOTS'] = '0';
+    expect(() => configuredMaxConcurrentBoots()).toThrow('HULL_MAX_CONCURRENT_BOOTS="0" must be a whole number from 1 to 1024');
   });
 
   it('root and log level: flag > file > default', () => {
