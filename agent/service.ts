@@ -124,6 +124,7 @@ export class AgentService {
       ReadStdout: (r: T.ReadStreamRequest, ctx: CallContext) => this.readStream(r, 'stdout', ctx.signal),
       ReadStderr: (r: T.ReadStreamRequest, ctx: CallContext) => this.readStream(r, 'stderr', ctx.signal),
       ListProcesses: (r: T.ContainerRef) => this.listProcesses(r),
+      RemoveProcess: (r: T.ProcessRef) => this.removeProcess(r),
       RemoveContainer: (r: T.RemoveContainerRequest) => this.removeContainer(r),
       DestroySandbox: () => this.destroySandbox(),
       StatsContainer: (r: T.ContainerRef) => this.statsContainer(r),
@@ -389,6 +390,16 @@ export class AgentService {
     const log = this.opts.log.child({ container: c.id });
     for (const w of c.cgroup.apply(limits)) log.warn(w);
     log.info({ limits }, 'resources updated');
+    return {};
+  }
+
+  removeProcess(req: T.ProcessRef): T.Empty {
+    const c = this.get(req.containerId);
+    if (req.execId === '') throw new SpecError(`the init process of container ${c.id} goes with the container (RemoveContainer)`);
+    const p = c.process(req.execId);
+    if (p.running) throw new StateError(`exec ${req.execId} in container ${c.id} is still running`);
+    p.destroyStdio();
+    c.execs.delete(req.execId);
     return {};
   }
 

@@ -96,6 +96,11 @@ export class AgentClient {
     return res.processes;
   }
 
+  /** Forgets an exited exec in the agent (its status and any unread output). */
+  async removeProcess(containerId: string, execId: string, opts?: CallOptions): Promise<void> {
+    await this.call('RemoveProcess', { containerId, execId }, opts);
+  }
+
   /** SIGKILLs every process of the container, waits up to timeoutMs (agent default when 0), frees its cgroup. */
   async removeContainer(containerId: string, timeoutMs = 0, opts?: CallOptions): Promise<void> {
     await this.call('RemoveContainer', { containerId, timeoutMs }, opts);

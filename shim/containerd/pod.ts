@@ -18,6 +18,7 @@ export type PodAgent = Pick<
   | 'writeStdin'
   | 'closeStdin'
   | 'listProcesses'
+  | 'removeProcess'
   | 'removeContainer'
   | 'statsContainer'
   | 'updateContainer'

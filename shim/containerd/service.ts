@@ -432,6 +432,12 @@ export class TaskService {
       if (p.state.is('running')) throw new TtrpcError(Code.FailedPrecondition, `cannot delete running exec ${p.execId}`);
       c.execs.delete(p.execId);
       await p.io?.close().catch(() => undefined);
+      if (this.vm && !this.vmDeadReason) {
+        // The agent keeps an exited exec until told: without this, every exec of a long-lived pod stays in the guest.
+        await this.vm.agent
+          .removeProcess(c.id, p.execId)
+          .catch((err: unknown) => this.log.warn({ err: oneLine(err), exec: p.execId }, 'forget the exec in the agent'));
+      }
       return this.exitInfo(p);
     }
     // A paused task is a running one to containerd (its process is alive, only frozen).

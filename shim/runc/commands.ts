@@ -276,6 +276,8 @@ export async function execAttached(
       if (outcome.kind === 'exited') {
         exitStatus = outcome.status;
         await outputs;
+        // Status and output are ours now: the agent can forget the exec (else a long-lived container's execs pile up).
+        await agent.removeProcess(id, execId).catch((err: unknown) => g.logger.warn({ err: oneLine(err) }, 'forget the exec in the agent'));
       } else {
         exitStatus = VM_DIED_STATUS;
         const why = outcome.kind === 'vm-gone' ? `the VM died: ${outcome.reason}` : `lost the agent: ${outcome.reason}`;

@@ -265,6 +265,13 @@ describe('agent service over ttrpc with a fake helper', () => {
     // Helpers are infrastructure, not container processes.
     expect(procs.every((p) => p.pid === pid || p.pid === e2.pid)).toBe(true);
 
+    // RemoveProcess: refused for a running exec and for init; an exited exec is forgotten (its id can be used again).
+    await expect(h.agent.removeProcess('c1', 'e2')).rejects.toMatchObject({ code: Code.FailedPrecondition });
+    await expect(h.agent.removeProcess('c1', '')).rejects.toMatchObject({ code: Code.InvalidArgument });
+    await h.agent.removeProcess('c1', 'e1');
+    await expect(h.agent.waitProcess('c1', 'e1')).rejects.toMatchObject({ code: Code.NotFound });
+    await expect(h.agent.removeProcess('c1', 'e1')).rejects.toMatchObject({ code: Code.NotFound });
+
     await h.agent.signalProcess('c1', '', 9, true);
     expect((await h.agent.waitProcess('c1')).exitStatus).toBe(137);
     expect((await h.agent.waitProcess('c1', 'e2')).exitStatus).toBe(137);
@@ -359,9 +366,9 @@ describe('agent service over ttrpc with a fake helper', () => {
       code: Code.InvalidArgument,
     });
     await expect(create(h, 'c2', [])).rejects.toMatchObject({ code: Code.InvalidArgument, message: expect.stringContaining('args') });
-    await expect(create(h, 'c2', ['true'], { extra: { linux: { namespaces: [{ type: 'user' }, { type: 'mount' }] } } })).rejects.toMatchObject({
+    await expect(create(h, 'c2', ['true'], { extra: { linux: { namespaces: [{ type: 'user' }, { type: 'mount' }, { type: 'uts' }] } } })).rejects.toMatchObject({
       code: Code.InvalidArgument,
-      message: expect.stringContaining('user namespaces'),
+      message: expect.stringContaining('uidMappings'),
     });
     await expect(h.agent.createContainer({ containerId: 'c2', specJson: spec(['true']), rootfsPath: '/no/such/rootfs', stdin: false })).rejects.toMatchObject({
       code: Code.InvalidArgument,

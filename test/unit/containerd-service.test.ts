@@ -112,6 +112,12 @@ class FakeAgent implements PodAgent {
   async closeStdin(c: string, e = '') {
     this.proc(c, e).stdinClosed = true;
   }
+  /** Execs the shim told the agent to forget, as "container/exec". */
+  forgotten: string[] = [];
+  async removeProcess(c: string, e: string) {
+    this.forgotten.push(this.key(c, e));
+    this.procs.delete(this.key(c, e));
+  }
   async listProcesses(c: string) {
     return [{ pid: 100, execId: '', command: `init of ${c}` }];
   }
@@ -410,7 +416,9 @@ describe('task lifecycle', () => {
     vms[0]!.agent.finish('c3', 'e1', 0, 'listing\n');
     expect((await waiting).exitStatus).toBe(0);
     expect(outputs.get('c3/e1')!.out).toBe('listing\n');
+    expect(vms[0]!.agent.forgotten).toEqual([]);
     expect(await call('Delete', { id: 'c3', execId: 'e1' })).toMatchObject({ pid: VMM_PID, exitStatus: 0 });
+    expect(vms[0]!.agent.forgotten).toEqual(['c3/e1']);
     const topics = events.map((e) => e.topic);
     expect(topics).toEqual(['/tasks/create', '/tasks/start', '/tasks/exec-added', '/tasks/exec-started', '/tasks/exit']);
     expect(events[3]!.event).toMatchObject({ containerId: 'c3', execId: 'e1', pid: VMM_PID });
