@@ -15,9 +15,11 @@
 // - EXECS `ctr task exec`s into one container (the shim is the long-lived process that serves them); the shim's RSS,
 //   the VM's host RSS and the guest's used memory (which holds the agent) sampled every EXECS/10. `hull exec` connects
 //   to the agent itself and does not go through the monitor, so the containerd path is the one whose memory matters;
-//   it also costs no Node start per exec. HULL_LOAD_EXECS=1000 runs the issue's count (3.3 min here, too long for the
-//   file's budget) and does not pass yet: the shim's RSS saws between 24 and 42 MiB (garbage collection) with the last
-//   third's median 10.7 MiB above the first's, and the guest's used memory climbs about 30 MiB per 1000 execs.
+//   it also costs no Node start per exec. HULL_LOAD_EXECS=1000 runs the issue's count (2.7 min here, too long for the
+//   file's budget) and does not pass yet: the guest is flat since the agent forgets exited execs (RemoveProcess; it
+//   climbed ~30 MiB per 1000 execs before) and so is the VM, but the shim's RSS rises (22 → 51 MiB over 1000) while
+//   its live JS heap does not (heap snapshots after ~80 and ~330 execs: 10.7 and 10.6 MiB): memory V8 or malloc keeps
+//   committed, not objects the shim holds; not yet explained.
 // - A guest that floods stdout while the host does not read (hull run, and ctr run): the monitor's, the shim's and
 //   the vsock backend's RSS stay bounded (backpressure: shim/sandbox/stdio-relay.ts, agent/output-buffer.ts); a guest
 //   that writes a big file into its rootfs over virtio-fs: virtiofsd's RSS stays bounded.

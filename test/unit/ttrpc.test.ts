@@ -319,6 +319,7 @@ describe('agent API round trip', () => {
       ReadStdout: rec('ReadStdout', { data: Buffer.from('out') }),
       ReadStderr: rec('ReadStderr', { data: Buffer.alloc(0) }),
       ListProcesses: rec('ListProcesses', { processes: [{ pid: 42, execId: '', command: 'sh' }, { pid: 43, execId: 'e1', command: 'sleep' }] }),
+      RemoveProcess: rec('RemoveProcess', {}),
       RemoveContainer: rec('RemoveContainer', {}),
       DestroySandbox: rec('DestroySandbox', {}),
       StatsContainer: rec('StatsContainer', {
@@ -372,6 +373,8 @@ describe('agent API round trip', () => {
       { pid: 42, execId: '', command: 'sh' },
       { pid: 43, execId: 'e1', command: 'sleep' },
     ]);
+    await agent.removeProcess('c1', 'e1');
+    expect(seen.RemoveProcess).toEqual({ containerId: 'c1', execId: 'e1' });
     await agent.removeContainer('c1', 500);
     expect(seen.RemoveContainer).toEqual({ containerId: 'c1', timeoutMs: 500 });
     await agent.resizePty({ containerId: 'c1', execId: 'e1', width: 132, height: 43 });
