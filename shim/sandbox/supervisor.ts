@@ -25,15 +25,67 @@ export async function superviseProcess(
   containerId: string,
   execId: string,
 ): Promise<ProcessOutcome> {
+  const gone = onceGone(vmGone);
   try {
     return await Promise.race([
       agent.waitProcess(containerId, execId).then((r): ProcessOutcome => ({ kind: 'exited', status: exitStatusFromGuest(r.exitStatus) })),
-      vmGone.then((reason): ProcessOutcome => ({ kind: 'vm-gone', reason })),
+      gone.settled.then((reason): ProcessOutcome => ({ kind: 'vm-gone', reason })),
     ]);
   } catch (err) {
     if (err instanceof ConnectionClosedError) return { kind: 'vm-gone', reason: await vmGone };
     return { kind: 'lost', reason: `waiting for process ${execId || containerId} failed: ${oneLine(err)}` };
+  } finally {
+    gone.unsubscribe();
   }
+}
+
+/*
+ * `vmGone.then(…)` in every wait would leave one reaction on the VM's long-lived promise per process until the VM
+ * dies: a pod that serves an exec probe every few seconds would hold them by the hundred thousand. One reaction per
+ * `vmGone` fans out to the waits current at the time instead, each of which unsubscribes when it ends.
+ */
+interface Waiter {
+  resolve: (reason: string) => void;
+  reject: (err: unknown) => void;
+}
+
+interface GoneFanOut {
+  waiters: Set<Waiter>;
+  /** How vmGone settled, once it has: later waits settle at once. */
+  outcome?: { reason: string } | { error: unknown };
+}
+
+const fanOuts = new WeakMap<Promise<string>, GoneFanOut>();
+
+function onceGone(vmGone: Promise<string>): { settled: Promise<string>; unsubscribe: () => void } {
+  let fan = fanOuts.get(vmGone);
+  if (!fan) {
+    const created: GoneFanOut = { waiters: new Set() };
+    fanOuts.set(vmGone, created);
+    const settle = (outcome: NonNullable<GoneFanOut['outcome']>): void => {
+      created.outcome = outcome;
+      for (const w of created.waiters) {
+        if ('reason' in outcome) w.resolve(outcome.reason);
+        else w.reject(outcome.error);
+      }
+      created.waiters.clear();
+    };
+    vmGone.then(
+      (reason) => settle({ reason }),
+      (error: unknown) => settle({ error }),
+    );
+    fan = created;
+  }
+  const { waiters, outcome } = fan;
+  if (outcome) {
+    return { settled: 'reason' in outcome ? Promise.resolve(outcome.reason) : Promise.reject(outcome.error), unsubscribe: () => undefined };
+  }
+  let waiter: Waiter | undefined;
+  const settled = new Promise<string>((resolve, reject) => {
+    waiter = { resolve, reject };
+    waiters.add(waiter);
+  });
+  return { settled, unsubscribe: () => void waiters.delete(waiter!) };
 }
 
 /** How long a call that lost its agent connection waits for the VM's death to be known, to say why (vmGone). */

@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { PassThrough, Writable } from 'node:stream';
 import pino, { type Logger } from 'pino';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { UnknownDriverError } from '../../hypervisor/errors.js';
 import { isAlive } from '../../hypervisor/process.js';
 import { createVm, registerDriver } from '../../hypervisor/registry.js';
@@ -51,6 +51,21 @@ describe('superviseProcess', () => {
       kind: 'vm-gone',
       reason: 'FakeVMM exited (crashed)',
     });
+  });
+
+  it('leaves one reaction on the VM promise however many waits it serves, and still tells current and later waits', async () => {
+    let goneNow!: (reason: string) => void;
+    const vmGone = new Promise<string>((resolve) => (goneNow = resolve));
+    const thenCalls = vi.spyOn(vmGone, 'then');
+    for (let i = 0; i < 50; i++) {
+      expect(await superviseProcess(agent(() => Promise.resolve({ exitStatus: 0, signal: 0 })), vmGone, 'c1', `e${i}`)).toEqual({ kind: 'exited', status: 0 });
+    }
+    const waiting = ['w1', 'w2'].map((e) => superviseProcess(agent(() => never), vmGone, 'c1', e));
+    goneNow('FakeVMM exited (crashed)');
+    const gone = { kind: 'vm-gone', reason: 'FakeVMM exited (crashed)' };
+    expect(await Promise.all(waiting)).toEqual([gone, gone]);
+    expect(await superviseProcess(agent(() => never), vmGone, 'c1', 'late')).toEqual(gone);
+    expect(thenCalls).toHaveBeenCalledTimes(1);
   });
 
   it('waits for the reason the VM is gone when the agent connection closes under the wait', async () => {
