@@ -54,6 +54,7 @@ export function encodePlan(plan: Plan): Buffer {
   if (plan.seccomp) putSeccomp(plan.seccomp, put);
   for (const e of plan.env) put('env', e);
   for (const a of plan.args) put('arg', a);
+  put('end'); // the helper stops reading here instead of waiting for EOF (docs/design.md)
   return Buffer.from(out.map((s) => `${s}\0`).join(''), 'utf8');
 }
 

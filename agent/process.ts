@@ -12,6 +12,7 @@ import { TtrpcError } from '../protocol/errors.js';
 import { Code } from '../protocol/ttrpc/codes.js';
 import { fdStream, openpty, setWindowSize, type FdStream, type Pty } from '../native/addon/index.js';
 import { HelperError, InternalError, StateError } from './errors.js';
+import { kernelDebugFlag } from './logger.js';
 import { OutputBuffer } from './output-buffer.js';
 
 export interface ExitStatus {
@@ -69,6 +70,10 @@ export class HelperProcess {
   private master: FdStream | null = null;
   private masterFd = -1;
   private windowSize: { rows: number; cols: number } | undefined;
+
+  /** hull.debug=1: the helper's `trace <step> <µs>` lines, as ms since the plan was attached (trace_step in native/container-init/util.h). */
+  private readonly attachedAt = process.hrtime.bigint();
+  private readonly traced: Record<string, number> = {};
 
   /** The plan written to fd 3: resolves null once the kernel has it, or the error that refused it (a dead helper). */
   private readonly planWritten: Promise<Error | null>;
@@ -320,6 +325,12 @@ export class HelperProcess {
       else this.opts.log.warn({ process: this.opts.label, line }, 'bad pid line from helper');
     } else if (word === 'ready') {
       this.ready = true;
+      if (Object.keys(this.traced).length) this.opts.log.debug({ process: this.opts.label, msSincePlan: this.traced }, 'helper steps');
+    } else if (word === 'trace') {
+      // Both clocks are CLOCK_MONOTONIC (the helper's clock_gettime, Node's hrtime).
+      const [step, us] = rest;
+      const at = Number(us);
+      if (step && Number.isFinite(at)) this.traced[step] = Math.round((at * 1000 - Number(this.attachedAt)) / 1e5) / 10;
     } else if (word === 'error') {
       this.errorMessage ??= arg || 'unknown error';
       this.opts.log.warn({ process: this.opts.label, error: arg }, 'container-init helper failed');
@@ -360,11 +371,19 @@ export class HelperProcess {
 export function spawnHelper(helperPath: string, stdin: boolean): ChildProcess {
   const child = spawn(helperPath, [], {
     stdio: [stdin ? 'pipe' : 'ignore', 'pipe', 'pipe', 'pipe', 'pipe', 'pipe'],
-    env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' },
+    env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', ...(traceHelpers() ? { HULL_INIT_TRACE: '1' } : {}) },
   });
   // A peer that goes away makes these streams error (EPIPE, ECONNRESET), also before a plan is attached.
   for (const s of child.stdio as unknown as Array<Duplex | null>) s?.on('error', () => {});
   return child;
+}
+
+let tracing: boolean | undefined;
+/** hull.debug=1 on the guest's command line: helpers report their step timings. Read once, at the first spawn (not at
+ * module load: that runs when the start-up snapshot is built). */
+function traceHelpers(): boolean {
+  tracing ??= kernelDebugFlag();
+  return tracing;
 }
 
 /** process.kill that treats "no such process" as false instead of throwing. */

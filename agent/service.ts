@@ -176,6 +176,7 @@ export class AgentService {
       if (!existsSync(plan.rootfs!)) throw new SpecError(`rootfs ${plan.rootfs} does not exist in the guest`);
       for (const w of warnings) log.warn(w);
 
+      const planned = performance.now();
       if (this.opts.cgroups) {
         const made = this.opts.cgroups.create(id, limits);
         cgroup = made.cgroup;
@@ -184,6 +185,7 @@ export class AgentService {
         log.warn('linux.resources ignored: no cgroup hierarchy');
       }
 
+      const cgroupMade = performance.now();
       const init = await this.runHelper({
         plan: encodePlan(plan),
         stdin: req.stdin,
@@ -205,7 +207,8 @@ export class AgentService {
       }
       this.containers.set(id, container);
       void init.exited.then((st) => log.info(st, 'container init exited'));
-      log.info({ pid: init.pid, ms: Math.round(performance.now() - t0) }, 'container created');
+      const ms = (a: number, b: number): number => Math.round(b - a);
+      log.info({ pid: init.pid, ms: ms(t0, performance.now()), planMs: ms(t0, planned), cgroupMs: ms(planned, cgroupMade) }, 'container created');
       return { pid: init.pid };
     } catch (err) {
       try {

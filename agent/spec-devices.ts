@@ -190,8 +190,9 @@ class DeviceCgroupEmulator {
       const [type, major, minor] = k.split(' ');
       return { type: type as 'c' | 'b', major: Number(major), minor: Number(minor), access: accessString(perms) };
     });
-    // runc's order (major, minor, type): any order gives the same answer, this one keeps the plan stable.
-    rules.sort((a, b) => a.major - b.major || a.minor - b.minor || a.type.localeCompare(b.type));
+    // runc's order (major, minor, type): any order gives the same answer, this one keeps the plan stable. Not
+    // localeCompare: its first call builds an ICU collator, ~200 ms of every container create under TCG.
+    rules.sort((a, b) => a.major - b.major || a.minor - b.minor || (a.type < b.type ? -1 : a.type > b.type ? 1 : 0));
     return { defaultAllow: this.defaultAllow, rules };
   }
 }

@@ -28,6 +28,7 @@ import { installProcessGuards } from './pid1.js';
 import { powerOffMachine, syncFilesystems } from './power.js';
 import { AgentService } from './service.js';
 import { AGENT_VERSION } from './version.js';
+import { warmUpContainerPaths } from './warm-up.js';
 
 /**
  * Work that needs no process state (no fds, timers, environment or arguments), done before runAgent(): parsing the
@@ -49,6 +50,7 @@ export function prepareAgent(): void {
   const network = methodTypes(service, 'SetupNetwork').requestType;
   const sample = network.toObject(network.decode(network.encode(network.fromObject(NETWORK_SAMPLE)).finish())) as SetupNetworkRequest;
   renderScript(networkSteps(checkNetworkRequest(sample), new Map([[NETWORK_SAMPLE.interfaces[0]!.mac, { name: 'eth0', mtu: 1500 }]])));
+  warmUpContainerPaths();
 }
 
 const NETWORK_SAMPLE: SetupNetworkRequest = {

@@ -518,7 +518,11 @@ export class QemuMicrovm implements Hypervisor {
       this.killRequested = true;
       // SIGKILL, not QMP quit: nothing of the guest is wanted any more (callers sync it first when it matters), and
       // QEMU's own exit path (device teardown, freeing the TCG cache) cost 150-300 ms of every `hull run` here.
-      await vmm.forceKill();
+      const dying = vmm.forceKill();
+      // The helpers too, at once, instead of each noticing QEMU's end after the kernel has torn down its memory:
+      // they serve only this guest, which is being killed.
+      for (const role of HELPER_ROLES) this.procs[role]?.signal('SIGKILL');
+      await dying;
     }
     return this.teardown();
   }

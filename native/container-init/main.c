@@ -245,21 +245,30 @@ static _Noreturn void child_main(const struct plan *p, int syncfd, int cgroup_fd
 		set_oom_score_adj(p);
 
 	if (p->mode == MODE_CREATE) {
+		trace_step("child");
 		rootfs_prepare(p);
+		trace_step("rootfs-prepared");
 		if (!userns)
 			set_rlimits(p);
 		if (p->hostname && sethostname(p->hostname, strlen(p->hostname)) < 0)
 			fail("sethostname");
 		rootfs_mount_all(p);
+		trace_step("mounted");
 		rootfs_pivot(p);
+		trace_step("pivoted");
 		apply_sysctls(p);
 		rootfs_finish(p);
+		trace_step("rootfs-finished");
 		apply_masked_and_readonly_paths(p);
+		trace_step("masked");
 		apply_device_filter(p, cgroup_fd);
+		trace_step("device-filter");
 	}
 
 	prepare_seccomp(p);
+	trace_step("seccomp-prepared");
 	check_before_ready(p);
+	trace_step("checked");
 	wait_for_start();
 	if (p->console)
 		attach_console(p);
@@ -550,12 +559,14 @@ int main(void)
 	check_fd(FD_PLAN, "plan");
 	check_fd(FD_START, "start");
 	signal(SIGPIPE, SIG_IGN);
+	trace_init();
 
 	struct plan p;
 	char err[512];
 	if (plan_read(FD_PLAN, &p, err, sizeof(err)) < 0)
 		failx("%s", err);
 	close(FD_PLAN);
+	trace_step("plan-read");
 
 	/* Opened before any setns(mnt): the parent's stdio goes there once the child has its own copies. */
 	int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
@@ -582,12 +593,14 @@ int main(void)
 		if (cgroup_fd < 0)
 			fail_arg("open cgroup", p.cgroup);
 	}
+	trace_step("cgroup-joined");
 	if (p.mode == MODE_CREATE) {
 		join_planned_namespaces(&p);
 		if (p.ns_flags & CLONE_NEWUSER)
 			enter_user_namespace(&p, &cgroup_fd);
 		if (unshare(p.ns_flags & ~CLONE_NEWUSER) < 0)
 			fail("unshare");
+		trace_step("unshared");
 	} else {
 		/* Before the container's user namespace, if it has one (raising a hard limit or lowering the score needs the
 		 * guest's privileges); the child inherits both. */

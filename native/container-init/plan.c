@@ -5,6 +5,7 @@
 #include <limits.h>
 #include <sched.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -542,6 +543,52 @@ static int parse_security_key(const char *key, char **v, struct plan *p, char *e
 	return 1;
 }
 
+/* Each key's number of values. PLAN_END_KEY (no values) ends a plan before EOF: the agent writes it so the helper
+ * need not wait for the pipe to be closed, which the agent's event loop does only some ticks later (25 ms under TCG). */
+#define PLAN_END_KEY "end"
+static const struct {
+	const char *key;
+	int nvals;
+} key_arities[] = {
+	{ "mode", 1 }, { "join_pid", 1 }, { "namespaces", 1 }, { "rootfs", 1 }, { "readonly_root", 1 },
+	{ "hostname", 1 }, { "mount", 5 }, { "cgroup", 1 }, { "rlimit", 3 }, { "uid", 1 },
+	{ "gid", 1 }, { "groups", 1 }, { "cwd", 1 }, { "env", 1 }, { "arg", 1 },
+	{ "console", 1 }, { "join_ns", 3 }, { "capabilities", 5 }, { "no_new_privs", 1 },
+	{ "masked_path", 1 }, { "readonly_path", 1 }, { "sysctl", 2 }, { "seccomp", 2 },
+	{ "seccomp_arch", 1 }, { "seccomp_syscall", 3 }, { "seccomp_arg", 4 }, { "exec_path", 1 },
+	{ "device", 7 }, { "oom_score_adj", 1 }, { "devcgroup", 1 }, { "devcgroup_rule", 4 },
+	{ "mount_propagation", 1 }, { "rootfs_propagation", 1 }, { "uid_map", 3 }, { "gid_map", 3 },
+	{ PLAN_END_KEY, 0 },
+};
+
+/* The number of values `key` takes, or -1 for a key the plan does not have. */
+static int key_arity(const char *key)
+{
+	for (size_t i = 0; i < sizeof(key_arities) / sizeof(key_arities[0]); i++)
+		if (strcmp(key, key_arities[i].key) == 0)
+			return key_arities[i].nvals;
+	return -1;
+}
+
+/* Whether buf[0..len) holds a whole plan up to its end key: walked key by key with each key's arity, so a value that
+ * reads "end" is not taken for the key. An unknown key or a partial string: not (yet) complete. */
+static bool plan_ends(char *buf, size_t len)
+{
+	struct cursor c = { buf, buf + len };
+	char *key;
+	while ((key = next_str(&c)) != NULL) {
+		if (strcmp(key, PLAN_END_KEY) == 0)
+			return true;
+		int nvals = key_arity(key);
+		if (nvals < 0)
+			return false;
+		for (int i = 0; i < nvals; i++)
+			if (!next_str(&c))
+				return false;
+	}
+	return false;
+}
+
 static int read_all(int fd, char **out, size_t *outlen)
 {
 	size_t cap = 4096, len = 0;
@@ -573,6 +620,8 @@ static int read_all(int fd, char **out, size_t *outlen)
 		if (n == 0)
 			break;
 		len += (size_t)n;
+		if (buf[len - 1] == '\0' && plan_ends(buf, len))
+			break;
 	}
 	*out = buf;
 	*outlen = len;
@@ -592,23 +641,12 @@ int plan_read(int fd, struct plan *p, char *err, size_t errlen)
 	struct cursor c = { buf, buf + len };
 	char *key;
 	while ((key = next_str(&c)) != NULL) {
-		static const struct {
-			const char *key;
-			int nvals;
-		} arity[] = {
-			{ "mode", 1 }, { "join_pid", 1 }, { "namespaces", 1 }, { "rootfs", 1 }, { "readonly_root", 1 },
-			{ "hostname", 1 }, { "mount", 5 }, { "cgroup", 1 }, { "rlimit", 3 }, { "uid", 1 },
-			{ "gid", 1 }, { "groups", 1 }, { "cwd", 1 }, { "env", 1 }, { "arg", 1 },
-			{ "console", 1 }, { "join_ns", 3 }, { "capabilities", 5 }, { "no_new_privs", 1 },
-			{ "masked_path", 1 }, { "readonly_path", 1 }, { "sysctl", 2 }, { "seccomp", 2 },
-			{ "seccomp_arch", 1 }, { "seccomp_syscall", 3 }, { "seccomp_arg", 4 }, { "exec_path", 1 },
-			{ "device", 7 }, { "oom_score_adj", 1 }, { "devcgroup", 1 }, { "devcgroup_rule", 4 },
-			{ "mount_propagation", 1 }, { "rootfs_propagation", 1 }, { "uid_map", 3 }, { "gid_map", 3 },
-		};
-		int nvals = -1;
-		for (size_t i = 0; i < sizeof(arity) / sizeof(arity[0]); i++)
-			if (strcmp(key, arity[i].key) == 0)
-				nvals = arity[i].nvals;
+		if (strcmp(key, PLAN_END_KEY) == 0) {
+			if (c.pos != c.end)
+				return errf(err, errlen, "plan: data after its end");
+			break;
+		}
+		int nvals = key_arity(key);
 		if (nvals < 0)
 			return errf(err, errlen, "plan: unknown key \"%.64s\"", key);
 		char *v[7]; /* the largest arity above */

@@ -5,7 +5,10 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 int g_status_fd = 4;
@@ -49,6 +52,22 @@ void status_line(const char *fmt, ...)
 	va_start(ap, fmt);
 	vstatus_line(fmt, ap);
 	va_end(ap);
+}
+
+static bool g_trace;
+
+void trace_init(void)
+{
+	g_trace = getenv("HULL_INIT_TRACE") != NULL;
+}
+
+void trace_step(const char *step)
+{
+	if (!g_trace)
+		return;
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	status_line("trace %s %lld", step, (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000);
 }
 
 _Noreturn void fail(const char *step)

@@ -10,6 +10,11 @@ extern int g_status_fd;
 
 int write_all(int fd, const void *buf, size_t len);
 
+/* Step timings for debugging a slow create: with HULL_INIT_TRACE in the environment (the agent sets it under
+ * hull.debug=1), trace_step() writes "trace <step> <CLOCK_MONOTONIC µs>"; otherwise it does nothing. */
+void trace_init(void);
+void trace_step(const char *step);
+
 /* Writes one status line ("<text>\n"); newlines inside the text become spaces so the line protocol holds. */
 void status_line(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

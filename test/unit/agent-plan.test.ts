@@ -5,6 +5,7 @@ import { MS, parseMountOptions } from '../../agent/mount-options.js';
 import { decodePlanStrings, encodePlan } from '../../agent/plan-encode.js';
 import { rlimitValue } from '../../agent/rlimits.js';
 import { computeCreatePlan, computeExecPlan, DEFAULT_MOUNTS, type Plan } from '../../agent/spec-plan.js';
+import { warmUpContainerPaths } from '../../agent/warm-up.js';
 import { Code } from '../../protocol/ttrpc/codes.js';
 
 const ROOTFS = '/run/hull/shared/c1/rootfs';
@@ -684,6 +685,7 @@ describe('plan encoding', () => {
       'oom_score_adj', '-500',
       'env', 'A=1', 'env', 'B=',
       'arg', 'sh', 'arg', '-c', 'arg', 'echo hi',
+      'end',
     ]);
   });
 
@@ -758,5 +760,18 @@ describe('cgroup values', () => {
     expect(rlimitValue(0)).toBe('0');
     expect(rlimitValue(2 ** 53)).toBe(String(2 ** 53));
     expect(rlimitValue(18446744073709551615)).toBe('-1');
+  });
+});
+
+describe('the start-up warm-up of the create path', () => {
+  it('plans its sample spec without warnings and through every costly branch (a refused sample fails the snapshot build)', () => {
+    const { plan, warnings } = warmUpContainerPaths();
+    expect(warnings).toEqual([]);
+    expect(plan.seccomp?.rules.length).toBeGreaterThan(0);
+    expect(plan.deviceCgroup?.rules.length).toBeGreaterThan(0);
+    expect(plan.devices?.length).toBe(1);
+    expect(plan.maskedPaths?.length).toBeGreaterThan(0);
+    expect(plan.sysctls?.length).toBe(1);
+    expect(plan.mounts.some((m) => m.flags !== undefined && (m.flags & MS.BIND) !== 0)).toBe(true);
   });
 });

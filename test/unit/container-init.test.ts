@@ -81,7 +81,8 @@ class HelperRun {
   #waiters: Array<() => void> = [];
   #statusDone = false;
 
-  constructor(plan: string[], binary = HELPER) {
+  /** keepPlanOpen: the plan is written but fd 3 stays open (no EOF), as a plan that ends with its `end` key may be. */
+  constructor(plan: string[], binary = HELPER, keepPlanOpen = false) {
     this.child = spawn(binary, [], {
       stdio: ['pipe', 'pipe', 'pipe', 'pipe', 'pipe', 'pipe'],
       env: { ...process.env, ASAN_OPTIONS: 'detect_leaks=0', UBSAN_OPTIONS: 'halt_on_error=1:print_stacktrace=1' },
@@ -104,7 +105,9 @@ class HelperRun {
     planFd.on('error', () => {});
     this.#startFd().on('error', () => {});
     this.child.stdin!.on('error', () => {});
-    planFd.end(Buffer.from(plan.map((s) => s + '\0').join('')));
+    const planBytes = Buffer.from(plan.map((s) => s + '\0').join(''));
+    if (keepPlanOpen) planFd.write(planBytes);
+    else planFd.end(planBytes);
     this.exit = new Promise((res) => this.child.on('close', (code, signal) => res({ code, signal })));
   }
 
@@ -194,8 +197,8 @@ function cgroup2Root(): string | undefined {
 }
 
 const runs: HelperRun[] = [];
-function helper(plan: string[], binary?: string): HelperRun {
-  const r = new HelperRun(plan, binary);
+function helper(plan: string[], binary?: string, keepPlanOpen?: boolean): HelperRun {
+  const r = new HelperRun(plan, binary, keepPlanOpen);
   runs.push(r);
   return r;
 }
@@ -421,6 +424,23 @@ describe.runIf(prerequisitesMet('hull-container-init', [needRoot(), !existsSync(
     const { code } = await r.withTimeout(r.exit);
     expect(code).toBe(127);
     expect(r.status).toEqual(['error plan: unknown key "bogus"']);
+  });
+
+  it('reads the plan up to its end key without waiting for EOF; a value "end" is not the key; nothing may follow the key', async () => {
+    const r = helper([...createPlan({ args: ['echo', 'end'] }), 'end'], undefined, true);
+    await r.ready();
+    r.start();
+    expect((await r.withTimeout(r.exit)).code).toBe(0);
+    expect(r.stdout).toBe('end\n');
+    // Without the end key the helper still waits for EOF (no status line while fd 3 is open).
+    const waiting = helper(createPlan({ args: ['true'] }), undefined, true);
+    await new Promise((res) => setTimeout(res, 300));
+    expect(waiting.status).toEqual([]);
+    waiting.child.kill('SIGKILL');
+    await waiting.withTimeout(waiting.exit);
+    const after = helper(['mode', 'create', 'end', 'mode', 'create']);
+    expect((await after.withTimeout(after.exit)).code).toBe(127);
+    expect(after.status).toEqual(['error plan: data after its end']);
   });
 
   it('aborts silently with exit 127 when fd 5 closes without a start byte', async () => {
