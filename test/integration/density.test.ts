@@ -44,6 +44,7 @@ describe('free page reporting', () => {
       const qemu = state.vm.vmm.pid;
       // The monitor starts lean (shim/idle-node.ts); its malloc limit is not passed on to QEMU and the helpers.
       expect(readFileSync(`/proc/${state.pid}/cmdline`, 'utf8').split('\0')).toContain('--v8-pool-size=1');
+      expect(readFileSync(`/proc/${state.pid}/cmdline`, 'utf8').split('\0')).toContain('--max-semi-space-size=1');
       for (const child of readFileSync(`/proc/${state.pid}/task/${state.pid}/children`, 'utf8').trim().split(/\s+/)) {
         let env: string[];
         try {
