@@ -39,6 +39,35 @@ const rawTextPlugin = {
   },
 };
 
+/**
+ * shim/spec-validator-precompiled.ts becomes ajv's standalone code for shim/spec-schema.ts, compiled here with the
+ * options shim/bundle.ts uses from source: no schema compile at each CLI or shim start.
+ */
+const specValidatorPlugin = {
+  name: 'spec-validator',
+  setup(build) {
+    build.onLoad({ filter: /[\\/]shim[\\/]spec-validator-precompiled\.ts$/ }, async () => ({
+      contents: await specValidatorCode(),
+      loader: 'js',
+      resolveDir: repo, // its require("ajv/dist/runtime/…") calls are bundled from node_modules
+    }));
+  },
+};
+
+let specValidatorText;
+async function specValidatorCode() {
+  if (specValidatorText) return specValidatorText;
+  const schemaModule = await esbuild.build({
+    entryPoints: [path.join(repo, 'shim', 'spec-schema.ts')], bundle: true, write: false, format: 'esm', platform: 'node', logLevel: 'error',
+  });
+  const { specSchema, specAjvOptions } = await import(`data:text/javascript;base64,${Buffer.from(schemaModule.outputFiles[0].text).toString('base64')}`);
+  const { Ajv } = await import('ajv');
+  const { default: standaloneCode } = await import('ajv/dist/standalone/index.js');
+  const ajv = new Ajv({ ...specAjvOptions, code: { source: true, esm: true } });
+  specValidatorText = standaloneCode(ajv, ajv.compile(specSchema));
+  return specValidatorText;
+}
+
 // The guest agent's start-up snapshot entry is CommonJS: `node --build-snapshot` runs a script, not a module. It only
 // ever runs in the guest, where it is /hull/agent-snapshot.cjs: import.meta.url (the addon loader's base) says so.
 const snapshotBanner = "var __hullImportMetaUrl = 'file:///hull/agent-snapshot.cjs';";
@@ -83,7 +112,7 @@ for (const entry of entries) {
       legalComments: 'none',
       banner: { js: banner },
       external: ['*.node'],
-      plugins: [rawTextPlugin],
+      plugins: [rawTextPlugin, specValidatorPlugin],
       logLevel: 'error',
       ...entry.options,
     });
