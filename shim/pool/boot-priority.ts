@@ -28,3 +28,16 @@ export function setVmNice(processes: VmProcesses, nice: number): void {
     }
   }
 }
+
+/**
+ * After a claim, how long the pool waits before booting the replacement while it still holds a ready VM: the claimer's
+ * container is being created and started meanwhile, and a boot under TCG takes a whole host CPU (niced or not, on a
+ * small host it slows the very sandbox that was claimed). With no ready VM left the pool boots at once: the next
+ * claimer would otherwise boot cold.
+ */
+export const REFILL_AFTER_CLAIM_MS = 1000;
+
+/** Whether the pool may start a boot now, `ready` VMs in hand, the last claim noticed at `lastClaimAt` (ms). */
+export function mayBootNow(ready: number, now: number, lastClaimAt: number): boolean {
+  return ready === 0 || now - lastClaimAt >= REFILL_AFTER_CLAIM_MS;
+}

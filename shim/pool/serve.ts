@@ -30,7 +30,7 @@ import { claimPath, newPooledNics, newVmId, POOL_DIR_MODE, poolDir, pooledVmDir,
 import { sameProcess, selfRef, writePoolVm, type PoolVmRecord } from './records.js';
 import { claimOwner, scanPool, type PoolVmEntry } from './scan.js';
 import { acquireServeLock, releaseServeLock } from './serve-lock.js';
-import { BOOT_NICE, READY_NICE, setVmNice } from './boot-priority.js';
+import { BOOT_NICE, mayBootNow, READY_NICE, setVmNice } from './boot-priority.js';
 import { discardVmDir, powerOff } from './vm-cleanup.js';
 
 export interface PoolServeOptions {
@@ -89,6 +89,8 @@ class PoolServer {
   private draining = false;
   private failures = 0;
   private nextBootAt = 0;
+  /** When a claim was last noticed: the replacement's boot waits a moment while VMs are still ready (mayBootNow). */
+  private lastClaimAt = 0;
   private lastSlowCheck = 0;
   /** Errors while draining: the exit code says whether everything was left clean. */
   private drainErrors = 0;
@@ -165,6 +167,7 @@ class PoolServer {
 
   private forget(vm: PooledVm): void {
     this.tracked.delete(vm.id);
+    this.lastClaimAt = Date.now();
     this.log.info({ vm: vm.id }, 'VM claimed');
   }
 
@@ -172,6 +175,8 @@ class PoolServer {
     const live = [...this.tracked.values()].filter((vm) => !vm.retiring);
     let booting = live.filter((vm) => vm.record.state === 'booting').length;
     let missing = this.options.size - live.length;
+    const ready = live.length - booting;
+    if (!mayBootNow(ready, Date.now(), this.lastClaimAt)) return;
     while (missing > 0 && booting < MAX_BOOTING && Date.now() >= this.nextBootAt) {
       this.startBoot();
       missing--;

@@ -1,5 +1,6 @@
 // shim/pool/: the claim primitive and the records around it, on fake pool directories (no VMs). The "pool" is this
 // test process (its serve.lock), the VMs' processes are this process too (alive) or a pid that has exited (dead).
+import { mayBootNow, REFILL_AFTER_CLAIM_MS } from '../../shim/pool/boot-priority.js';
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -357,5 +358,16 @@ describe('createExclusive', () => {
     writeFileSync(path.join(pool, `.claim.${process.pid}.abcdef.tmp`), '');
     expect(sweepDeadTemps(pool)).toBe(1);
     expect(readdirSync(pool).sort()).toEqual([`.claim.${process.pid}.abcdef.tmp`, 'vms', 'x']);
+  });
+});
+
+describe('the refill after a claim', () => {
+  it('waits a moment while a ready VM is left (the claimed sandbox is starting), and boots at once when none is', () => {
+    const claimedAt = 1_000_000;
+    expect(mayBootNow(1, claimedAt + 10, claimedAt)).toBe(false);
+    expect(mayBootNow(1, claimedAt + REFILL_AFTER_CLAIM_MS - 1, claimedAt)).toBe(false);
+    expect(mayBootNow(1, claimedAt + REFILL_AFTER_CLAIM_MS, claimedAt)).toBe(true);
+    expect(mayBootNow(0, claimedAt + 10, claimedAt)).toBe(true);
+    expect(mayBootNow(2, Date.now(), 0)).toBe(true); // never claimed: the first fill is not held back
   });
 });
