@@ -3,8 +3,9 @@
 //
 // Part of `npm test`. RSS here is RssAnon (test/helpers/load.ts). Runs 1000 execs (the issue's count; 143-175 s here)
 // and one round of 20 concurrent lifecycles per front end: with two rounds (HULL_LOAD_ROUNDS=2, ~7 min for the file)
-// one fresh-clone run of three had a cold VM whose kernel printed nothing after 0.5 s of boot and missed the 90 s
-// agent timeout (1 boot of ~250 that day; not yet explained), so CI keeps one round until that is understood.
+// one fresh-clone run of three had a cold VM that never reached /init's "starting agent" line (its console ends with
+// the quiet kernel's last message, at 0.5 s) and missed the 90 s agent timeout (1 boot of ~250 that day; not yet
+// explained: the kernel's boot, or /init's modules, erofs root or virtio-fs mount), so CI keeps one round until then.
 // Knobs for a shared machine (CI runs the defaults): HULL_LOAD_CONCURRENCY (20), HULL_LOAD_ROUNDS (1),
 // HULL_LOAD_EXECS (1000), HULL_MAX_CONCURRENT_BOOTS (the host's CPU count; 20 reproduces the burst without the queue).
 // - CONCURRENCY concurrent `hull run`s × ROUNDS on a root served by a pool of POOL_SIZE: the first few claim pooled
