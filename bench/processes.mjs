@@ -26,3 +26,13 @@ export function processTree(root) {
   }
   return procs.filter((p) => ours.has(p.pid));
 }
+
+/** A process's proportional set size, MiB (0 once it is gone). */
+export function pss(pid) {
+  try {
+    const line = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8').split('\n').find((l) => l.startsWith('Pss:'));
+    return Number(line.split(/\s+/)[1]) / 1024;
+  } catch {
+    return 0;
+  }
+}

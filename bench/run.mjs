@@ -23,10 +23,13 @@
 // containers/s and how many were pooled vs cold), and, with the pool stopped (its VMs would share pages and lower the
 // PSS), host memory (PSS) of one idle sandbox and its guest's boot phases (booted with hull.debug=1: /init and the
 // agent print their start-up times on the console), as before.
-//   usage: npm run bench [-- --runs N] [--rate-seconds S] [--rate-pool N] [--json] [--logs DIR]
+// Last, the density run (bench/density.mjs): N idle sandboxes started one after another, host memory in use and PSS per
+// sandbox at 1, 2, 4, … and N of them, and the projection to 100.
+//   usage: npm run bench [-- --runs N] [--rate-seconds S] [--rate-pool N] [--density N] [--json] [--logs DIR]
 //   --runs          rounds [5]
 //   --rate-seconds  length of the sustained-rate run [60]; 0 skips it
 //   --rate-pool     pool size during the sustained-rate run [2]
+//   --density       idle sandboxes of the density run [8]; 0 skips it
 //   --json          the results as JSON on stdout (the table goes to stderr; `npm run -s bench -- --json` keeps npm's
 //                   banner off stdout)
 //   --logs          keep the logs (every hull run's, the pool's, the containerds' with their shims' lines) in DIR
@@ -44,7 +47,8 @@ import { bridgeCni, CRI_NAMESPACE, containerConfig, criConfig, loadCri, podConfi
 import { buildFloorInitramfs, floorArgv, floorRun, hullQemuArgv } from './floor.mjs';
 import { buildImage, fmt, interruption, makeBundle, startContainerd, stats, timed, unmountUnder } from './lib.mjs';
 import { logSince, poolOutcome, startPool } from './pool.mjs';
-import { processTree } from './processes.mjs';
+import { densityRun, printDensity } from './density.mjs';
+import { processTree, pss } from './processes.mjs';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const hull = path.join(repo, 'bin', 'hull');
@@ -56,7 +60,7 @@ const PAUSE = 'docker.io/hull/bench-pause:latest';
 const HULL_RUNTIME = 'io.containerd.hull.v2';
 const TARGETS = { pooledRun: 1000 * 0.6, pooledRunVsFloor: 0.45, pooledRunVsRunsc: 2, pooledCtr: 1000 * 1.0 };
 
-const usage = 'usage: npm run bench [-- --runs N] [--rate-seconds S] [--rate-pool N] [--json] [--logs DIR]';
+const usage = 'usage: npm run bench [-- --runs N] [--rate-seconds S] [--rate-pool N] [--density N] [--json] [--logs DIR]';
 let opts;
 try {
   opts = parseArgs({
@@ -64,6 +68,7 @@ try {
       runs: { type: 'string', default: '5' },
       'rate-seconds': { type: 'string', default: '60' },
       'rate-pool': { type: 'string', default: '2' },
+      density: { type: 'string', default: '8' },
       json: { type: 'boolean', default: false },
       logs: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
@@ -80,7 +85,8 @@ if (opts.help) {
 const RUNS = Number(opts.runs);
 const RATE_SECONDS = Number(opts['rate-seconds']);
 const RATE_POOL = Number(opts['rate-pool']);
-if (![RUNS, RATE_SECONDS, RATE_POOL].every((n) => Number.isInteger(n) && n >= 0) || RUNS < 1) {
+const DENSITY = Number(opts.density);
+if (![RUNS, RATE_SECONDS, RATE_POOL, DENSITY].every((n) => Number.isInteger(n) && n >= 0) || RUNS < 1) {
   process.stderr.write(`${usage}\n`);
   process.exit(2);
 }
@@ -244,14 +250,6 @@ async function sustainedRate() {
 }
 
 // --- memory: PSS of every hull-owned process of one idle sandbox -------------------------------------------------
-function pss(pid) {
-  try {
-    const line = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8').split('\n').find((l) => l.startsWith('Pss:'));
-    return Number(line.split(/\s+/)[1]) / 1024;
-  } catch {
-    return 0;
-  }
-}
 /** QEMU's PSS by kind of mapping: guest RAM (the memfd), anonymous (mostly the TCG code buffer), files (vmlinux…). */
 function qemuSplit(pid) {
   const split = { 'guest RAM': 0, anonymous: 0, files: 0 };
@@ -511,6 +509,10 @@ try {
   const { rows: memory, phases } = await idleSandbox(guest);
   report.memory = memory;
   report.guestBoot = phases;
+  await checkInterrupted();
+  if (DENSITY > 0) {
+    report.density = await densityRun({ hull, root: coldRoot, bundle: path.join(work, 'idle'), n: DENSITY, env: process.env, checkInterrupted });
+  }
 
   // --- print --------------------------------------------------------------------------------------------------------
   printTable(rows, floor);
@@ -567,6 +569,7 @@ try {
     out(`  ${r.name.padEnd(16)}${r.pss.toFixed(1).padStart(8)}${split}`);
   }
   out(`  ${'total'.padEnd(16)}${total.toFixed(1).padStart(8)}   (target ≤ 160; Kata+QEMU ~120)`);
+  if (report.density) printDensity(report.density, out);
   if (opts.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
 } catch (err) {
   log(interruptedBy() ? err.message : err.stack ?? err.message);
