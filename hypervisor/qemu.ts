@@ -48,6 +48,7 @@ import { endProcessesNaming, endRecordedProcesses, VMM_ROLE } from './vm-process
 import { startVirtiofsd } from './virtiofsd.js';
 import { launcherArgs, planQemuJail, systemRoot } from './vmm-launcher.js';
 import { allocateVmmUid, VMM_UID_LOCK_DIR_DEFAULT, vmmUidRange, type UidRange, type VmmUidLease } from './vmm-uid.js';
+import { describeVcpus, parseRegisters, processAgeSeconds, vcpuThreadSeconds } from './vcpu-report.js';
 import { startVsockBackend } from './vsock-backend.js';
 
 /** This driver's name in the registry (hypervisor/registry.ts) and in records. */
@@ -576,6 +577,21 @@ export class QemuMicrovm implements Hypervisor {
 
   consoleTail(lines = 20): string {
     return tailLines(consoleFiles(this.paths.consoleLog), lines);
+  }
+
+  async vcpuReport(timeoutMs = 2000): Promise<string | undefined> {
+    const pid = this.procs.vmm?.pid;
+    if (pid === undefined || this.procs.vmm?.exited) return undefined;
+    let text = '';
+    if (this.qmp && !this.qmp.isClosed) {
+      try {
+        const reply = await this.qmp.execute<unknown>('human-monitor-command', { 'command-line': 'info registers -a' }, timeoutMs);
+        if (typeof reply === 'string') text = reply;
+      } catch (err) {
+        this.log.debug({ err: (err as Error).message }, 'info registers failed');
+      }
+    }
+    return describeVcpus(parseRegisters(text), vcpuThreadSeconds(pid), processAgeSeconds(pid)) || undefined;
   }
 
   private stderrTail(lines = 10): string {

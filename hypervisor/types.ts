@@ -118,6 +118,11 @@ export interface Hypervisor {
   release(): void;
   /** The last lines of the guest console, for error messages. */
   consoleTail(lines?: number): string;
+  /**
+   * Where the guest's vCPUs are (host CPU used, instruction pointer, halted), for the error of a guest that stopped
+   * answering; undefined when unknown. Optional: a driver without it reports the console only.
+   */
+  vcpuReport?(timeoutMs?: number): Promise<string | undefined>;
   readonly consolePath: string;
   /** The VMM's name for messages ('QEMU'). */
   readonly vmmName: string;

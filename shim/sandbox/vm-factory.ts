@@ -172,11 +172,16 @@ async function bootInSlot(request: VmBootRequest, driver: string | undefined, gu
   } catch (err) {
     helpers?.stop();
     const tail = hypervisor.consoleTail(8);
+    // A guest that never answered: where its vCPUs are, before the VM is gone (a hung boot is rare; this says where).
+    const vcpus =
+      err instanceof AgentUnreachableError
+        ? await hypervisor.vcpuReport?.().catch((e: unknown) => void logger.warn({ err: oneLine(e) }, 'reading the vCPUs of a VM that did not answer'))
+        : undefined;
     await hypervisor.kill().catch((e: unknown) => logger.warn({ err: oneLine(e) }, 'killing the VM after a failed boot'));
     const why =
       err instanceof AgentUnreachableError
         ? `the guest agent did not answer within ${err.timeoutMs / 1000} s (is the guest image current? ` +
-          `"npm run build" rebuilds it)`
+          `"npm run build" rebuilds it)${vcpus ? `; ${vcpus}` : ''}`
         : oneLine(err);
     throw new HullError(
       'unavailable',

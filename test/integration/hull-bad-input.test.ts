@@ -147,8 +147,12 @@ describe('bad input', () => {
     );
   });
 
-  it('an agent that never answers: a bounded wait, then guidance naming the console log', () =>
-    expectOneLineError(['run', '-b', good, 'slow'], /agent.*(did not answer|unreachable).*console/i, { HULL_AGENT_TIMEOUT_MS: '300' }));
+  it('an agent that never answers: a bounded wait, then guidance naming where the vCPU is and the console log', () =>
+    expectOneLineError(
+      ['run', '-b', good, 'slow'],
+      /agent did not answer within 0\.3 s .*; vCPU 0 (halted|running) at rip [0-9a-f]+, [\d.]+ s of host CPU in \d+ s; guest console/,
+      { HULL_AGENT_TIMEOUT_MS: '300' },
+    ));
 
   it('the host network (no network namespace, e.g. --network host): a VM cannot join it', async () => {
     const hostNet = bundleWith('hostnet', (spec) => {
