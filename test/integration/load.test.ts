@@ -8,9 +8,10 @@
 // explained), so CI keeps one round until then. Seen once more since, with hull.debug=1 step lines on the console: a
 // cold VM of the containerd round stopped after stage 2's "/init start" and before its "mounts done" (devpts, tmpfs,
 // the cgroup2 mount, the controllers; its device I/O is busybox's pages read from the erofs root over virtio-blk).
-// Not seen in ~1,050 other boots under the same or heavier load: 270 `hull run`s six at a time, 222 bare QEMU boots
-// of the same guest six at a time (no vhost-user devices), ~400 lifecycles of this file's containerd round and 160 of
-// its CLI round (some with a verbose console and a 10 s hung-task detector).
+// Not seen in ~1,500 other boots under the same or heavier load: 270 `hull run`s six at a time, 222 bare QEMU boots
+// of the same guest six at a time (no vhost-user devices), ~640 lifecycles of this file's containerd round and 400 of
+// its CLI round (some with a verbose console and a 10 s hung-task detector). Should it hang again, the error now says
+// where the vCPU is (docs/faults.md).
 // Knobs for a shared machine (CI runs the defaults): HULL_LOAD_CONCURRENCY (20), HULL_LOAD_ROUNDS (1),
 // HULL_LOAD_EXECS (1000), HULL_MAX_CONCURRENT_BOOTS (the host's CPU count; 20 reproduces the burst without the queue).
 // - CONCURRENCY concurrent `hull run`s × ROUNDS on a root served by a pool of POOL_SIZE: the first few claim pooled
