@@ -1,6 +1,5 @@
 // shim/pool/: the claim primitive and the records around it, on fake pool directories (no VMs). The "pool" is this
 // test process (its serve.lock), the VMs' processes are this process too (alive) or a pid that has exited (dead).
-import { mayBootNow, REFILL_AFTER_CLAIM_MS } from '../../shim/pool/boot-priority.js';
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -9,6 +8,7 @@ import { buildSync } from 'esbuild';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { procStartTime } from '../../hypervisor/process.js';
 import type { VmProcesses } from '../../hypervisor/types.js';
+import { mayBootNow, REFILL_AFTER_CLAIM_MS } from '../../shim/pool/boot-priority.js';
 import { claimReadyVm, fits, releaseClaim, takeVm, type ClaimWant } from '../../shim/pool/claim.js';
 import { createExclusive, sweepDeadTemps } from '../../shim/pool/exclusive-file.js';
 import { claimPath, newPooledNics, newVmId, poolDir, serveLockPath, pooledVmDir, vmsDir } from '../../shim/pool/layout.js';
