@@ -20,6 +20,8 @@ export interface QemuCommandSpec {
   tbSizeMiB?: number;
   vcpus: number;
   memoryMiB: number;
+  /** Guest RAM QEMU allocates when more than memoryMiB (VmConfig.maxMemoryMiB); the balloon holds the rest. */
+  maxMemoryMiB?: number;
   kernelPath: string;
   initrdPath: string;
   /** Full kernel command line (see composeKernelCmdline). */
@@ -44,7 +46,8 @@ export interface QemuCommandSpec {
   /**
    * A virtio-balloon device with free page reporting: the guest tells QEMU which of its pages are free (in blocks of
    * its reporting order, which guest-image/init sets to 4 KiB) and QEMU punches them out of the guest RAM memfd, so
-   * memory the guest touched and freed goes back to the host. The balloon is never inflated. Needs the guest's virtio_balloon module (guest-image/build.sh).
+   * memory the guest touched and freed goes back to the host. Needs the guest's virtio_balloon module
+   * (guest-image/build.sh). The balloon is inflated only in a VM with maxMemoryMiB (growth headroom).
    */
   freePageReporting?: boolean;
   /**
@@ -111,7 +114,8 @@ export function composeKernelCmdline(
 
 export function buildQemuArgs(spec: QemuCommandSpec): string[] {
   const { paths } = spec;
-  const mem = `${spec.memoryMiB}M`;
+  // A VM that can grow gets its most; the balloon (inflated from boot, qemu.ts) leaves the guest memoryMiB of it.
+  const mem = `${Math.max(spec.memoryMiB, spec.maxMemoryMiB ?? 0)}M`;
   const machine = ['microvm', 'memory-backend=mem', 'x-option-roms=off', ...(spec.machineOptions ?? [])];
   const accel = spec.accel === 'tcg' && spec.tbSizeMiB !== undefined ? `tcg,tb-size=${spec.tbSizeMiB}` : spec.accel;
   const args = [
@@ -148,6 +152,7 @@ export function buildQemuArgs(spec: QemuCommandSpec): string[] {
     '-device', 'virtio-rng-device',
   ];
   if (spec.freePageReporting) args.push('-device', 'virtio-balloon-device,free-page-reporting=on');
+  else if (canGrow(spec)) args.push('-device', 'virtio-balloon-device');
   if (spec.rootImagePath !== undefined) {
     args.push(
       '-drive', `id=root,file=${escapeOpt(spec.rootImagePath)},format=raw,if=none,read-only=on`,
@@ -202,3 +207,6 @@ function tapBackend(spec: QemuCommandSpec, nic: VmNic, i: number): string {
 function escapeOpt(value: string): string {
   return value.replaceAll(',', ',,');
 }
+
+/** True when the VM gets more RAM than the guest may use at first: the balloon holds the difference. */
+export const canGrow = (spec: { memoryMiB: number; maxMemoryMiB?: number }): boolean => (spec.maxMemoryMiB ?? 0) > spec.memoryMiB;

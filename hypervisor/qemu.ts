@@ -22,7 +22,7 @@ import {
 import { hostTscKhz } from './host-tsc.js';
 import { HostProcess, requireExecutable } from './process.js';
 import { QmpClient, type QmpEvent } from './qmp.js';
-import { buildQemuArgs, composeKernelCmdline, type VsockDevice } from './qemu-command.js';
+import { buildQemuArgs, canGrow, composeKernelCmdline, type VsockDevice } from './qemu-command.js';
 import { readVmRecord, removeVmRecord, writeVmRecord, type VmRecord } from './record.js';
 import {
   allocateGuestCid,
@@ -60,6 +60,17 @@ export const QEMU_MICROVM = 'qemu-microvm';
  * 32 MiB → 241 MiB but 4.6–4.9 s (translation flushes). HULL_TCG_TB_SIZE_MIB overrides (0 = QEMU's default).
  */
 export const DEFAULT_TB_SIZE_MIB = 64;
+const MIB = 2 ** 20;
+/** How long a guest may take to deflate its balloon when the VM grows (256 pages a step; well under 1 s here). */
+const GROW_TIMEOUT_MS = 20_000;
+const BALLOON_POLL_MS = 100;
+/**
+ * A guest booted with room to grow sizes its free-page watermarks from all of its RAM, ballooned or not. With THP on,
+ * khugepaged raises min_free_kbytes to match, and the per-CPU free lists, which follow the low watermark, then hold
+ * ~20 MiB of free pages that page reporting never returns (measured: idle guest RAM 117 → 148 MiB with 512 MiB of
+ * headroom, 126 with THP off; docs/density.md).
+ */
+const GROWABLE_GUEST_OPTIONS = ['transparent_hugepage=never'];
 
 /** Guest CIDs one start tries while the host kernel refuses them (each try starts virtiofsd and QEMU again). */
 export const MAX_GUEST_CID_TRIES = 16;
@@ -297,9 +308,10 @@ export class QemuMicrovm implements Hypervisor {
       ...(tb > 0 ? { tbSizeMiB: tb } : {}),
       vcpus: config.vcpus,
       memoryMiB: config.memoryMiB,
+      ...(canGrow(config) ? { maxMemoryMiB: config.maxMemoryMiB } : {}),
       kernelPath: config.kernelPath,
       initrdPath: config.initrdPath,
-      cmdline: composeKernelCmdline(config.kernelCmdline, this.accel.accel, [], hostTscKhz()),
+      cmdline: composeKernelCmdline(config.kernelCmdline, this.accel.accel, canGrow(config) ? GROWABLE_GUEST_OPTIONS : [], hostTscKhz()),
       ...(config.rootImagePath !== undefined ? { rootImagePath: config.rootImagePath } : {}),
       sharedFs: true,
       ...(vsock ? { vsock } : {}),
@@ -342,6 +354,8 @@ export class QemuMicrovm implements Hypervisor {
     this.qmp = await this.connectQmp(vmm, timeoutMs);
     const status = await this.qmp.queryStatus();
     if (!status.running) throw new VmStartError(`QEMU started but the VM is ${status.status}`, '', '');
+    // Before the guest's balloon driver loads: it reads the target when it probes and inflates from there.
+    if (canGrow(this.config)) await this.qmp.execute('balloon', { value: this.config.memoryMiB * MIB });
     // Only now: until here start() undoes a failed start itself, and a start the kernel refused the guest CID of is
     // tried again (startProcessesRetryingCid), which a teardown would end.
     vmm.onExit(() => void this.teardown());
@@ -538,6 +552,24 @@ export class QemuMicrovm implements Hypervisor {
 
   async resume(): Promise<void> {
     await this.runningQmp('resume').cont();
+  }
+
+  async setMemory(memoryMiB: number, timeoutMs = GROW_TIMEOUT_MS): Promise<void> {
+    const most = Math.max(this.config.memoryMiB, this.config.maxMemoryMiB ?? 0);
+    if (memoryMiB > most) throw new VmStateError(`cannot give VM ${this.config.id} ${memoryMiB} MiB: it was booted with at most ${most} MiB`);
+    const qmp = this.runningQmp('resize');
+    const want = memoryMiB * MIB;
+    await qmp.execute('balloon', { value: want });
+    // The guest deflates in steps of 256 pages; "actual" is what it has once each step is acknowledged.
+    const deadline = Date.now() + timeoutMs;
+    let actual = 0;
+    for (;;) {
+      actual = (await qmp.execute<{ actual: number }>('query-balloon')).actual;
+      if (actual >= want) return;
+      if (Date.now() >= deadline) break;
+      await new Promise((r) => setTimeout(r, BALLOON_POLL_MS));
+    }
+    throw new VmStateError(`the guest of VM ${this.config.id} took ${Math.floor(actual / MIB)} of ${memoryMiB} MiB within ${timeoutMs / 1000} s (its balloon did not deflate)`);
   }
 
   private runningQmp(op: string): QmpClient {

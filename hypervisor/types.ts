@@ -19,7 +19,13 @@ export interface VmConfig {
   /** Per-sandbox directory on the host: sockets, console log, shared dir live here. */
   dir: string;
   vcpus: number;
+  /** Guest RAM the guest may use. */
   memoryMiB: number;
+  /**
+   * Guest RAM the VM is given, when more than memoryMiB: the balloon holds the rest from boot (untouched, so the host
+   * does not pay for it) until setMemory() gives it to the guest. Absent: the VM cannot grow.
+   */
+  maxMemoryMiB?: number;
   kernelPath: string;
   initrdPath: string;
   /** Optional read-only root image on virtio-blk (erofs). */
@@ -123,6 +129,11 @@ export interface Hypervisor {
    * answering; undefined when unknown. Optional: a driver without it reports the console only.
    */
   vcpuReport?(timeoutMs?: number): Promise<string | undefined>;
+  /**
+   * Lets the guest use `memoryMiB` of its RAM (up to VmConfig.maxMemoryMiB) and resolves once it has taken it: the
+   * balloon deflates. Optional: a driver without it cannot grow a VM.
+   */
+  setMemory?(memoryMiB: number, timeoutMs?: number): Promise<void>;
   readonly consolePath: string;
   /** The VMM's name for messages ('QEMU'). */
   readonly vmmName: string;

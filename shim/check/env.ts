@@ -18,6 +18,7 @@ import {
   configuredAccel,
   configuredLogLevel,
   configuredMaxConcurrentBoots,
+  configuredMaxMemoryMiB,
   configuredRoot,
   resolve,
   type Resolved,
@@ -59,6 +60,7 @@ export function collectEnv(flags: EnvFlags): Record<string, Record<string, unkno
   const memory = take('vm.memory_mib', resolve({ env: fromEnv('HULL_MEMORY_MIB') === undefined ? undefined : unlimited.memoryMiB, file: file.vm.memory_mib, fallback: DEFAULT_MEMORY_MIB }));
   const accel = take('vm.accel', configuredAccel());
   const maxBoots = take('vm.max_concurrent_boots', configuredMaxConcurrentBoots());
+  const maxMemory = take('vm.max_memory_mib', configuredMaxMemoryMiB());
   let accelUsed: Record<string, string>;
   try {
     const choice = chooseAcceleration(accel);
@@ -95,7 +97,7 @@ export function collectEnv(flags: EnvFlags): Record<string, Record<string, unkno
 
   return {
     config: { file: config.file, found: config.found, chosen_by: config.chosenBy === 'env' ? '$HULL_CONFIG' : 'default path' },
-    vm: { vcpus, memory_mib: memory, accel, max_concurrent_boots: maxBoots, ...accelUsed },
+    vm: { vcpus, memory_mib: memory, max_memory_mib: maxMemory, accel, max_concurrent_boots: maxBoots, ...accelUsed },
     pool: {
       ...(poolSize === undefined ? {} : { size: poolSize }),
       vcpus: take('pool.vcpus', pool.vcpus),

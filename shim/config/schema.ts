@@ -14,7 +14,7 @@ export type LogLevel = (typeof LOG_LEVELS)[number];
 
 /** A config file's settings, as written (snake_case, as in the file); absent keys are absent. */
 export interface FileConfig {
-  vm: { vcpus?: number; memory_mib?: number; accel?: RequestedAccel; max_concurrent_boots?: number };
+  vm: { vcpus?: number; memory_mib?: number; max_memory_mib?: number; accel?: RequestedAccel; max_concurrent_boots?: number };
   pool: { size?: number; vcpus?: number; memory_mib?: number; nics?: number };
   log: { level?: LogLevel };
   paths: { root?: string; guest_dir?: string };
@@ -28,9 +28,9 @@ type KeySpec =
   | { kind: 'uid-range' };
 
 const MAX_VCPUS = 64;
-const MIN_MEMORY_MIB = 128;
+export const MIN_MEMORY_MIB = 128;
 /** 1 TiB: a bigger number is more likely bytes or KiB written by mistake than a VM. */
-const MAX_MEMORY_MIB = 1 << 20;
+export const MAX_MEMORY_MIB = 1 << 20;
 
 const vcpus: KeySpec = { kind: 'int', min: 1, max: MAX_VCPUS };
 const memory: KeySpec = { kind: 'int', min: MIN_MEMORY_MIB, max: MAX_MEMORY_MIB };
@@ -42,6 +42,7 @@ export const CONFIG_SCHEMA: { readonly [S in keyof FileConfig]-?: { readonly [K 
   vm: {
     vcpus,
     memory_mib: memory,
+    max_memory_mib: memory,
     accel: { kind: 'choice', choices: ACCEL_CHOICES },
     max_concurrent_boots: { kind: 'int', min: 1, max: MAX_CONCURRENT_BOOTS },
   },

@@ -6,7 +6,7 @@ import { requestedAccel, type RequestedAccel } from '../../hypervisor/accelerati
 import { invalidArgument } from '../errors.js';
 import { DEFAULT_ROOT } from '../sandbox/paths.js';
 import { hullConfig } from './load.js';
-import { MAX_CONCURRENT_BOOTS, type LogLevel } from './schema.js';
+import { MAX_CONCURRENT_BOOTS, MAX_MEMORY_MIB, MIN_MEMORY_MIB, type LogLevel } from './schema.js';
 
 export type Source = 'flag' | 'env' | 'file' | 'default';
 
@@ -40,19 +40,31 @@ export function configuredLogLevel(debugFlag = false): Resolved<LogLevel> {
 }
 
 export const MAX_CONCURRENT_BOOTS_ENV = 'HULL_MAX_CONCURRENT_BOOTS';
+export const MAX_MEMORY_ENV = 'HULL_MAX_MEMORY_MIB';
+
+/** $name as a whole number from min to max, or undefined when unset; anything else is a one-line error. */
+function envInt(name: string, min: number, max: number): number | undefined {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return undefined;
+  const value = Number(raw);
+  if (!Number.isSafeInteger(value) || value < min || value > max) throw invalidArgument(`${name}="${raw}" must be a whole number from ${min} to ${max}`);
+  return value;
+}
 
 /**
  * How many VMs may boot cold at once on this host, across all hull processes (shim/sandbox/boot-slots.ts):
  * $HULL_MAX_CONCURRENT_BOOTS, else vm.max_concurrent_boots, else the host's CPU count (a TCG boot keeps a CPU busy).
  */
 export function configuredMaxConcurrentBoots(): Resolved<number> {
-  const raw = process.env[MAX_CONCURRENT_BOOTS_ENV];
-  let env: number | undefined;
-  if (raw !== undefined && raw !== '') {
-    env = Number(raw);
-    if (!Number.isSafeInteger(env) || env < 1 || env > MAX_CONCURRENT_BOOTS) {
-      throw invalidArgument(`${MAX_CONCURRENT_BOOTS_ENV}="${raw}" must be a whole number from 1 to ${MAX_CONCURRENT_BOOTS}`);
-    }
-  }
+  const env = envInt(MAX_CONCURRENT_BOOTS_ENV, 1, MAX_CONCURRENT_BOOTS);
   return resolve({ env, file: hullConfig().values.vm.max_concurrent_boots, fallback: availableParallelism() });
+}
+
+/**
+ * The most guest RAM a VM may grow to by Update (docs/density.md "Memory that can grow"): $HULL_MAX_MEMORY_MIB, else
+ * vm.max_memory_mib, else 0: VMs boot at their size and cannot grow. Headroom is not free: the guest's page
+ * array for it (1/64 of it) is touched at boot, and the balloon that holds it is inflated during boot.
+ */
+export function configuredMaxMemoryMiB(): Resolved<number> {
+  return resolve({ env: envInt(MAX_MEMORY_ENV, MIN_MEMORY_MIB, MAX_MEMORY_MIB), file: hullConfig().values.vm.max_memory_mib, fallback: 0 });
 }

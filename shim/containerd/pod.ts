@@ -5,6 +5,7 @@ import type { VmProcesses } from '../../hypervisor/types.js';
 import type { AgentClient } from '../../protocol/agent-client.js';
 import type { VmUsage } from '../sandbox/sandbox.js';
 import type { HostBind } from '../sandbox/share-mounts.js';
+import type { VmSize } from '../sandbox/vm-sizing.js';
 
 export type PodAgent = Pick<
   AgentClient,
@@ -38,6 +39,10 @@ export interface PodVm {
   pause(): Promise<void>;
   resume(): Promise<void>;
   usage(): VmUsage;
+  /** The VM's size now: its memory grows with growMemory, up to maxMemoryMiB. */
+  readonly vmSize: VmSize | undefined;
+  /** Gives the guest more of the VM's RAM (Update of a limit above it): the balloon deflates. */
+  growMemory(memoryMiB: number): Promise<void>;
   /** The VM's host processes: its VMM's pid is the host pid reported for every task of the pod (service.ts). */
   processes(): VmProcesses;
   /**

@@ -23,7 +23,7 @@ import { ProcessState } from '../sandbox/process-state.js';
 import { planHostBinds } from '../sandbox/share-mounts.js';
 import { pumpInput, pumpOutput, STDIO_CHUNK } from '../sandbox/stdio-relay.js';
 import { superviseProcess } from '../sandbox/supervisor.js';
-import { beyondVm } from '../sandbox/vm-sizing.js';
+import { beyondVm, memoryToGrowTo } from '../sandbox/vm-sizing.js';
 import { Topic, type EventSink } from './events.js';
 import { adaptSpecForGuest, type NamespaceTarget } from './guest-spec.js';
 import { systemdCgroupRequested } from './runtime-options.js';
@@ -651,8 +651,13 @@ export class TaskService {
     if (c.init.state.is('stopped')) throw new TtrpcError(Code.FailedPrecondition, `task ${c.id} is not running`);
     const vm = this.liveVm();
     const { memoryLimitBytes, vcpus } = vm.usage();
-    const tooBig = beyondVm(parsed as OciLinuxResources, { memoryMiB: memoryLimitBytes / 2 ** 20, vcpus });
+    const size = vm.vmSize ?? { memoryMiB: memoryLimitBytes / 2 ** 20, vcpus };
+    const resources = parsed as OciLinuxResources;
+    const tooBig = beyondVm(resources, size);
     if (tooBig) throw new TtrpcError(Code.FailedPrecondition, `update ${c.id}: ${tooBig}; nothing was changed`);
+    // A limit above the guest's memory: the VM grows into its headroom first, so the guest can reach the limit.
+    const grow = memoryToGrowTo(resources.memory?.limit, size);
+    if (grow !== undefined) await vm.growMemory(grow);
     await vm.agent.updateContainer({ containerId: c.id, resourcesJson });
     this.log.info({ container: c.id, resources: parsed }, 'resources updated');
     return {};

@@ -8,7 +8,7 @@ import { configuredRoot } from '../config/values.js';
 import { Sandbox } from '../sandbox/sandbox.js';
 import { directVmFactory, type VmFactory } from '../sandbox/vm-factory.js';
 import { pooledVmFactory } from '../pool/pooled-vm-factory.js';
-import { vmSizeFor } from '../sandbox/vm-sizing.js';
+import { vmSizeFor, withHeadroom } from '../sandbox/vm-sizing.js';
 import { planHostCgroup, type HostCgroupRequest } from '../sandbox/cgroups/host-cgroup.js';
 import { looksLikeSystemdPath } from '../sandbox/cgroups/path.js';
 import type { OciLinuxResources } from '../oci-spec.js';
@@ -50,7 +50,7 @@ export class VmPodFactory implements PodVmFactory {
     sandbox.addContainer(req.containerId, req.hostRootfs, req.binds);
     // The pod's namespace (CNI's) reaches the VM; a namespace of its own without a path is loopback only.
     await sandbox.boot({
-      size: vmSizeFor(req.spec),
+      size: withHeadroom(vmSizeFor(req.spec)),
       detached: true,
       virtiofsdSandbox: 'chroot',
       ...(network.kind === 'path' ? { netnsPath: network.path } : {}),

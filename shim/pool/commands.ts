@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import { invalidArgument } from '../errors.js';
 import { createLogger, type LogFormat } from '../log.js';
 import { MAX_NICS } from '../sandbox/network/plan.js';
-import type { VmSize } from '../sandbox/vm-sizing.js';
+import { withHeadroom, type VmSize } from '../sandbox/vm-sizing.js';
 import { poolSettings } from '../config/pool-defaults.js';
 import { configuredLogLevel } from '../config/values.js';
 import { servePool } from './serve.js';
@@ -37,7 +37,7 @@ function pooledVmShape(flags: PoolServeFlags): { size: number; vmSize: VmSize; n
   });
   const size = settings.size.value;
   if (size === undefined) throw invalidArgument('pool serve needs --size (or pool.size in the config file, docs/config.md)');
-  return { size, vmSize: { vcpus: settings.vcpus.value, memoryMiB: settings.memoryMiB.value }, nics: settings.nics.value };
+  return { size, vmSize: withHeadroom({ vcpus: settings.vcpus.value, memoryMiB: settings.memoryMiB.value }), nics: settings.nics.value };
 }
 
 /**

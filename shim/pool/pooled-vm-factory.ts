@@ -88,7 +88,9 @@ async function bootClaimed(request: VmBootRequest, { id, dir, record }: ClaimedV
     const { clockStepMs } = await agent.claim({ unixTimeMs: Date.now(), entropy: randomBytes(CLAIM_ENTROPY_BYTES), unusedMacs });
     log.info({ ms: Date.now() - started, accel: hypervisor.accel.accel, clockStepMs: Math.round(clockStepMs) }, 'pooled VM claimed');
     const guestMacs = record.nics.map((n) => n.mac);
-    return { dir, hypervisor, agent, size: { vcpus: record.shape.vcpus, memoryMiB: record.shape.memoryMiB }, ...(request.network ? { guestMacs } : {}) };
+    const { vcpus, memoryMiB, maxMemoryMiB } = record.shape;
+    const size = { vcpus, memoryMiB, ...(maxMemoryMiB === undefined ? {} : { maxMemoryMiB }) };
+    return { dir, hypervisor, agent, size, ...(request.network ? { guestMacs } : {}) };
   } catch (err) {
     await hypervisor.kill().catch((e: unknown) => log.warn({ err: oneLine(e) }, 'killing a pooled VM that failed its claim'));
     throw new HullError('unavailable', `pooled VM ${id} did not answer after its claim: ${oneLine(err)}`, { cause: err });

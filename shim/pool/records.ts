@@ -13,6 +13,8 @@ import { poolVmPath } from './layout.js';
 export interface PoolShape {
   vcpus: number;
   memoryMiB: number;
+  /** The most its memory can grow to (VmSize.maxMemoryMiB); absent: it cannot grow. */
+  maxMemoryMiB?: number;
   /** The guest image's manifest hash (shim/sandbox/guest-assets.ts `hash`). */
   image: string;
   /** The acceleration the VM got (hypervisor.accel.accel); while booting, the one it is expected to get. */
@@ -134,6 +136,8 @@ export function parsePoolVm(text: string, file: string): PoolVmRecord {
   if (state !== 'booting' && state !== 'ready') throw bad(file, `unknown state ${JSON.stringify(state)}`);
   if (!isObject(shape) || !isPositive(shape['vcpus']) || !isPositive(shape['memoryMiB'])) throw bad(file, 'no valid shape');
   if (typeof shape['image'] !== 'string' || (shape['accel'] !== 'kvm' && shape['accel'] !== 'tcg')) throw bad(file, 'no valid shape');
+  const most = shape['maxMemoryMiB'];
+  if (most !== undefined && !(isPositive(most) && most > shape['memoryMiB'])) throw bad(file, 'no valid shape');
   const nics = parseNics(v['nics'], file);
   if (shape['nics'] !== nics.length) throw bad(file, 'its shape and its NICs disagree');
   if (!isTime(createdAt)) throw bad(file, 'no valid createdAt');
@@ -142,7 +146,14 @@ export function parsePoolVm(text: string, file: string): PoolVmRecord {
     version: 1,
     id,
     state,
-    shape: { vcpus: shape['vcpus'], memoryMiB: shape['memoryMiB'], image: shape['image'], accel: shape['accel'], nics: nics.length },
+    shape: {
+      vcpus: shape['vcpus'],
+      memoryMiB: shape['memoryMiB'],
+      ...(most === undefined ? {} : { maxMemoryMiB: most }),
+      image: shape['image'],
+      accel: shape['accel'],
+      nics: nics.length,
+    },
     nics,
     vm: parseVmProcesses(v['vm'], file),
     pool: parseProcessRef(v['pool'], file, 'pool'),

@@ -186,7 +186,7 @@ class PoolServer {
 
   private startBoot(): void {
     const id = newVmId();
-    const { vcpus, memoryMiB } = this.options.vmSize;
+    const { vcpus, memoryMiB, maxMemoryMiB } = this.options.vmSize;
     const nics = newPooledNics(this.options.nics);
     const vm: PooledVm = {
       id,
@@ -195,7 +195,7 @@ class PoolServer {
         version: 1,
         id,
         state: 'booting',
-        shape: { vcpus, memoryMiB, image: this.image, accel: this.accel, nics: nics.length },
+        shape: { vcpus, memoryMiB, ...(maxMemoryMiB === undefined ? {} : { maxMemoryMiB }), image: this.image, accel: this.accel, nics: nics.length },
         nics,
         vm: {},
         pool: selfRef(),

@@ -17,7 +17,7 @@ import { vmDirOf, type SandboxRecord, type SandboxRecordStore } from './record.j
 import type { HostBind } from './share-mounts.js';
 import { releaseSandbox } from './teardown.js';
 import { directVmFactory, type BootedVm, type PodNetworkRequest, type VmFactory } from './vm-factory.js';
-import type { VmSize } from './vm-sizing.js';
+import { mostMemoryMiB, type VmSize } from './vm-sizing.js';
 import { firstGone, SETTLE_MS, watchProcesses, type ProcessWatch } from './vm-watch.js';
 
 const POWEROFF_WAIT_MS = 3_000;
@@ -72,6 +72,7 @@ export class Sandbox {
   private settleDied!: (reason: string) => void;
   private vm: BootedVm | undefined;
   private size: VmSize | undefined;
+  private cgroup: HostCgroup | undefined;
   private helperWatch: ProcessWatch | undefined;
   private stopping = false;
   private stopped: Promise<void> | undefined;
@@ -147,9 +148,9 @@ export class Sandbox {
       const network: PodNetworkRequest | undefined =
         netnsPath && nics.length > 0 ? { netnsPath, nics, attach: (moved) => attachNetwork(netnsPath, nics, this.log, onRecord, moved) } : undefined;
       // On record before it exists; each process goes in as soon as it is on record (a pooled VM's once claimed).
-      const cgroup = opts.cgroup
+      const cgroup = (this.cgroup = opts.cgroup
         ? HostCgroup.create(opts.cgroup, opts.size, this.log, (c) => record.update((r) => void (r.cgroup = c)))
-        : undefined;
+        : undefined);
       const bootStarted = Date.now();
       this.vm = await (this.options.vms ?? directVmFactory()).boot({
         id: this.id,
@@ -185,6 +186,37 @@ export class Sandbox {
       await this.shutdown().catch((e: unknown) => this.log.warn({ err: oneLine(e) }, 'teardown after a failed boot'));
       throw err;
     }
+  }
+
+  /**
+   * Gives the guest `memoryMiB` of the VM's RAM (no more than its size's maxMemoryMiB): the host cgroup's bound is
+   * raised first, then the balloon deflates. Never shrinks: a lower container limit is the guest cgroup's business.
+   */
+  async growMemory(memoryMiB: number): Promise<void> {
+    const { hypervisor } = this.booted();
+    const size = this.size!;
+    if (memoryMiB <= size.memoryMiB) return;
+    if (!hypervisor.setMemory || memoryMiB > mostMemoryMiB(size)) {
+      throw new HullError('failed-precondition', `sandbox ${this.id} cannot grow to ${memoryMiB} MiB: its VM can have at most ${mostMemoryMiB(size)} MiB`);
+    }
+    const grown: VmSize = { ...size, memoryMiB };
+    this.cgroup?.setLimits(grown);
+    try {
+      await hypervisor.setMemory(memoryMiB);
+    } catch (err) {
+      this.cgroup?.setLimits(size);
+      throw err;
+    }
+    this.size = grown;
+    this.options.record.update((r) => {
+      if (r.boot) r.boot.memoryMiB = memoryMiB;
+    });
+    this.log.info({ from: size.memoryMiB, to: memoryMiB }, 'VM memory grown');
+  }
+
+  /** The VM's size now (memory grows with growMemory); undefined before boot. */
+  get vmSize(): VmSize | undefined {
+    return this.size;
   }
 
   pause(): Promise<void> {

@@ -118,6 +118,7 @@ async function bootInSlot(request: VmBootRequest, driver: string | undefined, gu
     dir: request.dir,
     vcpus: request.size.vcpus,
     memoryMiB: request.size.memoryMiB,
+    ...(request.size.maxMemoryMiB === undefined ? {} : { maxMemoryMiB: request.size.maxMemoryMiB }),
     kernelPath: assets.kernelPath,
     initrdPath: assets.initrdPath,
     rootImagePath: assets.rootImagePath,

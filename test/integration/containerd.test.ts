@@ -2,6 +2,7 @@
 // socket and config.toml under a temp dir) finds the shim on PATH (bin/), imports a busybox OCI archive built here,
 // and runs tasks in microVMs. Each VM boot costs seconds under TCG, so cases share tasks where they can. Needs root,
 // containerd + ctr, busybox-static, the guest image and dist/ (npm run build): test/helpers/prerequisites.ts.
+// This file's VMs boot with room to grow (HULL_MAX_MEMORY_MIB, docs/density.md): the long task's Update grows its VM.
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
@@ -20,6 +21,8 @@ const IMAGE = 'docker.io/hull/busybox:latest';
 const NS = 'hulltest';
 const longCgroupParent = `/hull-ctd-${process.pid}`;
 const longCgroup = `${longCgroupParent}/long`;
+/** The most this file's VMs may grow to: 512 MiB at boot, the balloon holding the other 512 until an Update. */
+const MAX_MEMORY_MIB = 1024;
 
 let ctd: PrivateContainerd;
 const ctr = (args: string[], input = '', timeoutMs = 90_000) => ctd.ctr(args, input, timeoutMs);
@@ -76,7 +79,7 @@ const resizeTask = (id: string, width: number, height: number): Promise<void> =>
 
 describe.runIf(prerequisitesMet('containerd tests', containerdPrerequisites()))(`containerd 1.6 with ${RUNTIME}`, () => {
   beforeAll(async () => {
-    ctd = await PrivateContainerd.start(NS);
+    ctd = await PrivateContainerd.start(NS, { env: { HULL_MAX_MEMORY_MIB: String(MAX_MEMORY_MIB) } });
     await ctd.importBusybox(IMAGE);
   });
 
@@ -153,14 +156,14 @@ describe.runIf(prerequisitesMet('containerd tests', containerdPrerequisites()))(
     const started = await ctr(['run', '-d', '--runtime', RUNTIME, '--cgroup', longCgroup, '--memory-limit', String(128 << 20), IMAGE, 'long', 'sleep', '1000']);
     expect(started.code, started.stderr).toBe(0);
     expect(await taskStatus('long')).toBe('RUNNING');
-    // The VM's host processes are in the cgroup the spec names, bounded by the VM's size: 512 MiB + 192 MiB.
+    // The VM's host processes are in the cgroup the spec names, bounded by the VM's size: 512 MiB + 192 MiB, + 8 MiB
+    // for the guest's page array of the 512 MiB it may grow by.
     const pod = await until('the pod record', () => podOf('long'));
     const tree = vmProcessTree((JSON.parse(readFileSync(path.join(pod.dir, 'pod.json'), 'utf8')) as { vm: Parameters<typeof vmProcessTree>[0] }).vm);
     expect(tree.length).toBeGreaterThanOrEqual(4); // QEMU, the vsock broker and worker, virtiofsd (no child: its chroot sandbox)
     expect(tree.flatMap((pid) => outsideOf(pid, longCgroup))).toEqual([]);
-    expect(cgroupFile(longCgroup, 'memory', existsSync('/sys/fs/cgroup/cgroup.controllers') ? 'memory.max' : 'memory.limit_in_bytes')).toBe(
-      String((512 + 192) * 2 ** 20),
-    );
+    const hostMemoryLimit = () => cgroupFile(longCgroup, 'memory', existsSync('/sys/fs/cgroup/cgroup.controllers') ? 'memory.max' : 'memory.limit_in_bytes');
+    expect(hostMemoryLimit()).toBe(String((512 + 192 + 8) * 2 ** 20));
 
     const ex = await ctr(['task', 'exec', '--exec-id', 'e1', 'long', 'sh', '-c', 'echo from-exec; exit 7']);
     expect(ex.stdout).toBe('from-exec\n');
@@ -193,6 +196,29 @@ describe.runIf(prerequisitesMet('containerd tests', containerdPrerequisites()))(
     const updated = await metrics('long');
     expect(updated.memory.usage_limit).toBe(96 << 20);
     expect(updated.pids.limit).toBe(50);
+
+    // A limit above the VM's 512 MiB (containerd's CRI test TestUpdateContainerResources_StatusUpdated asks for 800 MiB):
+    // the VM grows into its headroom — host cgroup first, then the balloon deflates — and the guest can use it. The
+    // same 600 MiB allocation fails before (more than the guest has), so the check can fail.
+    const memTotalMiB = async (): Promise<number> => {
+      const r = await ctr(['task', 'exec', '--exec-id', `mem${Date.now()}`, 'long', 'cat', '/proc/meminfo']);
+      return Number(/^MemTotal:\s+(\d+) kB/m.exec(r.stdout)?.[1]) / 1024;
+    };
+    const eat600 = ['dd', 'if=/dev/zero', 'of=/dev/null', 'bs=600M', 'count=1'];
+    const refused = await ctr(['task', 'exec', '--exec-id', 'eat-before', 'long', ...eat600]);
+    expect([refused.code, refused.stderr]).toEqual([1, expect.stringMatching(/out of memory|Cannot allocate memory/)]);
+    const before = await memTotalMiB();
+    expect(before).toBeLessThan(512);
+    await updateTask('long', { memory: { limit: 800 << 20 } });
+    expect((await metrics('long')).memory.usage_limit).toBe(800 << 20);
+    const after = await memTotalMiB();
+    expect(after - before, `guest MemTotal ${before.toFixed(0)} → ${after.toFixed(0)} MiB`).toBeGreaterThan(480); // 800 + 256 > 1024: grown to all of it
+    expect(hostMemoryLimit()).toBe(String((1024 + 192) * 2 ** 20));
+    const eat = await ctr(['task', 'exec', '--exec-id', 'eat-after', 'long', ...eat600]);
+    expect([eat.code, eat.stderr]).toEqual([0, expect.stringContaining('1+0 records in')]);
+    // Beyond the most: refused in one line, nothing changed.
+    await expect(updateTask('long', { memory: { limit: 2048 * 2 ** 20 } })).rejects.toThrow(/2048 MiB is more than the 1024 MiB the pod VM can grow to/);
+    expect((await metrics('long')).memory.usage_limit).toBe(800 << 20);
 
     expect((await ctr(['task', 'pause', 'long'])).code).toBe(0);
     expect(await taskStatus('long')).toBe('PAUSED');

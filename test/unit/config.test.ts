@@ -9,9 +9,9 @@ import { ConfigError } from '../../shim/config/errors.js';
 import { CONFIG_PATH_DEFAULT, configPath, hullConfig, readConfig, resetHullConfig } from '../../shim/config/load.js';
 import { poolSettings } from '../../shim/config/pool-defaults.js';
 import { applyConfig, envFromConfigFile } from '../../shim/config/startup.js';
-import { configuredAccel, configuredLogLevel, configuredMaxConcurrentBoots, configuredRoot } from '../../shim/config/values.js';
+import { configuredAccel, configuredLogLevel, configuredMaxConcurrentBoots, configuredMaxMemoryMiB, configuredRoot } from '../../shim/config/values.js';
 import { guestAssetsDir } from '../../shim/sandbox/guest-assets.js';
-import { DEFAULT_MEMORY_MIB, vmSizeFor } from '../../shim/sandbox/vm-sizing.js';
+import { beyondVm, DEFAULT_MEMORY_MIB, memoryToGrowTo, vmSizeFor, withHeadroom } from '../../shim/sandbox/vm-sizing.js';
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'hull-config-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
@@ -27,6 +27,7 @@ const GOOD = `# every key
 [vm]
 vcpus = 2
 memory_mib = 768
+max_memory_mib = 2048
 accel = "tcg"
 max_concurrent_boots = 3
 
@@ -47,7 +48,7 @@ guest_dir = "/opt/hull/guest"
 uid_range = "300000-300099"
 `;
 
-const ENV_KEYS = ['HULL_CONFIG', 'HULL_VCPUS', 'HULL_MEMORY_MIB', 'HULL_ACCEL', 'HULL_GUEST_DIR', 'HULL_VMM_UID_RANGE', 'HULL_MAX_CONCURRENT_BOOTS'];
+const ENV_KEYS = ['HULL_CONFIG', 'HULL_VCPUS', 'HULL_MEMORY_MIB', 'HULL_ACCEL', 'HULL_GUEST_DIR', 'HULL_VMM_UID_RANGE', 'HULL_MAX_CONCURRENT_BOOTS', 'HULL_MAX_MEMORY_MIB'];
 let saved: Record<string, string | undefined>;
 beforeEach(() => {
   saved = Object.fromEntries(ENV_KEYS.map((k) => [k, process.env[k]]));
@@ -78,7 +79,7 @@ describe('reading the config file', () => {
       found: true,
       chosenBy: 'env',
       values: {
-        vm: { vcpus: 2, memory_mib: 768, accel: 'tcg', max_concurrent_boots: 3 },
+        vm: { vcpus: 2, memory_mib: 768, max_memory_mib: 2048, accel: 'tcg', max_concurrent_boots: 3 },
         pool: { size: 3, vcpus: 1, memory_mib: 640, nics: 0 },
         log: { level: 'warn' },
         paths: { root: '/run/hull-test', guest_dir: '/opt/hull/guest' },
@@ -107,7 +108,7 @@ describe('reading the config file', () => {
     ['an unknown section', '[vms]\nvcpus = 2\n', '[vms]: unknown section; the sections are [vm], [pool], [log], [paths], [vmm]'],
     ['a key outside any section', 'vcpus = 2\n', 'vcpus: unknown top-level key'],
     ['a section that is not a table', 'vm = 2\n', 'vm: must be a section ([vm]), got 2'],
-    ['an unknown key', '[vm]\ncpus = 2\n', 'vm.cpus: unknown key; [vm] has vcpus, memory_mib, accel, max_concurrent_boots'],
+    ['an unknown key', '[vm]\ncpus = 2\n', 'vm.cpus: unknown key; [vm] has vcpus, memory_mib, max_memory_mib, accel, max_concurrent_boots'],
     ['no boot slots', '[vm]\nmax_concurrent_boots = 0\n', 'vm.max_concurrent_boots: must be a whole number from 1 to 1024, got 0'],
     ['a string for a number', '[vm]\nmemory_mib = "lots"\n', 'vm.memory_mib: must be a whole number from 128 to 1048576, got "lots"'],
     ['a fraction', '[vm]\nvcpus = 1.5\n', 'vm.vcpus: must be a whole number from 1 to 64, got 1.5'],
@@ -164,6 +165,35 @@ describe('precedence: flag > environment variable > config file > built-in defau
     process.env['HULL_VCPUS'] = '4';
     process.env['HULL_MEMORY_MIB'] = '600';
     expect(vmSizeFor(unlimited)).toEqual({ vcpus: 4, memoryMiB: 600 });
+  });
+
+  it('room to grow: HULL_MAX_MEMORY_MIB > vm.max_memory_mib > none; a VM gets it only when it is more than its memory', () => {
+    expect(configuredMaxMemoryMiB()).toEqual({ value: 0, source: 'default' });
+    useConfig('[vm]\nmax_memory_mib = 1024\n');
+    expect(configuredMaxMemoryMiB()).toEqual({ value: 1024, source: 'file' });
+    expect(vmSizeFor(unlimited)).toEqual({ vcpus: 1, memoryMiB: DEFAULT_MEMORY_MIB }); // the CLI's: no room
+    expect(withHeadroom(vmSizeFor(unlimited))).toEqual({ vcpus: 1, memoryMiB: DEFAULT_MEMORY_MIB, maxMemoryMiB: 1024 });
+    // A spec limit that already needs more than the most: the VM is that big, with no room beyond.
+    const big = { ...unlimited, linux: { resources: { memory: { limit: 1024 * 2 ** 20 } } } };
+    expect(withHeadroom(vmSizeFor(big))).toEqual({ vcpus: 1, memoryMiB: 1024 + 256 });
+    process.env['HULL_MAX_MEMORY_MIB'] = '4096';
+    expect(configuredMaxMemoryMiB()).toEqual({ value: 4096, source: 'env' });
+    expect(withHeadroom(vmSizeFor(big))).toEqual({ vcpus: 1, memoryMiB: 1024 + 256, maxMemoryMiB: 4096 });
+    process.env['HULL_MAX_MEMORY_MIB'] = '64';
+    expect(() => configuredMaxMemoryMiB()).toThrow('HULL_MAX_MEMORY_MIB="64" must be a whole number from 128 to 1048576');
+  });
+
+  it('growing a running VM: how far for a container limit, and which limits it cannot honour', () => {
+    const fixed = { vcpus: 1, memoryMiB: 512 };
+    const growable = { ...fixed, maxMemoryMiB: 2048 };
+    expect(memoryToGrowTo(undefined, growable)).toBeUndefined();
+    expect(memoryToGrowTo(200 * 2 ** 20, growable)).toBeUndefined(); // 200 + 256 fit
+    expect(memoryToGrowTo(800 * 2 ** 20, growable)).toBe(800 + 256);
+    expect(memoryToGrowTo(1900 * 2 ** 20, growable)).toBe(2048); // capped at the most
+    expect(memoryToGrowTo(800 * 2 ** 20, fixed)).toBeUndefined();
+    expect(beyondVm({ memory: { limit: 2048 * 2 ** 20 } }, growable)).toBeUndefined();
+    expect(beyondVm({ memory: { limit: 2049 * 2 ** 20 } }, growable)).toBe('memory limit 2049 MiB is more than the 2048 MiB the pod VM can grow to (vm.max_memory_mib)');
+    expect(beyondVm({ memory: { limit: 513 * 2 ** 20 } }, fixed)).toMatch(/^memory limit 513 MiB is more than the pod VM's 512 MiB, and it was booted without room to grow/);
   });
 
   it('accelerator: HULL_ACCEL > vm.accel > auto', () => {

@@ -19,6 +19,7 @@ import type { PodAgent, PodVm, PodVmFactory, RootfsMounter } from '../../shim/co
 import { decode, TASK_SERVICE, taskService, TaskStatus } from '../../shim/containerd/protos.js';
 import { TaskService, VM_DIED_STATUS } from '../../shim/containerd/service.js';
 import type { IoOpener } from '../../shim/containerd/stdio.js';
+import type { VmSize } from '../../shim/sandbox/vm-sizing.js';
 import { makeBundle } from '../helpers/hull.js';
 
 class Deferred<T> {
@@ -180,8 +181,15 @@ class FakeVm implements PodVm {
   processes() {
     return { vmm: { role: 'vmm', pid: VMM_PID } };
   }
+  vmSize: VmSize | undefined = { vcpus: 1, memoryMiB: 512 };
+  /** growMemory calls, in order, each with the agent updates made before it. */
+  grown: Array<{ memoryMiB: number; updatesBefore: number }> = [];
+  async growMemory(memoryMiB: number) {
+    this.grown.push({ memoryMiB, updatesBefore: this.agent.updates.length });
+    this.vmSize = { ...this.vmSize!, memoryMiB };
+  }
   usage() {
-    return { cpuUserUsec: 3, cpuSystemUsec: 4, rssBytes: 1000, memoryLimitBytes: 512 * 2 ** 20, vcpus: 1 };
+    return { cpuUserUsec: 3, cpuSystemUsec: 4, rssBytes: 1000, memoryLimitBytes: (this.vmSize?.memoryMiB ?? 0) * 2 ** 20, vcpus: 1 };
   }
   kill(reason: string) {
     this.dying.resolve(reason);
@@ -527,13 +535,39 @@ describe('task lifecycle', () => {
     expect((await callError('Update', { id: 'c8' })).code).toBe(Code.InvalidArgument);
     expect((await callError('Update', { id: 'c8', resources: { typeUrl, value: Buffer.from('[1]') } })).code).toBe(Code.InvalidArgument);
     expect((await callError('Update', { id: 'c8', resources: { typeUrl, value: Buffer.from('{') } })).code).toBe(Code.InvalidArgument);
-    // The VM (512 MiB, 1 vCPU here) cannot grow: limits beyond it are refused, and nothing reaches the guest.
-    for (const tooBig of [{ memory: { limit: 1024 * 2 ** 20 } }, { cpu: { quota: 200000, period: 100000 } }]) {
-      const err = await callError('Update', { id: 'c8', resources: { typeUrl, value: Buffer.from(JSON.stringify(tooBig)) } });
+    // The VM (512 MiB, 1 vCPU here, booted without headroom) cannot grow: limits beyond it are refused, and nothing
+    // reaches the guest.
+    const tooBig = [
+      [{ memory: { limit: 1024 * 2 ** 20 } }, /1024 MiB is more than the pod VM's 512 MiB, and it was booted without room to grow \(vm.max_memory_mib\)/],
+      [{ cpu: { quota: 200000, period: 100000 } }, /2.00 CPUs is more than the pod VM's 1 vCPU\(s\), and a running VM cannot grow/],
+    ] as const;
+    for (const [resources, message] of tooBig) {
+      const err = await callError('Update', { id: 'c8', resources: { typeUrl, value: Buffer.from(JSON.stringify(resources)) } });
       expect(err.code).toBe(Code.FailedPrecondition);
-      expect(err.message).toMatch(/cannot grow/);
+      expect(err.message).toMatch(message);
     }
     expect(vms[0]!.agent.updates).toHaveLength(1);
+    expect(vms[0]!.grown).toEqual([]);
+  });
+
+  test("Update above the VM's memory grows it into its headroom before the guest gets the limit, up to the most", async () => {
+    await call('Create', { id: 'g1', bundle: bundle('g1'), ...stdio('g1') });
+    await call('Start', { id: 'g1' });
+    const vm = vms[0]!;
+    vm.vmSize = { vcpus: 1, memoryMiB: 512, maxMemoryMiB: 1024 };
+    const typeUrl = 'types.containerd.io/opencontainers/runtime-spec/1/LinuxResources';
+    const update = (limitMiB: number) => ({ id: 'g1', resources: { typeUrl, value: Buffer.from(JSON.stringify({ memory: { limit: limitMiB * 2 ** 20 } })) } });
+    await call('Update', update(200)); // 200 + the guest's 256 fit in 512: no growth
+    expect(vm.grown).toEqual([]);
+    await call('Update', update(600)); // 600 + 256 = 856
+    expect(vm.grown).toEqual([{ memoryMiB: 856, updatesBefore: 1 }]);
+    await call('Update', update(800)); // 1056 is more than the VM can have: it grows to its most, 1024
+    expect(vm.grown.at(-1)).toEqual({ memoryMiB: 1024, updatesBefore: 2 });
+    const err = await callError('Update', update(2048));
+    expect(err.code).toBe(Code.FailedPrecondition);
+    expect(err.message).toMatch(/2048 MiB is more than the 1024 MiB the pod VM can grow to \(vm.max_memory_mib\); nothing was changed/);
+    expect(vm.agent.updates).toHaveLength(3);
+    expect(vm.grown).toHaveLength(2);
   });
 
   test('containers of one pod share the VM; the last delete stops it', async () => {

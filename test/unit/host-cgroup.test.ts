@@ -121,6 +121,11 @@ describe('limits', () => {
     expect(hostLimits({ vcpus: 1, memoryMiB: 512 }, undefined)).toEqual({ memoryBytes: (512 + VMM_MEMORY_OVERHEAD_MIB) * MIB, pidsMax: HOST_PIDS_BASE + 1 });
   });
 
+  it('memory of a VM that can grow: + its guest page array for the headroom (1/64), raised as it grows', () => {
+    expect(hostLimits({ vcpus: 1, memoryMiB: 512, maxMemoryMiB: 1536 }, undefined).memoryBytes).toBe((512 + VMM_MEMORY_OVERHEAD_MIB + 16) * MIB);
+    expect(hostLimits({ vcpus: 1, memoryMiB: 1536, maxMemoryMiB: 1536 }, undefined).memoryBytes).toBe((1536 + VMM_MEMORY_OVERHEAD_MIB) * MIB);
+  });
+
   it('CPU quota = spec quota + the overhead in its period; shares clamped', () => {
     const limits = hostLimits({ vcpus: 1, memoryMiB: 512 }, { cpu: { quota: 50_000, period: 100_000, shares: 1 } });
     expect(limits.cpu).toEqual({ quotaUs: 50_000 + 100_000 * VMM_CPU_OVERHEAD, periodUs: 100_000 });

@@ -152,9 +152,19 @@ describe('buildQemuArgs', () => {
     expect(after(bare, '-device')).toEqual(['virtio-rng-device']);
   });
 
-  it('adds a virtio-balloon with free page reporting only when asked (never inflated: no other balloon option)', () => {
-    expect(after(buildQemuArgs({ ...base, freePageReporting: true }), '-device')).toContain('virtio-balloon-device,free-page-reporting=on');
-    expect(after(buildQemuArgs(base), '-device').filter((d) => d.startsWith('virtio-balloon'))).toEqual([]);
+  it('adds a virtio-balloon with free page reporting only when asked, or for a VM that can grow', () => {
+    const balloons = (args: string[]) => after(args, '-device').filter((d) => d.startsWith('virtio-balloon'));
+    expect(balloons(buildQemuArgs({ ...base, freePageReporting: true }))).toEqual(['virtio-balloon-device,free-page-reporting=on']);
+    expect(balloons(buildQemuArgs(base))).toEqual([]);
+    // Room to grow: QEMU gets the most as guest RAM (the balloon, inflated from boot, holds the rest).
+    const growable = buildQemuArgs({ ...base, memoryMiB: 512, maxMemoryMiB: 2048 });
+    expect(after(growable, '-m')).toEqual(['2048M']);
+    expect(after(growable, '-object')).toEqual(['memory-backend-memfd,id=mem,size=2048M,share=on']);
+    expect(balloons(growable)).toEqual(['virtio-balloon-device']);
+    expect(balloons(buildQemuArgs({ ...base, memoryMiB: 512, maxMemoryMiB: 2048, freePageReporting: true }))).toEqual(['virtio-balloon-device,free-page-reporting=on']);
+    // A most that is not more than the memory is no room at all.
+    const fixed = buildQemuArgs({ ...base, memoryMiB: 512, maxMemoryMiB: 512 });
+    expect([after(fixed, '-m'), balloons(fixed)]).toEqual([['512M'], []]);
   });
 
   it('gives the guest the agent key as a fw_cfg file: only its path is on the command line', () => {

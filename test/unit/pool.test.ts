@@ -69,6 +69,7 @@ interface FakeVm {
   vm?: VmProcesses;
   pool?: ProcessRef;
   readyAt?: string;
+  maxMemoryMiB?: number;
 }
 
 function addVm(o: FakeVm = {}): string {
@@ -80,7 +81,14 @@ function addVm(o: FakeVm = {}): string {
     version: 1,
     id,
     state,
-    shape: { vcpus: o.vcpus ?? 1, memoryMiB: o.memoryMiB ?? 512, image: o.image ?? IMAGE, accel: o.accel ?? 'tcg', nics: o.nics ?? 0 },
+    shape: {
+      vcpus: o.vcpus ?? 1,
+      memoryMiB: o.memoryMiB ?? 512,
+      ...(o.maxMemoryMiB === undefined ? {} : { maxMemoryMiB: o.maxMemoryMiB }),
+      image: o.image ?? IMAGE,
+      accel: o.accel ?? 'tcg',
+      nics: o.nics ?? 0,
+    },
     nics: newPooledNics(o.nics ?? 0),
     vm: o.vm ?? live,
     pool: o.pool ?? self,
@@ -123,6 +131,17 @@ describe('claimReadyVm', () => {
     expect(missOf(claimReadyVm(ROOT, want()))).toBe(`no pool serves ${ROOT}`);
     rmSync(pool, { recursive: true });
     expect(missOf(claimReadyVm(ROOT, want()))).toBe(`no pool serves ${ROOT}`);
+  });
+
+  it("keeps a VM's room to grow through its record; a most not above its memory is no valid shape", () => {
+    serveAs(self);
+    const id = addVm({ maxMemoryMiB: 2048 });
+    const claimed = claimReadyVm(ROOT, want());
+    expect(claimedId(claimed)).toBe(id);
+    if ('miss' in claimed) return;
+    expect(claimed.record.shape).toMatchObject({ memoryMiB: 512, maxMemoryMiB: 2048 });
+    const dir = pooledVmDir(pool, addVm({ maxMemoryMiB: 512 }));
+    expect(() => readPoolVm(dir)).toThrow(/no valid shape/);
   });
 
   it('claims a ready VM once: the claim file names this process, and the next claim misses', () => {

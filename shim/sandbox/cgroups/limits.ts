@@ -2,13 +2,14 @@
 // that carry them on v1 and on v2. The host cgroup bounds the whole VM — guest RAM, the VMM and its helpers — while
 // the guest's own cgroups (agent/) keep enforcing the container's limits inside it.
 //
-// memory  = guest RAM + VMM_MEMORY_OVERHEAD_MIB. Always set: the VM can never need more, whatever the spec says.
+// memory  = guest RAM + VMM_MEMORY_OVERHEAD_MIB (+ the page array of a VM's room to grow, which its guest touches at
+//           boot). Always set: the VM can never need more, whatever the spec says. Raised when the VM grows.
 // cpu     = the spec's quota + VMM_CPU_OVERHEAD of a CPU (in the spec's period) when it sets a quota; none otherwise.
 //           shares (v1 cpu.shares; v2 cpu.weight, runc's conversion) as the spec says, when it says.
 // pids    = HOST_PIDS_BASE + vCPUs: the VMM's threads and the helpers, not the workload's (its processes live in the
 //           guest and take no host pid).
 import type { OciLinuxResources } from '../../oci-spec.js';
-import type { VmSize } from '../vm-sizing.js';
+import { mostMemoryMiB, type VmSize } from '../vm-sizing.js';
 import type { Hierarchy } from './hierarchies.js';
 
 /**
@@ -24,6 +25,8 @@ export const VMM_CPU_OVERHEAD = 0.25;
  * processes, one worker thread each: --thread-pool-size=1) and the vsock broker and worker — about 80 at most.
  */
 export const HOST_PIDS_BASE = 128;
+/** The guest kernel's `struct page` per 4 KiB page: 64 bytes, 1/64 of the RAM it describes, touched at boot. */
+const PAGE_ARRAY_FRACTION = 64;
 
 export interface HostLimits {
   memoryBytes: number;
@@ -39,7 +42,8 @@ const DEFAULT_PERIOD_US = 100_000;
 
 /** The limits for a VM of `size` running a container with `resources` (its spec's linux.resources). */
 export function hostLimits(size: VmSize, resources: OciLinuxResources | undefined): HostLimits {
-  const limits: HostLimits = { memoryBytes: (size.memoryMiB + VMM_MEMORY_OVERHEAD_MIB) * MIB, pidsMax: HOST_PIDS_BASE + size.vcpus };
+  const headroomPages = Math.ceil((mostMemoryMiB(size) - size.memoryMiB) / PAGE_ARRAY_FRACTION);
+  const limits: HostLimits = { memoryBytes: (size.memoryMiB + VMM_MEMORY_OVERHEAD_MIB + headroomPages) * MIB, pidsMax: HOST_PIDS_BASE + size.vcpus };
   const cpu = resources?.cpu;
   if (cpu?.quota !== undefined && cpu.quota > 0) {
     const periodUs = cpu.period !== undefined && cpu.period > 0 ? cpu.period : DEFAULT_PERIOD_US;
