@@ -8,6 +8,7 @@ import { writeFileAtomic } from '../../hypervisor/atomic-write.js';
 import { isAlive } from '../../hypervisor/process.js';
 import type { Acceleration, VmProcesses } from '../../hypervisor/types.js';
 import { oneLine } from '../errors.js';
+import { mostMemoryMiB } from '../sandbox/vm-sizing.js';
 import { createExclusive } from './exclusive-file.js';
 import { claimPath, poolDir } from './layout.js';
 import { parseClaim, readIfExists, readPoolVm, sameProcess, selfRef, type Claim, type PoolShape, type PoolVmRecord, type ServeLock } from './records.js';
@@ -36,15 +37,16 @@ export interface ClaimedVm {
 }
 
 /**
- * A VM fits when it runs the same guest image (and acceleration, if asked for) and is at least as big: a microvm
- * cannot grow, but a container is free to use less than its VM has.
+ * A VM fits when it runs the same guest image (and acceleration, if asked for) and is at least as big, or can grow
+ * its memory that far (room to grow, vm.max_memory_mib: the claimer grows it); a container is free to use less than
+ * its VM has.
  */
 export function fits(shape: PoolShape, want: ClaimWant): boolean {
   return (
     shape.image === want.image &&
     (want.accel === undefined || shape.accel === want.accel) &&
     shape.vcpus >= want.vcpus &&
-    shape.memoryMiB >= want.memoryMiB &&
+    mostMemoryMiB(shape) >= want.memoryMiB &&
     shape.nics >= want.nics
   );
 }
@@ -82,8 +84,8 @@ export function releaseClaim(dir: string): void {
   writeFileAtomic(file, `${JSON.stringify({ ...claim, released: true } satisfies Claim)}\n`, 0o600);
 }
 
-const sizeText = (s: { vcpus: number; memoryMiB: number; nics: number }): string =>
-  `${s.vcpus} vCPU/${s.memoryMiB} MiB${s.nics === 0 ? '' : `/${s.nics} NIC${s.nics === 1 ? '' : 's'}`}`;
+const sizeText = (s: { vcpus: number; memoryMiB: number; maxMemoryMiB?: number; nics: number }): string =>
+  `${s.vcpus} vCPU/${s.memoryMiB}${s.maxMemoryMiB === undefined ? '' : `–${s.maxMemoryMiB}`} MiB${s.nics === 0 ? '' : `/${s.nics} NIC${s.nics === 1 ? '' : 's'}`}`;
 
 /** A shape as a miss reason shows it: what differs from what was wanted is spelled out. */
 function shapeText(shape: PoolShape, want: ClaimWant): string {
@@ -121,8 +123,11 @@ export function claimReadyVm(root: string, want: ClaimWant): ClaimedVm | { miss:
   const booting = ours.filter((e) => e.record?.state === 'booting').length;
   const ready = ours.flatMap((e) => (e.record?.state === 'ready' ? [{ ...e, record: e.record }] : []));
   const candidates = ready.filter((e) => fits(e.record.shape, want));
+  // One that needs no growing first (growing costs the claim a balloon deflation), then the smallest, then the oldest.
+  const grows = (shape: PoolShape): number => (shape.memoryMiB >= want.memoryMiB ? 0 : 1);
   candidates.sort(
     (a, b) =>
+      grows(a.record.shape) - grows(b.record.shape) ||
       a.record.shape.vcpus - b.record.shape.vcpus ||
       a.record.shape.memoryMiB - b.record.shape.memoryMiB ||
       a.record.shape.nics - b.record.shape.nics ||

@@ -175,6 +175,8 @@ export class Sandbox {
         if (this.vm.size) cgroup.setLimits(this.vm.size); // a pooled VM may be bigger than asked
         cgroup.place(this.vm.hypervisor.processes()); // what the helpers forked after they went on record
       }
+      // A pooled VM with room to grow, claimed for a container that needs more than it has (pool/claim.ts fits).
+      if (this.size.memoryMiB < opts.size.memoryMiB) await this.growMemory(opts.size.memoryMiB);
       this.watch(this.vm);
       if (plan && network && plan.guest.interfaces.length > 0) {
         const macs = this.vm.guestMacs;

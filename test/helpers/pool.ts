@@ -35,20 +35,23 @@ export class Pool {
   private constructor(
     readonly root: string,
     readonly size: number,
+    env: Record<string, string> = {},
   ) {
     mkdirSync(root, { recursive: true });
     this.logFile = path.join(path.dirname(root), `pool-${Pool.all.length}.log`);
     const err = openSync(this.logFile, 'a');
     this.child = spawn(hullBin, ['--root', root, '--log-format', 'json', 'pool', 'serve', '--size', String(size)], {
       stdio: ['ignore', 'ignore', err],
+      env: { ...process.env, ...env },
     });
     closeSync(err);
     this.exited = new Promise((resolve) => this.child.once('exit', (code, signal) => resolve({ code, signal })));
     Pool.all.push(this);
   }
 
-  static async start(root: string, size: number): Promise<Pool> {
-    const pool = new Pool(root, size);
+  /** `env`: extra environment of the server (and so of the VMs it boots), e.g. HULL_MAX_MEMORY_MIB. */
+  static async start(root: string, size: number, env?: Record<string, string>): Promise<Pool> {
+    const pool = new Pool(root, size, env);
     await pool.waitFor('the pool to serve', (s) => s.serving?.pid === pool.child.pid);
     return pool;
   }

@@ -86,7 +86,7 @@ async function expectNothingLeft(vms: PoolVm[]): Promise<void> {
 let shared: Pool | undefined;
 
 afterAll(async () => {
-  const roots = [root, path.join(work, 'term', 'root'), path.join(work, 'kill', 'root')];
+  const roots = [root, path.join(work, 'term', 'root'), path.join(work, 'kill', 'root'), path.join(work, 'grow', 'root')];
   // A failed case may have left a container: deleted (its VM with it) before the pools stop.
   for (const r of roots) for (const id of existsSync(r) ? readdirSync(r) : []) await hull(['delete', '--force', id], { root: r });
   await Pool.stopAll();
@@ -515,6 +515,28 @@ describe.runIf(ready)('hull pool: one shared pool of 2 VMs', () => {
       expect(claimed, `${JSON.stringify(boot)}\n${readFileSync(ctd!.log, 'utf8').slice(-3000)}`).toBeDefined();
       await expectNothingLeft([claimed!]);
     });
+  });
+});
+
+describe.runIf(ready)('hull pool: VMs with room to grow (vm.max_memory_mib)', () => {
+  it('a container that needs more memory than a pooled VM has takes it and grows it, instead of booting cold', async () => {
+    const pool = await Pool.start(path.join(work, 'grow', 'root'), 1, { HULL_MAX_MEMORY_MIB: '1024' });
+    const [vm] = await pool.readyVms(1);
+    // 512 MiB for the container + the guest's 256 MiB: 768 MiB, more than the pooled VM's 512 but within its 1024.
+    const bundle = makeBundle(path.join(work, 'b-grow'), ['sh', '-c', 'sed -n "s/^MemTotal: *\\([0-9]*\\) kB/\\1/p" /proc/meminfo'], (spec) => {
+      spec.linux.resources = { ...spec.linux.resources, memory: { limit: 512 * 2 ** 20 } };
+    });
+    const r = await pooledRun(pool.root, bundle, 'grow');
+    expect([r.code, r.stderr]).toEqual([0, '']);
+    expect(r.boot.pooled, JSON.stringify(r.boot)).toBe(vm!.id);
+    // A guest of 768 MiB (less the kernel's own), not the pooled 512 (~460) nor the whole 1024 (~970).
+    const memTotalMiB = Number(r.stdout.trim()) / 1024;
+    expect(memTotalMiB, r.stdout).toBeGreaterThan(680);
+    expect(memTotalMiB, r.stdout).toBeLessThan(768);
+    console.log(`  pooled hull run that grew its VM 512 → 768 MiB: ${r.ms} ms`);
+    expect(await pool.stop('SIGTERM')).toEqual({ code: 0, signal: null });
+    expect(pool.booted().flatMap(vmLeftovers)).toEqual([]);
+    expect(rootLeftovers(pool.root)).toEqual([]);
   });
 });
 

@@ -144,6 +144,16 @@ describe('claimReadyVm', () => {
     expect(() => readPoolVm(dir)).toThrow(/no valid shape/);
   });
 
+  it('a VM that can grow fits a bigger want; one that needs no growing is taken first; the miss shows the room', () => {
+    serveAs(self);
+    const growable = addVm({ memoryMiB: 512, maxMemoryMiB: 1024 });
+    const big = addVm({ memoryMiB: 1024 });
+    expect(claimedId(claimReadyVm(ROOT, want({ memoryMiB: 900 })))).toBe(big); // bigger, but no growing
+    expect(claimedId(claimReadyVm(ROOT, want({ memoryMiB: 900 })))).toBe(growable);
+    addVm({ memoryMiB: 512, maxMemoryMiB: 1024 });
+    expect(missOf(claimReadyVm(ROOT, want({ memoryMiB: 2048 })))).toBe('no ready VM of 1 vCPU/2048 MiB (ready: 1×1 vCPU/512–1024 MiB)');
+  });
+
   it('claims a ready VM once: the claim file names this process, and the next claim misses', () => {
     serveAs(self);
     const id = addVm();
