@@ -42,8 +42,8 @@ const DEFAULT_PERIOD_US = 100_000;
 
 /** The limits for a VM of `size` running a container with `resources` (its spec's linux.resources). */
 export function hostLimits(size: VmSize, resources: OciLinuxResources | undefined): HostLimits {
-  const headroomPages = Math.ceil((mostMemoryMiB(size) - size.memoryMiB) / PAGE_ARRAY_FRACTION);
-  const limits: HostLimits = { memoryBytes: (size.memoryMiB + VMM_MEMORY_OVERHEAD_MIB + headroomPages) * MIB, pidsMax: HOST_PIDS_BASE + size.vcpus };
+  const roomPageArrayMiB = Math.ceil((mostMemoryMiB(size) - size.memoryMiB) / PAGE_ARRAY_FRACTION);
+  const limits: HostLimits = { memoryBytes: (size.memoryMiB + VMM_MEMORY_OVERHEAD_MIB + roomPageArrayMiB) * MIB, pidsMax: HOST_PIDS_BASE + size.vcpus };
   const cpu = resources?.cpu;
   if (cpu?.quota !== undefined && cpu.quota > 0) {
     const periodUs = cpu.period !== undefined && cpu.period > 0 ? cpu.period : DEFAULT_PERIOD_US;
