@@ -7,7 +7,7 @@
 //     runc shim's for the same task, with the pod's QEMU, virtiofsd and vsock backend for context.
 //   usage: npm run bench:containerd [-- --runs N]
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -50,6 +50,21 @@ async function cleanup() {
   } finally {
     unmountUnder(work);
     rmSync(work, { recursive: true, force: true });
+    removeNamespaceCgroups();
+  }
+}
+
+/** The cgroup `/<NS>` that ctr's containers were put under: runc removes its containers' cgroups, not that parent. */
+function removeNamespaceCgroups() {
+  const base = '/sys/fs/cgroup';
+  // A v1 or hybrid host has one mount per hierarchy under base; a v2 host has base itself.
+  for (const hierarchy of ['', ...readdirSync(base)]) {
+    const dir = path.join(base, hierarchy, NS);
+    try {
+      rmdirSync(dir);
+    } catch (err) {
+      if (err.code !== 'ENOENT' && err.code !== 'ENOTDIR') process.stderr.write(`bench: cannot remove ${dir}: ${err.message}\n`);
+    }
   }
 }
 
