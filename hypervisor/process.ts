@@ -40,6 +40,11 @@ export function procStat(pid: number): ProcStat | undefined {
     if (code === 'ENOENT' || code === 'ESRCH') return undefined;
     throw err;
   }
+  return parseProcStat(stat);
+}
+
+/** The fields of one stat line (/proc/<pid>/stat or /proc/<pid>/task/<tid>/stat); a field that is not there is NaN. */
+export function parseProcStat(stat: string): ProcStat {
   // comm (field 2) may hold spaces and parentheses: the fields after it start past the last ')', at field 3.
   const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   const field = (n: number): number => Number(f[n - 3]);

@@ -564,7 +564,9 @@ export class QemuMicrovm implements Hypervisor {
     const deadline = Date.now() + timeoutMs;
     let actual = 0;
     for (;;) {
-      actual = (await qmp.execute<{ actual: number }>('query-balloon')).actual;
+      // QEMU's reply is only compared and printed; a VMM that answers nonsense times out like a guest that never moves.
+      const reply = await qmp.execute<{ actual?: unknown }>('query-balloon');
+      actual = typeof reply?.actual === 'number' ? reply.actual : 0;
       if (actual >= want) return;
       if (Date.now() >= deadline) break;
       await new Promise((r) => setTimeout(r, BALLOON_POLL_MS));

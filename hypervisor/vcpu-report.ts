@@ -4,6 +4,7 @@
 // where. The kernel's text sits at its link address (PVH boot skips the decompressor, which is where KASLR happens),
 // so a RIP resolves against the System.map of Debian's linux-image-<release>-dbg package (the image's own is a stub).
 import { readdirSync, readFileSync } from 'node:fs';
+import { parseProcStat } from './process.js';
 
 /** USER_HZ: the unit of utime/stime in /proc/<pid>/stat on Linux (fixed at 100 for user space on x86). */
 const CLOCK_TICKS_PER_SECOND = 100;
@@ -33,20 +34,16 @@ export function parseRegisters(text: string): VcpuRegisters[] {
   return found.slice(0, MAX_VCPUS_REPORTED);
 }
 
-/** utime + stime of one /proc/<pid>/task/<tid>/stat line, in seconds (fields after the parenthesised name). */
+/** utime + stime of one /proc/<pid>/task/<tid>/stat line, in seconds. */
 export function cpuSecondsOfStat(stat: string): number | undefined {
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  // After the name: state is field 3 of the line, so utime (14) and stime (15) are at 11 and 12 here.
-  const utime = Number(fields[11]);
-  const stime = Number(fields[12]);
+  const { utime, stime } = parseProcStat(stat);
   return Number.isFinite(utime) && Number.isFinite(stime) ? (utime + stime) / CLOCK_TICKS_PER_SECOND : undefined;
 }
 
 /** Seconds since `pid` started (/proc/<pid>/stat starttime against /proc/uptime). */
 export function processAgeSeconds(pid: number, procRoot = '/proc'): number | undefined {
   try {
-    const stat = readFileSync(`${procRoot}/${pid}/stat`, 'utf8');
-    const started = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]) / CLOCK_TICKS_PER_SECOND; // field 22
+    const started = parseProcStat(readFileSync(`${procRoot}/${pid}/stat`, 'utf8')).starttime / CLOCK_TICKS_PER_SECOND;
     const uptime = Number(readFileSync(`${procRoot}/uptime`, 'utf8').split(' ')[0]);
     return Number.isFinite(started) && Number.isFinite(uptime) ? Math.max(0, uptime - started) : undefined;
   } catch {

@@ -650,8 +650,8 @@ export class TaskService {
     }
     if (c.init.state.is('stopped')) throw new TtrpcError(Code.FailedPrecondition, `task ${c.id} is not running`);
     const vm = this.liveVm();
-    const { memoryLimitBytes, vcpus } = vm.usage();
-    const size = vm.vmSize ?? { memoryMiB: memoryLimitBytes / 2 ** 20, vcpus };
+    const size = vm.vmSize;
+    if (!size) throw new TtrpcError(Code.FailedPrecondition, `update ${c.id}: the pod VM has not booted`);
     const resources = parsed as OciLinuxResources;
     const tooBig = beyondVm(resources, size);
     if (tooBig) throw new TtrpcError(Code.FailedPrecondition, `update ${c.id}: ${tooBig}; nothing was changed`);
