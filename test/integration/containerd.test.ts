@@ -142,7 +142,7 @@ describe.runIf(prerequisitesMet('containerd tests', containerdPrerequisites()))(
     expect(code, out).toBe(0);
     expect(lines[0]).toMatch(/^\/dev\/pts\/\d+$/);
     expect(lines).toContain('stdin-and-stdout-are-ttys');
-    expect(lines).toContain('size=27 77');
+    expect(lines, out).toContain('size=27 77');
     expect(lines).toContain('resized=20 50');
   });
 
