@@ -111,7 +111,8 @@ function legacyHolder(file: string): Holder {
   try {
     text = readFileSync(file, 'utf8');
   } catch (err) {
-    if (code(err) === 'ENOENT') return { kind: 'changed' };
+    // ENOENT: another allocator removed the stale file; EISDIR: and has reserved the number since.
+    if (code(err) === 'ENOENT' || code(err) === 'EISDIR') return { kind: 'changed' };
     throw err;
   }
   const [owner] = parseOwners(text);
