@@ -26,6 +26,7 @@ export interface OciProcess {
   apparmorProfile?: string;
   selinuxLabel?: string;
   oomScoreAdj?: number;
+  consoleSize?: { height?: number; width?: number };
 }
 
 export interface OciMount {

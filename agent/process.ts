@@ -38,6 +38,8 @@ export interface HelperOptions {
    * stdout (stderr stays empty).
    */
   terminal?: boolean;
+  /** The terminal's window size from the start (process.consoleSize); ResizePty changes it. */
+  windowSize?: { rows: number; cols: number };
   /** Where to open ptmx for the workload pid; default /proc/<pid>/root/dev/pts/ptmx, then …/dev/ptmx. */
   ptmxPaths?: (workloadPid: number) => string[];
   log: Logger;
@@ -86,6 +88,7 @@ export class HelperProcess {
     // Node types child.stdio as a 5-tuple; with six 'pipe' entries there are six streams.
     const stdio = child.stdio as unknown as Array<Duplex | null>;
     if (opts.terminal) {
+      this.windowSize = opts.windowSize;
       this.ptyOut = new PassThrough();
       this.ptyIn = opts.stdin ? new PassThrough() : null;
     }

@@ -65,6 +65,11 @@ export interface Plan {
   args: string[];
   /** process.terminal: the helper gets `console -` (docs/design.md). */
   terminal?: boolean;
+  /**
+   * process.consoleSize (terminal only, both non-zero, as runc): the pty's first window size, set by the agent before
+   * the process runs, so that it never reads 0x0 before the first ResizePty. Not part of the helper's plan.
+   */
+  consoleSize?: { rows: number; cols: number };
   /** What is executed when it is not args[0] (an OCI hook's path, its args[0] being only argv[0]). */
   execPath?: string;
   /** process.capabilities; undefined: left as they are (root keeps all, as runc without the field). */
@@ -271,7 +276,7 @@ export function computeExecPlan(input: ExecPlanInput): PlanResult {
 
 type ProcessPlanFields = Pick<
   Plan,
-  'rlimits' | 'uid' | 'gid' | 'groups' | 'cwd' | 'env' | 'args' | 'terminal' | 'capabilities' | 'noNewPrivileges' | 'oomScoreAdj'
+  'rlimits' | 'uid' | 'gid' | 'groups' | 'cwd' | 'env' | 'args' | 'terminal' | 'consoleSize' | 'capabilities' | 'noNewPrivileges' | 'oomScoreAdj'
 >;
 
 function processFields(value: unknown, where: string, warnings: string[]): { fields: ProcessPlanFields } {
@@ -317,6 +322,9 @@ function processFields(value: unknown, where: string, warnings: string[]): { fie
   const fields: ProcessPlanFields = { rlimits, uid, gid, groups, cwd, env, args, noNewPrivileges };
   if (p.capabilities !== undefined && p.capabilities !== null) fields.capabilities = capabilitiesFrom(p.capabilities, `${where}.capabilities`, warnings);
   if (p.terminal === true) fields.terminal = true;
+  // The spec says to ignore consoleSize without a terminal; it is still checked, as every other field.
+  const consoleSize = consoleSizeFrom(p.consoleSize, `${where}.consoleSize`);
+  if (fields.terminal && consoleSize) fields.consoleSize = consoleSize;
   if (p.oomScoreAdj !== undefined && p.oomScoreAdj !== null) {
     const adj: unknown = p.oomScoreAdj;
     if (typeof adj !== 'number' || !Number.isInteger(adj) || adj < -1000 || adj > 1000) {
@@ -325,6 +333,21 @@ function processFields(value: unknown, where: string, warnings: string[]): { fie
     fields.oomScoreAdj = adj;
   }
   return { fields };
+}
+
+/** process.consoleSize as rows × columns; undefined when absent or either is 0 (runc then leaves the size alone). */
+function consoleSizeFrom(value: unknown, where: string): { rows: number; cols: number } | undefined {
+  if (value === undefined || value === null) return undefined;
+  const o = asObject(value, where);
+  const dimension = (v: unknown, name: string): number => {
+    if (v === undefined || v === null) return 0;
+    // struct winsize holds unsigned shorts.
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 0xffff) throw new SpecError(`${where}.${name} must be an integer 0..65535`);
+    return v;
+  };
+  const rows = dimension(o.height, 'height');
+  const cols = dimension(o.width, 'width');
+  return rows > 0 && cols > 0 ? { rows, cols } : undefined;
 }
 
 type ContainerNamespaceLookup = NonNullable<CreatePlanInput['containerNamespace']>;

@@ -223,6 +223,18 @@ describe('hull lifecycle', () => {
     expect(detached.stderr).toMatch(/--tty --detach needs --console-socket/);
   });
 
+  it('exec --process FILE with process.consoleSize: the guest pty has that size from the start, with no terminal on the host', async () => {
+    const processFile = path.join(work, 'tty-process.json');
+    // busybox stty prints nothing (and fails) for a pty still 0x0: the size must be there before the first look.
+    const spec = { args: ['sh', '-c', 'tty; stty size; exit 5'], cwd: '/', terminal: true, consoleSize: { height: 19, width: 73 } };
+    writeFileSync(processFile, JSON.stringify(spec));
+    const result = await hull(['exec', '--process', processFile, 'life'], { root });
+    const lines = result.stdout.split('\n').map((l) => l.replace(/\r/g, ''));
+    expect(result.code, result.stdout + result.stderr).toBe(5);
+    expect(lines[0]).toMatch(/^\/dev\/pts\/\d+$/);
+    expect(lines[1]).toBe('19 73');
+  });
+
   it('exec --process FILE, sharing the container’s namespaces and root (virtio-fs both ways)', async () => {
     writeFileSync(path.join(bundle, 'rootfs', 'from-host'), 'host-data\n');
     const processFile = path.join(work, 'process.json');

@@ -700,6 +700,20 @@ describe('plan encoding', () => {
     expect(s[s.indexOf('groups') + 1]).toBe(''); // always written, so the helper drops the agent's groups
   });
 
+  it('takes process.consoleSize for a terminal only, both sides non-zero as runc, and refuses sizes a winsize cannot hold', () => {
+    const exec = (process: Record<string, unknown>) => computeExecPlan({ process: { args: ['sh'], ...process }, joinPid: 7 }).plan;
+    expect(exec({ terminal: true, consoleSize: { height: 27, width: 77 } }).consoleSize).toEqual({ rows: 27, cols: 77 });
+    expect(plan(baseSpec({ process: { args: ['sh'], terminal: true, consoleSize: { height: 5, width: 6 } } })).plan.consoleSize).toEqual({ rows: 5, cols: 6 });
+    expect(exec({ terminal: false, consoleSize: { height: 27, width: 77 } }).consoleSize).toBeUndefined();
+    expect(exec({ terminal: true, consoleSize: { height: 0, width: 77 } }).consoleSize).toBeUndefined();
+    expect(exec({ terminal: true, consoleSize: null }).consoleSize).toBeUndefined();
+    expect(() => exec({ terminal: true, consoleSize: { height: 70000, width: 1 } })).toThrow(/process\.consoleSize\.height must be an integer 0\.\.65535/);
+    expect(() => exec({ terminal: true, consoleSize: { height: 1, width: -1 } })).toThrow(/process\.consoleSize\.width must be/);
+    expect(() => exec({ terminal: true, consoleSize: '80x24' })).toThrow(/process\.consoleSize must be an object/);
+    // Not a helper key: the agent sets the size on the pty's master.
+    expect(decodePlanStrings(encodePlan(exec({ terminal: true, consoleSize: { height: 27, width: 77 } })))).not.toContain('27');
+  });
+
   it('writes `console -` only for process.terminal', () => {
     const withTty = decodePlanStrings(encodePlan(computeExecPlan({ process: { args: ['sh'], terminal: true }, joinPid: 7 }).plan));
     expect(withTty[withTty.indexOf('console') + 1]).toBe('-');

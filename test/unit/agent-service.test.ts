@@ -158,6 +158,19 @@ describe('agent service over ttrpc with a fake helper', () => {
     await expect(h.agent.resizePty({ containerId: 'c1', execId: 'nope', width: 1, height: 1 })).rejects.toThrow(/not found/);
   });
 
+  it('sizes the pty from process.consoleSize before the process runs, for the init and for an exec (no 0x0 before a ResizePty)', async () => {
+    const h = harness({ ptmxPaths: () => ['/dev/ptmx'] });
+    const tty = (size: object) => ({ process: { args: ['sh', '-c', 'stty size; sleep 100'], cwd: '/', terminal: true, consoleSize: size } });
+    await create(h, 'c1', ['sh', '-c', 'stty size; sleep 100'], { extra: tty({ height: 27, width: 77 }) });
+    const initOut = out(h, 'c1');
+    await h.agent.startContainer('c1');
+    const exec = { args: ['stty', 'size'], cwd: '/', terminal: true, consoleSize: { height: 31, width: 99 } };
+    await h.agent.execProcess({ containerId: 'c1', execId: 'e1', processJson: JSON.stringify(exec), stdin: false });
+    expect(await out(h, 'c1', 'e1')).toBe('31 99\r\n');
+    await h.agent.signalProcess('c1', '', 9);
+    expect(await initOut).toBe('27 77\r\n');
+  });
+
   it('refuses ResizePty for a process without a terminal', async () => {
     const h = harness();
     await create(h, 'c1', ['sleep', '5']);
