@@ -160,8 +160,8 @@ describe('agent service over ttrpc with a fake helper', () => {
 
   it('sizes the pty from process.consoleSize before the process runs, for the init and for an exec (no 0x0 before a ResizePty)', async () => {
     const h = harness({ ptmxPaths: () => ['/dev/ptmx'] });
-    const tty = (size: object) => ({ process: { args: ['sh', '-c', 'stty size; sleep 100'], cwd: '/', terminal: true, consoleSize: size } });
-    await create(h, 'c1', ['sh', '-c', 'stty size; sleep 100'], { extra: tty({ height: 27, width: 77 }) });
+    const args = ['sh', '-c', 'stty size; sleep 100'];
+    await create(h, 'c1', args, { extra: { process: { args, cwd: '/', terminal: true, consoleSize: { height: 27, width: 77 } } } });
     const initOut = out(h, 'c1');
     await h.agent.startContainer('c1');
     const exec = { args: ['stty', 'size'], cwd: '/', terminal: true, consoleSize: { height: 31, width: 99 } };
