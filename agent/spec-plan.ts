@@ -276,7 +276,8 @@ export function computeExecPlan(input: ExecPlanInput): PlanResult {
 
 type ProcessPlanFields = Pick<
   Plan,
-  'rlimits' | 'uid' | 'gid' | 'groups' | 'cwd' | 'env' | 'args' | 'terminal' | 'consoleSize' | 'capabilities' | 'noNewPrivileges' | 'oomScoreAdj'
+  | 'rlimits' | 'uid' | 'gid' | 'groups' | 'cwd' | 'env' | 'args' | 'terminal' | 'consoleSize' | 'capabilities'
+  | 'noNewPrivileges' | 'oomScoreAdj'
 >;
 
 function processFields(value: unknown, where: string, warnings: string[]): { fields: ProcessPlanFields } {
@@ -342,7 +343,9 @@ function consoleSizeFrom(value: unknown, where: string): { rows: number; cols: n
   const dimension = (v: unknown, name: string): number => {
     if (v === undefined || v === null) return 0;
     // struct winsize holds unsigned shorts.
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 0xffff) throw new SpecError(`${where}.${name} must be an integer 0..65535`);
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 0xffff) {
+      throw new SpecError(`${where}.${name} must be an integer 0..65535`);
+    }
     return v;
   };
   const rows = dimension(o.height, 'height');
